@@ -1,0 +1,188 @@
+#!/usr/bin/env python
+"""beamwatch: predict SNS errant-beam trips one pulse ahead from DCM waveforms and beam settings.
+
+The one command line. With no arguments it trains on the built-in simulated SNS archive
+(generated into data/demo/ on first use) and then tests the new run on its held-out period.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+import traceback
+from pathlib import Path
+
+EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
+
+EPILOG = """\
+examples:
+  python driver.py                                  train + test on the built-in demo archive
+  python driver.py --train --config configs/default.yaml --set train.epochs=30
+  python driver.py --train --set data.dataset_loc=/data/sns/dcm \\
+                           --set beam_settings.data_location=/data/sns/beam_settings
+  python driver.py --test                           test the newest run under runs/
+  python driver.py --test --run runs/20261123-101500-demo --data /data/sns/2026-12
+  python driver.py --test --run runs/20261123-101500-demo --part val
+
+exit codes: 0 ok, 1 failure, 2 bad usage or configuration.
+Logs: logs/app.log (everything), logs/train_flow.log, logs/test_flow.log, and a copy in the run.
+"""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="driver.py",
+        description="Train and test CNN-LSTM models that predict SNS errant-beam trips one pulse "
+                    "ahead. Without --train or --test: train on the configured archive (the "
+                    "built-in demo by default), then test the new run.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    verbs = parser.add_argument_group("what to do (both may be given: train, then test that run)")
+    verbs.add_argument("--train", action="store_true",
+                       help="train a model and write a new run folder under run.output_dir")
+    verbs.add_argument("--test", action="store_true",
+                       help="evaluate a trained run (--run, default: the newest) on held-out data")
+    parser.add_argument("--config", metavar="FILE", type=Path, default=None,
+                        help="YAML config (default: configs/default.yaml if present, else the "
+                             "built-in defaults), e.g. --config configs/default.yaml")
+    parser.add_argument("--set", metavar="KEY=VALUE", action="append", default=[], dest="overrides",
+                        help="override one config key, repeatable, e.g. --set train.epochs=30 "
+                             "--set model.conv_filters=[16,32,64]")
+    parser.add_argument("--run", metavar="DIR", type=Path, default=None,
+                        help="run folder: with --test the run to evaluate (default: newest under "
+                             "runs/); with --train the folder to train into or resume "
+                             "(e.g. a SLURM job's folder), e.g. --run runs/20261123-101500-demo")
+    parser.add_argument("--data", metavar="DIR", type=Path, default=None,
+                        help="--test only: score every pulse of another archive (a folder with "
+                             "dcm/ and beam_settings/, or a DCM root), e.g. --data /data/sns/2026-12")
+    parser.add_argument("--part", choices=["train", "val", "test", "all"], default=None,
+                        help="--test only: which part of the run's own data to score "
+                             "(default: test, the held-out period), e.g. --part val")
+    parser.add_argument("--name", default=None,
+                        help="run name, the run folder's suffix (sets run.name), e.g. --name lebt-study")
+    parser.add_argument("--seed", type=int, default=None,
+                        help="random seed for Python, NumPy and TensorFlow (sets run.seed), "
+                             "e.g. --seed 7")
+    parser.add_argument("--quiet", action="store_true",
+                        help="only warnings and errors on the console (the logs keep everything)")
+    parser.add_argument("--debug", action="store_true",
+                        help="debug logging and full tracebacks on the console")
+    return parser
+
+
+def main(argv: list[str] | None = None, env: dict[str, str] | None = None) -> int:
+    """Runs the command line; returns the exit code."""
+    env = dict(os.environ if env is None else env)
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # argparse: --help (0) or bad usage (2)
+        return int(exc.code or 0)
+    if not args.train and not args.test:
+        args.train = args.test = True
+    if args.data is not None and not args.test:
+        return _usage(parser, "--data applies to --test only")
+
+    from parser.configs import ConfigError, load_config
+
+    overrides = list(args.overrides)
+    if args.name is not None:
+        overrides.append(f"run.name={args.name}")
+    if args.seed is not None:
+        overrides.append(f"run.seed={args.seed}")
+    config_path = args.config
+    if config_path is None and Path("configs/default.yaml").exists():
+        config_path = Path("configs/default.yaml")
+    try:
+        config = load_config(config_path, overrides)
+    except ConfigError as exc:
+        print(f"driver.py: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+
+    # Quieten TensorFlow's C++ start-up chatter before it is imported (our logs say what matters).
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    from training.train import worker_prefix
+    from utils.logs import setup_logging
+
+    logger = setup_logging(Path(config.run.log_dir), "train" if args.train else "test",
+                           quiet=args.quiet, debug=args.debug, prefix=worker_prefix(env))
+    try:
+        return _run(args, config, env, logger)
+    except KeyboardInterrupt:
+        logger.error("interrupted")
+        return EXIT_FAILURE
+    except Exception as exc:  # the one place errors become a line and an exit code
+        code = EXIT_USAGE if _is_usage_error(exc) else EXIT_FAILURE
+        logger.debug("traceback:\n%s", traceback.format_exc())
+        print(f"driver.py: error: {exc}", file=sys.stderr)
+        if args.debug:
+            traceback.print_exc()
+        else:
+            print(f"(full traceback in {Path(config.run.log_dir) / 'app.log'}; "
+                  "--debug prints it here)", file=sys.stderr)
+        return code
+
+
+def _run(args, config, env, logger: logging.Logger) -> int:
+    from utils.logs import setup_logging
+    from utils.run_folder import newest_run
+
+    progress = not args.quiet
+    run_dir = args.run
+    if args.train:
+        from data_preparation.demo import ensure_demo_archive
+        from training.train import train
+
+        ensure_demo_archive(config, logger)
+        setup_logging(Path(config.run.log_dir), "train", quiet=args.quiet, debug=args.debug,
+                      prefix=logger_prefix(logger), run_dir=_run_dir_for_log(args.run))
+        result = train(config, run_dir=run_dir, env=env, progress=progress)
+        run_dir = result.run_dir
+        if not _is_chief(env):
+            return EXIT_OK
+        logger.info("training done: %s", run_dir)
+    if args.test:
+        from testing.test import test
+
+        if run_dir is None:
+            run_dir = newest_run(Path(config.run.output_dir))
+        setup_logging(Path(config.run.log_dir), "test", quiet=args.quiet, debug=args.debug,
+                      prefix=logger_prefix(logger), run_dir=Path(run_dir))
+        result = test(Path(run_dir), data_dir=args.data, part=args.part, progress=progress)
+        logger.info("test done: %s", result.out_dir)
+    return EXIT_OK
+
+
+def logger_prefix(logger: logging.Logger) -> str:
+    return getattr(logger, "beamwatch_prefix", "")
+
+
+def _run_dir_for_log(run_dir: Path | None) -> Path | None:
+    return run_dir if run_dir is not None and run_dir.exists() else None
+
+
+def _is_chief(env: dict[str, str]) -> bool:
+    from training.distribute import WorkerInfo
+
+    return WorkerInfo.from_env(env).is_chief
+
+
+def _is_usage_error(exc: Exception) -> bool:
+    from parser.configs import ConfigError
+    from testing.test import RunFolderError
+    from training.train import RunStateError
+
+    return isinstance(exc, ConfigError | RunFolderError | RunStateError | FileNotFoundError)
+
+
+def _usage(parser: argparse.ArgumentParser, message: str) -> int:
+    parser.print_usage(sys.stderr)
+    print(f"driver.py: error: {message}", file=sys.stderr)
+    return EXIT_USAGE
+
+
+if __name__ == "__main__":
+    sys.exit(main())
