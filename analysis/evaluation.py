@@ -1,0 +1,183 @@
+"""Metrics of a scored part (labels 0 normal / 1 errant, scores in [0, 1]) at a threshold.
+
+Everything returned is plain Python (int, float, None, dict, list), so it goes straight into
+metrics.json. Metrics that need both classes are None when a class is missing, with a note
+saying why, rather than an error: a short test period may hold no errant pulse at all.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+from sklearn.metrics import (
+    average_precision_score,
+    brier_score_loss,
+    matthews_corrcoef,
+    roc_auc_score,
+)
+
+from analysis._checks import check_labels_scores
+from analysis.thresholds import choose_threshold
+
+SECONDS_PER_HOUR = 3600.0
+RELIABILITY_BINS = 10
+
+
+def confusion_counts(labels, scores, threshold: float) -> dict[str, int]:
+    """Confusion matrix at `score >= threshold` as {"tn", "fp", "fn", "tp"}."""
+    y, s = check_labels_scores(labels, scores, require_both_classes=False)
+    alarm = s >= float(threshold)
+    return {
+        "tn": int(np.sum(~alarm & (y == 0))),
+        "fp": int(np.sum(alarm & (y == 0))),
+        "fn": int(np.sum(~alarm & (y == 1))),
+        "tp": int(np.sum(alarm & (y == 1))),
+    }
+
+
+def reliability_curve(labels, scores, n_bins: int = RELIABILITY_BINS) -> list[dict]:
+    """Calibration table: equal-width score bins over [0, 1].
+
+    One dict per bin: `lo`, `hi`, `count`, `mean_predicted`, `observed_frequency` (the share of
+    errant samples in the bin); the two means are None for an empty bin. Scores outside [0, 1]
+    are clipped into the end bins.
+    """
+    y, s = check_labels_scores(labels, scores, require_both_classes=False)
+    edges = np.arange(n_bins + 1) / n_bins  # exact decimal edges (0.3, not 0.30000000000000004)
+    index = np.clip(np.digitize(s, edges[1:-1], right=False), 0, n_bins - 1)
+    table = []
+    for b in range(n_bins):
+        members = index == b
+        count = int(members.sum())
+        table.append({
+            "lo": float(edges[b]),
+            "hi": float(edges[b + 1]),
+            "count": count,
+            "mean_predicted": float(s[members].mean()) if count else None,
+            "observed_frequency": float(y[members].mean()) if count else None,
+        })
+    return table
+
+
+def _ratio(numerator: int, denominator: int) -> float | None:
+    return numerator / denominator if denominator else None
+
+
+def compute_metrics(labels, scores, threshold: float, pulse_rate_hz: float = 60.0) -> dict:
+    """All summary metrics of one part at the chosen threshold (alarm when score >= threshold).
+
+    Returns a JSON-able dict with: n, n_errant, n_normal, threshold, roc_auc, pr_auc (average
+    precision), precision, recall, recall_at_threshold, specificity, f1, mcc,
+    confusion_matrix {tn, fp, fn, tp}, false_alarm_rate (FP / normal pulses), brier,
+    expected_calibration_error, reliability (10 bins), errant_caught {caught, total},
+    false_alarms_per_hour, pulse_rate_hz and notes (list of str).
+
+    `false_alarms_per_hour` = false_alarm_rate * pulse_rate_hz * 3600: an extrapolation that
+    treats every pulse of the beam (60 Hz at SNS) like the normal pulses of this sample.
+    Precision is 0.0 when nothing alarms (scikit-learn's zero_division=0), with a note.
+    """
+    y, s = check_labels_scores(labels, scores, require_both_classes=False)
+    if not np.isfinite(threshold):
+        raise ValueError(f"threshold must be a finite number; got {threshold!r}.")
+    if not pulse_rate_hz > 0:
+        raise ValueError(f"pulse_rate_hz must be positive; got {pulse_rate_hz!r}.")
+    n, n_errant = int(y.size), int(y.sum())
+    n_normal = n - n_errant
+    both = n_errant > 0 and n_normal > 0
+    cm = confusion_counts(y, s, threshold)
+    tp, fp, fn, tn = cm["tp"], cm["fp"], cm["fn"], cm["tn"]
+    notes: list[str] = []
+    if not both:
+        missing = "errant (label 1)" if n_errant == 0 else "normal (label 0)"
+        notes.append(
+            f"Only one class present (no {missing} samples): ROC AUC, PR AUC and MCC are not "
+            "defined; recall, specificity and rates that need the missing class are None."
+        )
+    if tp + fp == 0:
+        notes.append("No alarms at this threshold: precision reported as 0.")
+
+    recall = _ratio(tp, n_errant)
+    far = _ratio(fp, n_normal)
+    in_unit_range = bool(np.all((s >= 0.0) & (s <= 1.0)))
+    if not in_unit_range:
+        notes.append("Scores are not all in [0, 1]: Brier score and calibration are not defined.")
+    reliability = reliability_curve(y, s) if in_unit_range else []
+    return {
+        "n": n,
+        "n_errant": n_errant,
+        "n_normal": n_normal,
+        "threshold": float(threshold),
+        "roc_auc": float(roc_auc_score(y, s)) if both else None,
+        "pr_auc": float(average_precision_score(y, s)) if both else None,
+        "precision": tp / (tp + fp) if tp + fp else 0.0,
+        "recall": recall,
+        "recall_at_threshold": recall,
+        "specificity": _ratio(tn, n_normal),
+        "f1": _ratio(2 * tp, 2 * tp + fp + fn),
+        "mcc": float(matthews_corrcoef(y, (s >= threshold).astype(np.int64))) if both else None,
+        "confusion_matrix": cm,
+        "false_alarm_rate": far,
+        "brier": float(brier_score_loss(y, s, labels=[0, 1])) if in_unit_range else None,
+        "expected_calibration_error": _expected_calibration_error(reliability, n) if in_unit_range else None,
+        "reliability": reliability,
+        "errant_caught": {"caught": tp, "total": n_errant},
+        "false_alarms_per_hour": far * pulse_rate_hz * SECONDS_PER_HOUR if far is not None else None,
+        "pulse_rate_hz": float(pulse_rate_hz),
+        "notes": notes,
+    }
+
+
+def _expected_calibration_error(reliability: list[dict], n: int) -> float:
+    """Count-weighted mean |observed frequency - mean predicted| over the bins."""
+    total = sum(
+        b["count"] * abs(b["observed_frequency"] - b["mean_predicted"]) for b in reliability if b["count"]
+    )
+    return float(total / n)
+
+
+def recall_at_false_alarm_rate(labels, scores, far: float) -> float:
+    """Recall at the smallest threshold whose false-alarm rate on these data is <= `far`.
+
+    Uses the same rule as `choose_threshold(method="target_false_alarm_rate")`; both classes
+    are required.
+    """
+    return choose_threshold(labels, scores, "target_false_alarm_rate", far).recall
+
+
+def bootstrap_interval(
+    labels,
+    scores,
+    metric_fn: Callable[[np.ndarray, np.ndarray], float | None],
+    n_boot: int = 1000,
+    seed: int = 0,
+    alpha: float = 0.05,
+) -> tuple[float, float]:
+    """Percentile bootstrap interval `(lo, hi)` of `metric_fn(labels, scores)`.
+
+    Resampling is stratified: each class is resampled with replacement to its own size, so
+    every replicate keeps the class counts (a rare-class metric never sees zero errant pulses).
+    Replicates where the metric returns None or NaN are left out; if all are, ValueError.
+    The same `seed` gives the same interval.
+
+    Example:
+        >>> lo, hi = bootstrap_interval(y, s, roc_auc_score, n_boot=500, seed=1)
+    """
+    y, s = check_labels_scores(labels, scores, require_both_classes=False)
+    if int(n_boot) < 1:
+        raise ValueError(f"n_boot must be at least 1; got {n_boot!r}.")
+    if not 0.0 < alpha < 1.0:
+        raise ValueError(f"alpha must be in (0, 1); got {alpha!r}.")
+    rng = np.random.default_rng(seed)
+    groups = [np.flatnonzero(y == c) for c in (0, 1)]
+    groups = [g for g in groups if g.size]
+    values = []
+    for _ in range(int(n_boot)):
+        idx = np.concatenate([rng.choice(g, size=g.size, replace=True) for g in groups])
+        value = metric_fn(y[idx], s[idx])
+        if value is not None and np.isfinite(value):
+            values.append(float(value))
+    if not values:
+        raise ValueError("The metric was undefined (None/NaN) on every bootstrap replicate.")
+    lo, hi = np.quantile(values, [alpha / 2.0, 1.0 - alpha / 2.0])
+    return float(lo), float(hi)

@@ -1,0 +1,148 @@
+"""Choosing the alarm threshold (the operating point) on validation scores.
+
+An alarm is raised when `score >= threshold`. The threshold is chosen on the validation part
+only, never on test data, and saved with the run together with how it was chosen and what it
+achieved on validation.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+from typing import Any
+
+import numpy as np
+
+from analysis._checks import check_labels_scores
+
+METHODS = ("target_false_alarm_rate", "best_f1")
+
+
+@dataclass(frozen=True)
+class ThresholdChoice:
+    """An operating point and its validation figures.
+
+    Attributes:
+        threshold: alarm when score >= threshold.
+        method: "target_false_alarm_rate" or "best_f1".
+        target_false_alarm_rate: the requested rate (None for best_f1).
+        false_alarm_rate, recall, precision, f1: achieved on the validation data
+            (precision is 0.0 when nothing alarms, as in scikit-learn's zero_division=0).
+        n_normal, n_errant: validation sample counts per class.
+    """
+
+    threshold: float
+    method: str
+    target_false_alarm_rate: float | None
+    false_alarm_rate: float
+    recall: float
+    precision: float
+    f1: float
+    n_normal: int
+    n_errant: int
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain dict for JSON (threshold.json)."""
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ThresholdChoice:
+        """Rebuild from `to_dict()` output; a missing or unknown key raises ValueError."""
+        names = {f.name for f in fields(cls)}
+        missing, unknown = names - set(data), set(data) - names
+        if missing or unknown:
+            raise ValueError(
+                f"Bad threshold record: missing keys {sorted(missing)}, unknown keys {sorted(unknown)}."
+            )
+        return cls(**data)
+
+
+def _counts_at(threshold: float, normal_sorted: np.ndarray, errant_sorted: np.ndarray) -> tuple[int, int]:
+    """(false positives, true positives) when alarming at score >= threshold."""
+    fp = normal_sorted.size - int(np.searchsorted(normal_sorted, threshold, side="left"))
+    tp = errant_sorted.size - int(np.searchsorted(errant_sorted, threshold, side="left"))
+    return fp, tp
+
+
+def _target_far_threshold(scores: np.ndarray, normal: np.ndarray, target: float, dtype) -> float:
+    """Smallest unique score t with share(normal >= t) <= target; else just above the max normal."""
+    candidates = np.unique(scores)  # ascending
+    n_at_or_above = normal.size - np.searchsorted(normal, candidates, side="left")
+    # The same division as the reported rate, so "achieved <= target" holds exactly as reported.
+    ok = np.flatnonzero(n_at_or_above / normal.size <= target)
+    if ok.size:
+        return float(candidates[ok[0]])  # FAR is non-increasing in t: first ok is the smallest
+    # Every score value would alarm too often (e.g. ties at the top): go just above every
+    # normal score, in the scores' own precision so a float32 comparison later agrees.
+    top = np.asarray(normal[-1], dtype=dtype)
+    return float(np.nextafter(top, np.asarray(np.inf, dtype=dtype)))
+
+
+def _best_f1_threshold(scores: np.ndarray, normal: np.ndarray, errant: np.ndarray) -> float:
+    """Unique score maximising F1; ties go to the higher threshold (fewer alarms)."""
+    candidates = np.unique(scores)[::-1]
+    fp = normal.size - np.searchsorted(normal, candidates, side="left")
+    tp = errant.size - np.searchsorted(errant, candidates, side="left")
+    fn = errant.size - tp
+    f1 = 2 * tp / (2 * tp + fp + fn)
+    return float(candidates[int(np.argmax(f1))])
+
+
+def choose_threshold(
+    labels,
+    scores,
+    method: str = "target_false_alarm_rate",
+    target_false_alarm_rate: float | None = 0.01,
+) -> ThresholdChoice:
+    """Choose the alarm threshold on validation labels (0 normal, 1 errant) and scores.
+
+    Args:
+        labels: array-like of 0/1, validation part.
+        scores: array-like of finite scores (higher = more likely errant).
+        method: "target_false_alarm_rate": the smallest threshold t (among the unique scores)
+            whose false-alarm rate, the share of normal scores >= t, is at most the target.
+            Ties are counted whole, so the achieved rate never exceeds the target; if no score
+            value meets it, t is the next float above the highest normal score (rate 0).
+            "best_f1": the unique score that maximises F1.
+        target_false_alarm_rate: in [0, 1]; used by the first method only.
+
+    Returns:
+        A `ThresholdChoice` with the threshold and its validation figures.
+
+    Example:
+        >>> choice = choose_threshold([0, 0, 0, 1], [0.1, 0.2, 0.3, 0.9], target_false_alarm_rate=0.0)
+        >>> choice.threshold, choice.recall
+        (0.9, 1.0)
+    """
+    if method not in METHODS:
+        raise ValueError(f"Unknown threshold method {method!r}; expected one of {METHODS}.")
+    y, s = check_labels_scores(labels, scores, require_both_classes=True)
+    score_dtype = np.asarray(scores).dtype
+    if not np.issubdtype(score_dtype, np.floating):
+        score_dtype = np.float64
+    normal = np.sort(s[y == 0])
+    errant = np.sort(s[y == 1])
+
+    if method == "target_false_alarm_rate":
+        if target_false_alarm_rate is None or not 0.0 <= float(target_false_alarm_rate) <= 1.0:
+            raise ValueError(
+                f"target_false_alarm_rate must be a number in [0, 1]; got {target_false_alarm_rate!r}."
+            )
+        target = float(target_false_alarm_rate)
+        threshold = _target_far_threshold(s, normal, target, score_dtype)
+    else:
+        target = None
+        threshold = _best_f1_threshold(s, normal, errant)
+
+    fp, tp = _counts_at(threshold, normal, errant)
+    fn = errant.size - tp
+    return ThresholdChoice(
+        threshold=threshold,
+        method=method,
+        target_false_alarm_rate=target,
+        false_alarm_rate=fp / normal.size,
+        recall=tp / errant.size,
+        precision=tp / (tp + fp) if tp + fp else 0.0,
+        f1=2 * tp / (2 * tp + fp + fn),
+        n_normal=int(normal.size),
+        n_errant=int(errant.size),
+    )

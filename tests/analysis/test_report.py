@@ -1,0 +1,114 @@
+"""Tests for analysis.report: the PDF is written, readable and shows the summary figures."""
+
+from datetime import datetime
+
+import numpy as np
+import pytest
+from pypdf import PdfReader
+
+from analysis.evaluation import compute_metrics
+from analysis.plots import pick_examples
+from analysis.report import ReportContent, format_number, write_report
+from analysis.thresholds import choose_threshold
+
+RUN_ID = "20240102-030405-unit"
+
+
+def _content(labels, scores, history=True) -> ReportContent:
+    labels, scores = np.asarray(labels), np.asarray(scores)
+    if labels.min() != labels.max():
+        threshold = choose_threshold(labels, scores, target_false_alarm_rate=0.1).to_dict()
+    else:
+        threshold = {"threshold": 0.5, "method": "target_false_alarm_rate"}
+    traces = np.sin(np.linspace(0, 6, 200))[None, :] * (1 + np.arange(labels.size))[:, None]
+    return ReportContent(
+        title="beamwatch test report",
+        run_id=RUN_ID,
+        created=datetime(2024, 1, 2, 3, 4, 5),
+        data_period=("2023-05-01 00:00", "2023-05-02 00:00"),
+        split_sizes={"train": {"n": 70, "n_errant": 7, "start": "a", "end": "b"},
+                     "test": {"n": int(labels.size), "n_errant": int(labels.sum()), "start": "c", "end": "d"}},
+        seeds={"run": 42},
+        metrics=compute_metrics(labels, scores, threshold["threshold"]),
+        threshold=threshold,
+        ledger_summary=[{"reason": "mislabelled_normal_file", "files": 2, "pulses": 0},
+                        {"reason": "trip_on_first_pulse", "files": 1, "pulses": 1}],
+        skipped_files=[f"/data/dcm/normal/file_{i:03d}.bin.gz" for i in range(60)],
+        history={"loss": [0.7, 0.5, 0.4], "val_loss": [0.8, 0.6, 0.5], "auc_pr": [0.2, 0.4, 0.5],
+                 "val_auc_pr": [0.1, 0.3, 0.45], "learning_rate": [1e-3, 1e-3, 5e-4]} if history else None,
+        labels=labels,
+        scores=scores,
+        example_traces=pick_examples(traces, labels, scores, threshold["threshold"]),
+        config_text="run:\n  name: unit   # a <comment> & more\n" * 5,
+        notes=["Split is stratified-random: this overstates accuracy on future beam."],
+    )
+
+
+def _text(path) -> tuple[int, str]:
+    reader = PdfReader(path)
+    text = " ".join(page.extract_text() for page in reader.pages)
+    return len(reader.pages), " ".join(text.split())
+
+
+def test_report_holds_summary_figures(tmp_path):
+    rng = np.random.default_rng(0)
+    labels = np.r_[np.zeros(16, int), np.ones(4, int)]  # 20 samples
+    scores = np.clip(rng.normal(0.3 + 0.4 * labels, 0.15), 0, 1)
+    content = _content(labels, scores)
+    path = tmp_path / "train_metrics_report.pdf"
+    write_report(path, content)
+
+    pages, text = _text(path)
+    m = content.metrics
+    assert pages >= 8
+    assert RUN_ID in text
+    assert format_number(m["pr_auc"]) in text
+    assert format_number(m["roc_auc"]) in text
+    caught = m["errant_caught"]
+    assert f"Errant pulses caught {caught['caught']} of {caught['total']}" in text
+    assert "False alarms per hour of beam" in text
+    assert "mislabelled_normal_file" in text
+    assert "file_049.bin.gz" in text and "file_050.bin.gz" not in text
+    assert "and 10 more" in text
+    assert "stratified-random" in text
+    assert "<comment> & more" in text  # config shown verbatim
+    assert f"Page {pages}" in text
+    assert [p.name for p in tmp_path.iterdir()] == [path.name]  # no temp file left
+
+
+def test_one_class_report_says_curves_not_defined(tmp_path):
+    labels = np.zeros(12, int)
+    scores = np.linspace(0.05, 0.6, 12)
+    path = tmp_path / "test_metrics_report.pdf"
+    write_report(path, _content(labels, scores, history=False))
+
+    pages, text = _text(path)
+    assert pages >= 6
+    assert "ROC and PR curves not defined: only one class" in text
+    assert "Errant pulses caught 0 of 0" in text
+    assert "Training curves" not in text
+
+
+def test_empty_part_report_is_written(tmp_path):
+    content = _content([0, 1], [0.2, 0.8])
+    content.labels, content.scores, content.example_traces = np.zeros(0), np.zeros(0), {}
+    path = tmp_path / "r.pdf"
+    write_report(path, content)
+    assert "not defined: no samples" in _text(path)[1]
+
+
+def test_mismatched_labels_and_scores_are_rejected(tmp_path):
+    content = _content([0, 1], [0.2, 0.8])
+    content.scores = np.array([0.1])
+    with pytest.raises(ValueError, match="differ in shape"):
+        write_report(tmp_path / "r.pdf", content)
+    assert not list(tmp_path.iterdir())
+
+
+@pytest.mark.parametrize(
+    "value,expected",
+    [(None, "n/a"), (float("nan"), "n/a"), (41, "41"), (12345, "12,345"), (0.91234, "0.9123"),
+     (0.000123456, "0.0001235"), (72000.0, "72,000"), (12.3456, "12.35")],
+)
+def test_format_number(value, expected):
+    assert format_number(value) == expected

@@ -1,0 +1,108 @@
+"""Tests for analysis.thresholds: operating-point choice on validation scores."""
+
+import numpy as np
+import pytest
+
+from analysis.thresholds import ThresholdChoice, choose_threshold
+
+
+def _far(labels, scores, threshold):
+    normal = np.asarray(scores, dtype=float)[np.asarray(labels) == 0]
+    return np.sum(normal >= threshold) / normal.size
+
+
+def test_target_far_picks_smallest_score_meeting_target():
+    # Ten normals 0.1..1.0; at most 2 may alarm -> 0.9 would do, but the errant 0.85 is
+    # lower and still lets only 0.9 and 1.0 alarm.
+    normal = np.round(np.arange(1, 11) / 10, 2)
+    labels = np.r_[np.zeros(10), [1, 1]]
+    scores = np.r_[normal, [0.85, 0.5]]
+    choice = choose_threshold(labels, scores, target_false_alarm_rate=0.2)
+    assert choice.threshold == 0.85
+    assert choice.false_alarm_rate == pytest.approx(0.2)
+    assert choice.recall == 0.5
+    assert choice.precision == pytest.approx(1 / 3)
+    assert choice.f1 == pytest.approx(0.4)
+    assert (choice.n_normal, choice.n_errant) == (10, 2)
+
+
+def test_target_far_counts_ties_whole():
+    # Three normals tie at 0.7: taking the tie would give FAR 3/5 > 0.4, so it must go above.
+    labels = [0, 0, 0, 0, 0, 1]
+    scores = [0.1, 0.2, 0.7, 0.7, 0.7, 0.9]
+    choice = choose_threshold(labels, scores, target_false_alarm_rate=0.4)
+    assert choice.threshold == 0.9
+    assert choice.false_alarm_rate == 0.0
+
+
+@pytest.mark.parametrize("seed", range(200))
+def test_target_far_is_met_and_threshold_is_minimal(seed):
+    rng = np.random.default_rng(seed)
+    n = int(rng.integers(2, 60))
+    labels = rng.integers(0, 2, n)
+    labels[:2] = [0, 1]
+    scores = rng.integers(0, 8, n) / 8.0  # coarse grid: many ties
+    target = float(rng.choice([0.0, 0.01, 0.05, 0.1, 0.25, 0.5, 1 / 3, 1.0]))
+    choice = choose_threshold(labels, scores, target_false_alarm_rate=target)
+
+    assert _far(labels, scores, choice.threshold) <= target
+    assert choice.false_alarm_rate == _far(labels, scores, choice.threshold)
+    lower = np.unique(scores)[np.unique(scores) < choice.threshold]
+    if lower.size:  # the next lower score value would break the target
+        assert _far(labels, scores, lower[-1]) > target
+
+
+def test_all_ties_falls_back_just_above_max_normal_in_score_precision():
+    scores = np.full(6, 0.7, dtype=np.float32)
+    labels = [0, 0, 0, 0, 1, 1]
+    choice = choose_threshold(labels, scores, target_false_alarm_rate=0.1)
+    assert choice.threshold > 0.7
+    assert choice.threshold == float(np.nextafter(np.float32(0.7), np.float32(1)))
+    # Compared later in float32 (as model scores are), no normal may alarm.
+    assert not np.any(scores >= choice.threshold)
+    assert choice.false_alarm_rate == 0.0 and choice.recall == 0.0 and choice.precision == 0.0
+
+
+def test_best_f1_picks_the_maximum_over_unique_scores():
+    rng = np.random.default_rng(3)
+    labels = rng.integers(0, 2, 80)
+    scores = np.round(rng.random(80) * 0.6 + 0.4 * labels, 2)
+    choice = choose_threshold(labels, scores, method="best_f1")
+
+    def f1(t):
+        alarm = scores >= t
+        tp = np.sum(alarm & (labels == 1))
+        return 2 * tp / (2 * tp + np.sum(alarm & (labels == 0)) + np.sum(~alarm & (labels == 1)))
+
+    best = max(f1(t) for t in np.unique(scores))
+    assert choice.f1 == pytest.approx(best)
+    assert f1(choice.threshold) == pytest.approx(best)
+    assert choice.method == "best_f1" and choice.target_false_alarm_rate is None
+
+
+@pytest.mark.parametrize("labels,missing", [([0, 0, 0], "no errant"), ([1, 1], "no normal")])
+def test_one_class_input_names_the_missing_class(labels, missing):
+    with pytest.raises(ValueError, match=missing):
+        choose_threshold(labels, np.linspace(0, 1, len(labels)))
+
+
+@pytest.mark.parametrize(
+    "labels,scores,kwargs,message",
+    [
+        ([0, 1], [0.1], {}, "same length"),
+        ([0, 2], [0.1, 0.2], {}, "0 \\(normal\\) or 1"),
+        ([0, 1], [0.1, np.nan], {}, "finite"),
+        ([0, 1], [0.1, 0.2], {"target_false_alarm_rate": 1.5}, "in \\[0, 1\\]"),
+        ([0, 1], [0.1, 0.2], {"method": "youden"}, "Unknown threshold method"),
+    ],
+)
+def test_bad_input_raises_clear_error(labels, scores, kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        choose_threshold(labels, scores, **kwargs)
+
+
+def test_threshold_choice_round_trips_through_dict():
+    choice = choose_threshold([0, 0, 1, 1], [0.1, 0.4, 0.35, 0.8], target_false_alarm_rate=0.5)
+    assert ThresholdChoice.from_dict(choice.to_dict()) == choice
+    with pytest.raises(ValueError, match="missing keys"):
+        ThresholdChoice.from_dict({"threshold": 0.5})
