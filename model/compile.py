@@ -1,0 +1,67 @@
+"""Compiles a beamwatch model: optimizer and loss from the config, the project's metrics.
+
+AUC-PR is the metric to watch (early stopping monitors `val_auc_pr`): with rare errant
+pulses, ROC AUC and accuracy look good even for a useless model.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import keras
+
+from model.losses import make_loss
+
+OPTIMIZERS = ("adam", "sgd")
+
+
+def default_metrics() -> list[keras.metrics.Metric]:
+    """Fresh metric objects: auc_pr, auc_roc, precision, recall (threshold 0.5)."""
+    return [
+        keras.metrics.AUC(curve="PR", name="auc_pr"),
+        keras.metrics.AUC(curve="ROC", name="auc_roc"),
+        keras.metrics.Precision(name="precision"),
+        keras.metrics.Recall(name="recall"),
+    ]
+
+
+def make_optimizer(train_config) -> keras.optimizers.Optimizer:
+    """Adam or SGD (with `momentum`) at `train_config.learning_rate`."""
+    name = train_config.optimizer
+    if name == "adam":
+        return keras.optimizers.Adam(learning_rate=train_config.learning_rate)
+    if name == "sgd":
+        return keras.optimizers.SGD(
+            learning_rate=train_config.learning_rate, momentum=train_config.momentum
+        )
+    raise ValueError(
+        f"train.optimizer: unknown optimizer {name!r}; expected one of {list(OPTIMIZERS)}."
+    )
+
+
+def compile_model(
+    model: keras.Model,
+    model_config,
+    train_config,
+    *,
+    metrics: Sequence[keras.metrics.Metric] | None = None,
+    jit_compile: bool | str = "auto",
+) -> keras.Model:
+    """Compiles `model` in place and returns it.
+
+    Args:
+        model: a model from `build_model`.
+        model_config: supplies the loss (`loss`, `focal_alpha`, `focal_gamma`).
+        train_config: supplies the optimizer (`optimizer`, `learning_rate`, `momentum`).
+        metrics: metrics to use instead of `default_metrics()`.
+        jit_compile: passed to `keras.Model.compile` ("auto" lets Keras use XLA).
+
+    Call it inside the same `tf.distribute` strategy scope that built the model.
+    """
+    model.compile(
+        optimizer=make_optimizer(train_config),
+        loss=make_loss(model_config),
+        metrics=list(metrics) if metrics is not None else default_metrics(),
+        jit_compile=jit_compile,
+    )
+    return model

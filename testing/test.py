@@ -1,0 +1,166 @@
+"""The test flow: score a trained run on data it has never seen and write its own report.
+
+Loads a run folder (model, scalers, threshold, config), rebuilds the data with the run's saved
+config, scores the run's held-out test period (or the part named, or another archive given with
+`data_dir`), and writes metrics.json, predictions.csv and test_metrics_report.pdf into a new
+`<run>/tests/<time>/` folder. Nothing in the run folder itself is changed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+
+from analysis.evaluation import compute_metrics
+from analysis.report import ReportContent, write_report
+from parser.configs import Config, ConfigError, dump_config, load_config
+from training import outputs
+from utils.run_folder import atomic_write_json, create_test_dir
+
+log = logging.getLogger("beamwatch.test")
+
+PARTS = ("train", "val", "test", "all")
+
+
+class RunFolderError(FileNotFoundError):
+    """A run folder is missing or lacks a file the test flow needs."""
+
+
+@dataclasses.dataclass
+class TestResult:
+    __test__ = False  # not a pytest test class
+
+    out_dir: Path
+    metrics: dict
+    part: str
+
+
+def load_run(run_dir: Path) -> tuple[Config, object, dict, dict]:
+    """The run's config, model (safe mode), threshold and scalers, with clear errors."""
+    import keras
+
+    from data_preparation.data_scaling import load_scalers
+
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise RunFolderError(f"run folder {run_dir} does not exist")
+    for name in ("config.yaml", "model.keras", "threshold.json", "scalers.json"):
+        if not (run_dir / name).exists():
+            raise RunFolderError(
+                f"{run_dir} has no {name}: not a finished training run "
+                "(train it with `python driver.py --train`)")
+    try:
+        config = load_config(run_dir / "config.yaml")
+    except ConfigError as exc:
+        raise RunFolderError(f"{run_dir}/config.yaml cannot be read: {exc}") from exc
+    model = keras.saving.load_model(run_dir / "model.keras", safe_mode=True)
+    threshold = json.loads((run_dir / "threshold.json").read_text())
+    scalers = load_scalers(run_dir / "scalers.json")
+    return config, model, threshold, scalers
+
+
+def resolve_data_dir(data_dir: Path) -> tuple[Path, Path | None]:
+    """An archive root (dcm/ + beam_settings/) or a DCM dataset root -> (dcm root, settings)."""
+    data_dir = Path(data_dir)
+    if not data_dir.exists():
+        raise RunFolderError(f"--data {data_dir} does not exist")
+    if (data_dir / "dcm").is_dir():
+        settings = data_dir / "beam_settings"
+        return data_dir / "dcm", settings if settings.exists() else None
+    return data_dir, None
+
+
+def test(run_dir: Path, *, data_dir: Path | None = None, part: str | None = None,
+         progress: bool = True) -> TestResult:
+    """Evaluates the run in `run_dir`; returns the new test folder and its metrics."""
+    from data_preparation.data_scaling import split_indices
+    from data_preparation.pipeline import make_dataset, prepare_samples
+
+    run_dir = Path(run_dir)
+    config, model, threshold, scalers = load_run(run_dir)
+    trace_scaler, settings_scaler = scalers["trace"], scalers["settings"]
+    if part is not None and part not in PARTS:
+        raise ValueError(f"part={part!r}: expected one of {', '.join(PARTS)}")
+
+    if data_dir is None:
+        samples = prepare_samples(config, progress=progress)
+        parts = split_indices(samples.timestamp_ns, samples.label, samples.group, config.split,
+                              seed=config.run.seed)
+        parts.pop("dropped", None)
+        part = part or "test"
+        parts["all"] = np.arange(len(samples.label))
+        idx = parts[part]
+        source = f"{part} part of the run's own data ({config.data.dataset_loc})"
+    else:
+        dcm_root, settings_root = resolve_data_dir(data_dir)
+        samples = prepare_samples(config, dataset_loc=str(dcm_root),
+                                  settings_location=str(settings_root) if settings_root else None,
+                                  progress=progress)
+        part = part or "all"
+        if part != "all":
+            raise ValueError("--part applies to the run's own data; with --data every pulse "
+                             "of the new archive is scored (part 'all')")
+        idx = np.arange(len(samples.label))
+        source = f"every pulse of {data_dir}"
+    if len(idx) == 0:
+        raise ValueError(f"no pulses to score in the {source}; see the data ledger in the log")
+    samples.ledger.log_summary(log)
+    log.info("scoring %d pulses: %s", len(idx), source)
+
+    input_names = tuple(t.name.split(":")[0] for t in model.inputs)
+    dataset = make_dataset(samples, idx, trace_scaler=trace_scaler, settings_scaler=settings_scaler,
+                           batch_size=256, shuffle=False, input_names=input_names,
+                           seed=config.run.seed)
+    scores = outputs.predict(model, dataset)
+    labels = samples.label[idx].astype(np.int64)
+    metrics = compute_metrics(labels, scores, threshold["threshold"],
+                              pulse_rate_hz=config.threshold.pulse_rate_hz)
+
+    out_dir = create_test_dir(run_dir)
+    splits = outputs.split_summary({part: idx}, samples)
+    atomic_write_json(out_dir / "metrics.json", {
+        "run_id": run_dir.name, "created": datetime.now(UTC).isoformat(timespec="seconds"),
+        "data": source, "part": part, "threshold": threshold, "metrics": metrics,
+        "split": splits[part], "ledger_summary": samples.ledger.summary(),
+        "environment": outputs.environment_info(),
+    })
+    atomic_write_json(out_dir / "data_ledger.json", samples.ledger.to_dict())
+    outputs.write_predictions(out_dir / "predictions.csv", samples, {part: idx}, {part: scores},
+                              threshold["threshold"])
+    notes = [f"Data: {source}.",
+             f"Threshold {threshold['threshold']:.6g} chosen on the run's validation part "
+             f"({threshold.get('method', '?')}); never tuned on these pulses."]
+    if data_dir is None:
+        notes += outputs.split_notes(config)
+    write_report(out_dir / "test_metrics_report.pdf", ReportContent(
+        title="beamwatch test report",
+        run_id=run_dir.name,
+        created=datetime.now(UTC),
+        data_period=outputs.data_period(samples),
+        split_sizes=splits,
+        seeds=outputs.seeds_info(config),
+        metrics=metrics,
+        threshold=threshold,
+        ledger_summary=samples.ledger.summary(),
+        skipped_files=outputs.skipped_files(samples.ledger),
+        history=None,
+        labels=labels,
+        scores=scores,
+        example_traces=outputs.example_traces(samples, idx, labels, scores, threshold["threshold"]),
+        config_text=dump_config(config),
+        notes=notes,
+        part_name=part,
+    ))
+    log.info("%s: PR AUC %s, recall %s, false alarms/hour %s", part,
+             outputs._f(metrics.get("pr_auc")), outputs._f(metrics.get("recall")),
+             outputs._f(metrics.get("false_alarms_per_hour")))
+    log.info("test report %s", out_dir / "test_metrics_report.pdf")
+    return TestResult(out_dir, metrics, part)
+
+
+test.__test__ = False  # a flow, not a pytest test, even when imported into a test module

@@ -1,0 +1,216 @@
+"""What the flows leave in a run folder: model, threshold, predictions, metrics, ledger, PDF.
+
+Shared by the train and test flows so both write the same files the same way (atomically).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import logging
+import os
+import platform
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+
+from analysis.evaluation import compute_metrics
+from analysis.plots import pick_examples
+from analysis.report import ReportContent, write_report
+from analysis.thresholds import ThresholdChoice, choose_threshold
+from parser.configs import Config, dump_config
+from utils.run_folder import atomic_write_json, atomic_write_text
+
+log = logging.getLogger("beamwatch.outputs")
+
+N_EXAMPLES = 3  # traces per category on the examples page
+
+
+def publish_best_model(model, checkpoint: Path, target: Path):
+    """Loads the best checkpoint (safe mode) and saves it as `target` atomically."""
+    import keras
+
+    if checkpoint.exists():
+        model = keras.saving.load_model(checkpoint, safe_mode=True)
+    else:
+        log.warning("no best checkpoint at %s; saving the final weights", checkpoint)
+    tmp = target.with_name(f".{target.stem}.tmp{os.getpid()}.keras")
+    model.save(tmp)
+    os.replace(tmp, target)
+    return model
+
+
+def predict(model, dataset) -> np.ndarray:
+    """Scores of a model on a dataset, as a flat float64 array."""
+    return np.asarray(model.predict(dataset, verbose=0), dtype=np.float64).reshape(-1)
+
+
+def choose_and_save_threshold(labels, scores, threshold_config, path: Path) -> ThresholdChoice:
+    """Threshold chosen on validation scores for the configured operating point; saved as JSON."""
+    choice = choose_threshold(
+        np.asarray(labels), np.asarray(scores),
+        method=threshold_config.operating_point,
+        target_false_alarm_rate=threshold_config.target_false_alarm_rate,
+    )
+    atomic_write_json(path, {**choice.to_dict(), "chosen_on": "validation part"})
+    log.info("threshold %.6g (%s) chosen on validation", choice.threshold, choice.method)
+    return choice
+
+
+def log_split(parts: dict, samples, logger: logging.Logger) -> None:
+    for name, summary in split_summary(parts, samples).items():
+        logger.info("%-5s %6d pulses, %4d errant, %s .. %s", name, summary["n"],
+                    summary["n_errant"], summary["start"], summary["end"])
+
+
+def split_summary(parts: dict, samples) -> dict:
+    """Counts and time span of each part: what a reader needs to trust the split."""
+    out = {}
+    for name, idx in parts.items():
+        idx = np.asarray(idx, dtype=np.int64)
+        ts = samples.timestamp_ns[idx]
+        out[name] = {
+            "n": int(len(idx)),
+            "n_errant": int(np.sum(samples.label[idx] == 1)),
+            "start": _iso(ts.min()) if len(idx) else "",
+            "end": _iso(ts.max()) if len(idx) else "",
+        }
+    return out
+
+
+def _iso(ts_ns) -> str:
+    return datetime.fromtimestamp(int(ts_ns) / 1e9, tz=UTC).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def write_predictions(path: Path, samples, parts: dict, scores: dict, threshold: float) -> None:
+    """predictions.csv: one row per scored pulse with its part, time, file, label and score."""
+    buf = io.StringIO()
+    writer = csv.writer(buf)
+    writer.writerow(["part", "timestamp_ns", "time_utc", "file", "label", "score", "alarm"])
+    for name, idx in parts.items():
+        if name not in scores:
+            continue
+        for i, score in zip(np.asarray(idx), scores[name], strict=True):
+            writer.writerow([name, int(samples.timestamp_ns[i]), _iso(samples.timestamp_ns[i]),
+                             samples.files[samples.file_index[i]], int(samples.label[i]),
+                             f"{score:.6g}", int(score >= threshold)])
+    atomic_write_text(path, buf.getvalue())
+
+
+class _PartTraces:
+    """The raw traces of one part, one at a time (works for in-memory and cached traces)."""
+
+    def __init__(self, traces, idx):
+        self.traces, self.idx = traces, np.asarray(idx)
+
+    def __len__(self) -> int:
+        return len(self.idx)
+
+    def __getitem__(self, i: int) -> np.ndarray:
+        trace = np.asarray(self.traces[np.array([self.idx[i]])][0], dtype=np.float32)
+        return trace.reshape(trace.shape[0], -1)[:, 0]
+
+
+def example_traces(samples, idx, labels, scores, threshold) -> dict:
+    """Up to N_EXAMPLES raw traces each of caught, missed and false-alarm pulses."""
+    return pick_examples(_PartTraces(samples.traces, idx), labels, scores, threshold,
+                         per_category=N_EXAMPLES)
+
+
+def seeds_info(config: Config) -> dict:
+    return {"seed": config.run.seed, "deterministic": config.run.deterministic}
+
+
+def environment_info() -> dict:
+    import keras
+    import tensorflow as tf
+
+    return {"python": platform.python_version(), "tensorflow": tf.__version__,
+            "keras": keras.__version__, "machine": platform.node()}
+
+
+def write_train_outputs(*, run_dir: Path, config: Config, samples, parts: dict, scores: dict,
+                        threshold: ThresholdChoice, history: dict, replicas: int,
+                        balance_note: str, workers: int, model_params: int) -> dict:
+    """metrics.json, predictions.csv, data_ledger.json, history and train_metrics_report.pdf."""
+    labels = {name: samples.label[np.asarray(parts[name])].astype(np.int64) for name in scores}
+    metrics = {name: compute_metrics(labels[name], scores[name], threshold.threshold,
+                                     pulse_rate_hz=config.threshold.pulse_rate_hz)
+               for name in scores}
+    splits = split_summary(parts, samples)
+    notes = split_notes(config)
+    notes.append(f"Imbalance handling: {balance_note}.")
+    notes.append(f"Trained with {replicas} replica(s) on {workers} worker process(es).")
+    if metrics.get("test") is not None:
+        notes.append("Held-out test part (never used for training or the threshold): PR AUC "
+                     f"{_f(metrics['test'].get('pr_auc'))}, recall {_f(metrics['test'].get('recall'))}"
+                     f"; its full report comes from `driver.py --test`.")
+    payload = {
+        "run_id": run_dir.name,
+        "created": datetime.now(UTC).isoformat(timespec="seconds"),
+        "model": config.model.name,
+        "model_parameters": int(model_params),
+        "replicas": int(replicas),
+        "workers": int(workers),
+        "threshold": threshold.to_dict(),
+        "splits": splits,
+        "seeds": seeds_info(config),
+        "environment": environment_info(),
+        "ledger_summary": samples.ledger.summary(),
+        "validation": metrics["val"],
+        "test": metrics.get("test"),
+        "epochs_trained": len(next(iter(history.values()), [])) if history else 0,
+    }
+    atomic_write_json(run_dir / "data_ledger.json", samples.ledger.to_dict())
+    write_predictions(run_dir / "predictions.csv", samples, parts, scores, threshold.threshold)
+    atomic_write_json(run_dir / "metrics.json", payload)
+    content = ReportContent(
+        title="beamwatch training report",
+        run_id=run_dir.name,
+        created=datetime.now(UTC),
+        data_period=data_period(samples),
+        split_sizes=splits,
+        seeds=seeds_info(config),
+        metrics=metrics["val"],
+        threshold=threshold.to_dict(),
+        ledger_summary=samples.ledger.summary(),
+        skipped_files=skipped_files(samples.ledger),
+        history={k: list(map(float, v)) for k, v in (history or {}).items()},
+        labels=labels["val"],
+        scores=scores["val"],
+        example_traces=example_traces(samples, parts["val"], labels["val"], scores["val"],
+                                      threshold.threshold),
+        config_text=dump_config(config),
+        notes=notes,
+        part_name="validation",
+    )
+    write_report(run_dir / "train_metrics_report.pdf", content)
+    log.info("validation: PR AUC %s, recall %s at false-alarm rate %s",
+             _f(metrics["val"].get("pr_auc")), _f(metrics["val"].get("recall")),
+             _f(metrics["val"].get("false_alarm_rate")))
+    log.info("report %s", run_dir / "train_metrics_report.pdf")
+    return metrics
+
+
+def split_notes(config: Config) -> list[str]:
+    notes = [f"Split: {config.split.method}, fractions train {config.split.train_fraction}, "
+             f"validation {config.split.val_fraction}, gap {config.split.gap_seconds} s."]
+    if config.split.method == "stratified_random":
+        notes.append("WARNING: stratified-random split. Pulses of one period land in every part, "
+                     "so these figures overstate what to expect on a later period.")
+    return notes
+
+
+def data_period(samples) -> tuple[str, str]:
+    if len(samples.timestamp_ns) == 0:
+        return ("", "")
+    return (_iso(samples.timestamp_ns.min()), _iso(samples.timestamp_ns.max()))
+
+
+def skipped_files(ledger) -> list[str]:
+    return sorted({entry.path for entry in ledger.entries})
+
+
+def _f(value) -> str:
+    return "n/a" if value is None else f"{value:.4g}"
