@@ -1,0 +1,1 @@
+"""beamwatch: benchmarks package."""

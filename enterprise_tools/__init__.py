@@ -1,0 +1,1 @@
+"""beamwatch: enterprise_tools package."""
