@@ -40,7 +40,7 @@ class TestResult:
     part: str
 
 
-def load_run(run_dir: Path) -> tuple[Config, object, dict, dict]:
+def load_run(run_dir: Path) -> tuple[Config, object, dict, tuple]:
     """The run's config, model (safe mode), threshold and scalers, with clear errors."""
     import keras
 
@@ -82,8 +82,7 @@ def test(run_dir: Path, *, data_dir: Path | None = None, part: str | None = None
     from data_preparation.pipeline import make_dataset, prepare_samples
 
     run_dir = Path(run_dir)
-    config, model, threshold, scalers = load_run(run_dir)
-    trace_scaler, settings_scaler = scalers["trace"], scalers["settings"]
+    config, model, threshold, (trace_scaler, settings_scaler, _) = load_run(run_dir)
     if part is not None and part not in PARTS:
         raise ValueError(f"part={part!r}: expected one of {', '.join(PARTS)}")
 

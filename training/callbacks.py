@@ -35,7 +35,7 @@ def _fmt(value) -> str:
 
 def best_checkpoint_path(run_dir: Path) -> Path:
     """Where the best-so-far model is checkpointed during training."""
-    return run_dir / "backup" / "best.keras"
+    return run_dir / "checkpoints" / "best.keras"  # not under backup/: BackupAndRestore deletes that
 
 
 def standard_callbacks(

@@ -75,13 +75,8 @@ def train(
     progress: bool = True,
 ) -> TrainResult:
     """Trains the configured model and writes a complete run folder; returns where and how well."""
-    from data_preparation.data_scaling import (
-        SettingsScaler,
-        TraceScaler,
-        save_scalers,
-        split_indices,
-    )
-    from data_preparation.pipeline import prepare_samples
+    from data_preparation.data_scaling import save_scalers, split_indices
+    from data_preparation.pipeline import balance_training, fit_scalers, prepare_samples
     from model import InputSpec, build_model, compile_model
 
     env = dict(env or {})
@@ -110,19 +105,24 @@ def train(
 
     # Step 5: scalers on the training part only; imbalance on the training part only.
     train_idx, val_idx, test_idx = parts["train"], parts["val"], parts["test"]
-    trace_scaler = TraceScaler(config.scaling.trace_scaler).fit(samples.traces, train_idx)
-    settings_scaler = SettingsScaler(config.scaling.settings_scaler).fit(
-        samples.settings[train_idx]
-    )
+    trace_scaler, settings_scaler = fit_scalers(samples, train_idx, config.scaling,
+                                                seed=config.run.seed)
     if worker.is_chief:
         save_scalers(run_dir / "scalers.json", trace_scaler, settings_scaler,
                      {"settings_names": list(samples.settings_names)})
-    train_samples, train_idx, sample_weight, balance_note = _balance(samples, train_idx, config)
+    train_samples, train_idx, weights = balance_training(
+        samples, train_idx, config.scaling, trace_scaler, settings_scaler, seed=config.run.seed)
+    sample_weight = None
+    if weights is not None:
+        sample_weight = np.array([weights[0], weights[1]], np.float32)[
+            train_samples.label[train_idx].astype(np.int64)]
+    balance_note = _balance_note(config.scaling, len(parts["train"]), len(train_idx), weights)
     log.info("imbalance: %s", balance_note)
 
     # Step 6: the model, inside the strategy's scope.
-    spec = InputSpec(trace_length=samples.trace_length, n_channels=samples.n_channels,
-                     n_settings=samples.settings.shape[1] if config.beam_settings.use else 0)
+    trace_length, n_channels = samples.trace_shape
+    spec = InputSpec(trace_length=trace_length, n_channels=n_channels,
+                     n_settings=samples.settings.shape[1])
     with strategy.scope():
         model = build_model(_model_config(config), spec)
         compile_model(model, config.model, config.train, jit_compile=_use_xla())
@@ -145,7 +145,8 @@ def train(
                                   config=config.train, work_dir=work_dir, logger=log)
     else:
         history = model.fit(train_ds, validation_data=val_ds, epochs=config.train.epochs,
-                            callbacks=callbacks, verbose=1 if interactive else 0).history
+                            callbacks=callbacks, verbose=1 if interactive else 0,
+                            shuffle=False).history  # the dataset shuffles itself, seeded
     if not worker.is_chief:
         log.info("worker done; the chief writes the run folder")
         return TrainResult(run_dir, {}, {}, float("nan"), strategy.num_replicas_in_sync)
@@ -185,49 +186,19 @@ def _model_config(config: Config) -> SimpleNamespace:
 def _ledger_gap(samples, parts) -> None:
     dropped = parts.pop("dropped", None)
     if dropped is not None and len(dropped):
-        for file_idx, count in zip(*np.unique(samples.file_index[dropped], return_counts=True),
-                                   strict=True):
-            samples.ledger.add(samples.files[file_idx], "gap_dropped", int(count),
-                               "within split.gap_seconds of a part boundary")
+        samples.ledger_pulses(dropped, "gap_dropped", "within split.gap_seconds of a part boundary")
 
 
-def _balance(samples, train_idx, config):
-    """Class weights, SMOTE or undersampling, on the training part only.
-
-    Returns the sample set and indices to train on, per-sample weights (or None) and a note.
-    """
-    from data_preparation.data_scaling import class_weights, smote, undersample
-
-    how = config.scaling.imbalance
-    labels = samples.label[train_idx]
-    if how == "class_weight":
-        weights = class_weights(labels)
-        sample_weight = np.array([weights[0], weights[1]], np.float32)[labels.astype(np.int64)]
-        note = f"class weights normal={weights[0]:.3g} errant={weights[1]:.3g}"
-        return samples, train_idx, sample_weight, note
-    if how == "undersample":
-        kept = undersample(train_idx, labels, config.scaling.undersample_ratio, config.run.seed)
-        note = f"random undersampling of the training part: {len(train_idx)} -> {len(kept)} pulses"
-        return samples, kept, None, note
-    if how == "smote":
-        if not isinstance(samples.traces, np.ndarray):
-            raise ValueError("scaling.imbalance=smote needs the traces in memory; "
-                             "set train.streaming=false or use class_weight")
-        traces = samples.traces[train_idx]
-        n_trace = traces.shape[1] * traces.shape[2] if traces.ndim == 3 else traces.shape[1]
-        flat = np.concatenate([traces.reshape(len(train_idx), -1),
-                               samples.settings[train_idx]], axis=1)
-        flat_res, labels_res = smote(flat, labels, config.scaling.smote_ratio, config.run.seed)
-        resampled = dataclasses.replace(
-            samples,
-            traces=flat_res[:, :n_trace].reshape((len(flat_res),) + traces.shape[1:]),
-            settings=flat_res[:, n_trace:].astype(np.float32),
-            label=labels_res.astype(np.int8),
-        )
-        note = (f"SMOTE on the training part to minority/majority ratio "
-                f"{config.scaling.smote_ratio}: {len(train_idx)} -> {len(flat_res)} samples")
-        return resampled, np.arange(len(flat_res)), None, note
-    return samples, train_idx, None, "none"
+def _balance_note(scaling, n_before: int, n_after: int, weights) -> str:
+    """One line for the log and the report on how the training part was rebalanced."""
+    if weights is not None:
+        return f"class weights normal={weights[0]:.3g} errant={weights[1]:.3g}"
+    if scaling.imbalance == "smote":
+        return (f"SMOTE on the training part to minority/majority ratio {scaling.smote_ratio}: "
+                f"{n_before} -> {n_after} samples")
+    if scaling.imbalance == "undersample":
+        return f"random undersampling of the training part: {n_before} -> {n_after} pulses"
+    return "none"
 
 
 def _make_ds(samples, idx, **kwargs):

@@ -1,0 +1,1 @@
+"""beamwatch: data_preparation package."""

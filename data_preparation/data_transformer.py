@@ -1,0 +1,131 @@
+"""Beam settings for each pulse: load the PV table, join it to pulses, filter, group.
+
+The join is a backward as-of join on int64 nanoseconds: a pulse gets the latest settings row at
+or before its own timestamp, never a later one (the original prototype's `nearest` join let a
+pulse see settings from its future). Everything here is vectorised over pulses.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+
+from enterprise_tools.beam_settings_parser_hdf5 import BeamConfigParserHDF5
+from enterprise_tools.beam_settings_prep import BeamConfigPreProcessor
+
+
+def settings_columns(config) -> list[str]:
+    """The PVs to load: the selected features, then any production-filter PV not among them."""
+    columns = list(config.features or [])
+    for pv in dict(config.production_filter or {}):
+        if pv not in columns:
+            columns.append(pv)
+    return columns
+
+
+def load_settings(config) -> pd.DataFrame:
+    """Read the beam-settings archive of a `BPMDataConfig` into one time-indexed PV table.
+
+    The table has a `timestamps` column (UTC) and one float column per PV of
+    `settings_columns(config)`, sorted by time and forward-filled (see
+    `enterprise_tools.beam_settings_prep`). Values are not rescaled here: scaling is fitted on the
+    training part later.
+    """
+    columns = settings_columns(config)
+    mapping = {
+        "data_location": str(config.data_location),
+        "features": columns or None,
+        "rescale": False,
+        "scaling_min_max": None,
+    }
+    data, _ = BeamConfigParserHDF5(mapping).run(save=False)
+    table, _ = BeamConfigPreProcessor(mapping).run(data)
+    return table
+
+
+def settings_timestamps_ns(settings_df: pd.DataFrame) -> np.ndarray:
+    """The settings table's times as int64 ns since the Unix epoch (UTC)."""
+    if "timestamps" in settings_df.columns:
+        times = settings_df["timestamps"]
+    elif isinstance(settings_df.index, pd.DatetimeIndex):
+        times = settings_df.index.to_series()
+    else:
+        raise ValueError(
+            "Settings table: expected a 'timestamps' column or a DatetimeIndex, "
+            f"found columns {list(settings_df.columns)[:8]}."
+        )
+    if pd.api.types.is_integer_dtype(times.dtype):
+        return times.to_numpy(dtype=np.int64)
+    times = pd.to_datetime(times, utc=True).dt.tz_localize(None)
+    return times.to_numpy(dtype="datetime64[ns]").view(np.int64)
+
+
+def attach_settings(timestamp_ns, settings_df: pd.DataFrame, columns: Sequence[str]) -> np.ndarray:
+    """Give each pulse the latest settings row at or before it (backward as-of join).
+
+    Args:
+        timestamp_ns: int64 [n] pulse times in ns since the Unix epoch (any order).
+        settings_df: table from `load_settings` (a `timestamps` column plus one column per PV).
+        columns: the PV columns to return, in this order.
+
+    Returns:
+        float64 [n, len(columns)]; a row is all NaN when the pulse precedes the first settings
+        row (the caller ledgers those pulses as `no_settings`).
+    """
+    missing = [c for c in columns if c not in settings_df.columns]
+    if missing:
+        raise KeyError(
+            f"Settings table has no column(s) {missing}; it has {list(settings_df.columns)}."
+        )
+    pulse_ns = np.asarray(timestamp_ns, dtype=np.int64)
+    row_ns = settings_timestamps_ns(settings_df)
+    values = settings_df[list(columns)].to_numpy(dtype=np.float64)
+    if row_ns.size and np.any(np.diff(row_ns) < 0):
+        order = np.argsort(row_ns, kind="stable")
+        row_ns, values = row_ns[order], values[order]
+    row = np.searchsorted(row_ns, pulse_ns, side="right") - 1
+    out = np.full((pulse_ns.size, len(columns)), np.nan)
+    known = row >= 0
+    out[known] = values[row[known]]
+    return out
+
+
+def production_mask(values, columns: Sequence[str], rules: Mapping[str, float]) -> np.ndarray:
+    """True for pulses whose settings meet every `pv >= minimum` rule (NaN fails)."""
+    values = np.asarray(values, dtype=np.float64)
+    columns = list(columns)
+    mask = np.ones(values.shape[0], dtype=bool)
+    for pv, minimum in dict(rules or {}).items():
+        if pv not in columns:
+            raise KeyError(
+                f"Production filter PV {pv!r} is not among the attached settings {columns}."
+            )
+        with np.errstate(invalid="ignore"):
+            mask &= values[:, columns.index(pv)] >= float(minimum)
+    return mask
+
+
+def config_groups(values, tolerance: float) -> np.ndarray:
+    """Label runs of unchanged settings: a new group whenever the settings in force change.
+
+    `values` are the settings attached to pulses in time order. Pulse i starts a new group when
+    any column differs from pulse i-1 by more than `tolerance` (absolute), or turns NaN / non-NaN.
+    Comparing consecutive pulses means a change and a change back between two pulses is not seen,
+    and a slow drift in steps below `tolerance` stays one group. Ids are consecutive from 0.
+    """
+    values = np.asarray(values, dtype=np.float64)
+    n = values.shape[0]
+    if n == 0:
+        return np.zeros(0, dtype=np.int64)
+    if values.ndim == 1:
+        values = values[:, None]
+    prev, curr = values[:-1], values[1:]
+    nan_prev, nan_curr = np.isnan(prev), np.isnan(curr)
+    with np.errstate(invalid="ignore"):
+        moved = np.abs(curr - prev) > tolerance
+    changed = np.any(moved | (nan_prev != nan_curr), axis=1)
+    groups = np.zeros(n, dtype=np.int64)
+    groups[1:] = np.cumsum(changed)
+    return groups

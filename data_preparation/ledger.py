@@ -1,0 +1,154 @@
+"""The data ledger: every file or pulse the data pipeline skipped, with the reason why.
+
+Nothing in the pipeline is dropped silently. The loader, the settings join, the production filter
+and the split each add what they removed here, and the ledger travels with the samples into the
+run folder (`data_ledger.json`) and the report.
+
+Reasons used by `data_preparation` (besides the `get_traces` skip codes of
+`enterprise_tools.data_utils`, which are recorded as they come):
+
+* `corrupt_file`: the file could not be decoded (the reader's message is the detail).
+* `not_a_dcm_file`: a `.gz`/`.bin` file that is not an `SNS-BIET2020` stream.
+* `unlabelled_folder`: a data file under neither a "normal" nor an "anomal" folder.
+* `no_settings`: a pulse earlier than the first beam-settings row.
+* `non_production`: a pulse whose settings fail the production-beam filter.
+* `gap_dropped`: a pulse within `split.gap_seconds` of a split boundary.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Mapping
+from dataclasses import asdict, dataclass
+
+CORRUPT_FILE = "corrupt_file"
+NOT_A_DCM_FILE = "not_a_dcm_file"
+UNLABELLED_FOLDER = "unlabelled_folder"
+NO_SETTINGS = "no_settings"
+NON_PRODUCTION = "non_production"
+GAP_DROPPED = "gap_dropped"
+
+_SCOPES = ("file", "pulse")
+
+
+@dataclass(frozen=True)
+class LedgerEntry:
+    """One skip: `count` pulses (0 when a whole file of unknown size) of `path` for `reason`.
+
+    `scope` is "file" when the whole file was skipped, "pulse" when only some of its pulses were.
+    """
+
+    path: str
+    reason: str
+    count: int = 1
+    detail: str = ""
+    scope: str = "pulse"
+
+
+class DataLedger:
+    """An append-only list of `LedgerEntry`, with a per-reason summary and JSON round trip.
+
+    Example:
+
+    >>> ledger = DataLedger()
+    >>> ledger.add("a.bin.gz", "corrupt_file", count=0, detail="bad field code", scope="file")
+    >>> ledger.add("b.bin.gz", "no_settings", count=12)
+    >>> [row["reason"] for row in ledger.summary()]
+    ['no_settings', 'corrupt_file']
+    """
+
+    def __init__(self, entries: Iterable[LedgerEntry] = ()):
+        self._entries: list[LedgerEntry] = list(entries)
+
+    def add(
+        self, path, reason: str, count: int = 1, detail: str = "", scope: str = "pulse"
+    ) -> None:
+        """Record that `count` pulses of `path` (or the whole file) were skipped for `reason`."""
+        if scope not in _SCOPES:
+            raise ValueError(f"DataLedger.add: scope must be one of {_SCOPES}, received {scope!r}.")
+        if int(count) < 0:
+            raise ValueError(f"DataLedger.add: count must be >= 0, received {count!r}.")
+        self._entries.append(LedgerEntry(str(path), str(reason), int(count), str(detail), scope))
+
+    def extend(self, other: DataLedger | Iterable[LedgerEntry]) -> None:
+        """Append every entry of another ledger (or an iterable of entries)."""
+        entries = other.entries if isinstance(other, DataLedger) else list(other)
+        self._entries.extend(entries)
+
+    @property
+    def entries(self) -> list[LedgerEntry]:
+        """A copy of the entries, in the order they were added."""
+        return list(self._entries)
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    @property
+    def total_pulses_skipped(self) -> int:
+        """Sum of the pulse counts of all entries (whole-file skips of unknown size count 0)."""
+        return sum(entry.count for entry in self._entries)
+
+    total_skipped = total_pulses_skipped
+
+    def summary(self) -> list[dict]:
+        """Per reason: distinct files affected and pulses skipped, most pulses first."""
+        files: dict[str, set[str]] = {}
+        pulses: dict[str, int] = {}
+        for entry in self._entries:
+            files.setdefault(entry.reason, set()).add(entry.path)
+            pulses[entry.reason] = pulses.get(entry.reason, 0) + entry.count
+        rows = [
+            {"reason": reason, "files": len(files[reason]), "pulses": pulses[reason]}
+            for reason in files
+        ]
+        return sorted(rows, key=lambda row: (-row["pulses"], -row["files"], row["reason"]))
+
+    def to_dict(self) -> dict:
+        """A JSON-ready dict: the summary and every entry."""
+        return {
+            "summary": self.summary(),
+            "total_pulses_skipped": self.total_pulses_skipped,
+            "entries": [asdict(entry) for entry in self._entries],
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping) -> DataLedger:
+        """Rebuild a ledger from `to_dict()` output."""
+        if "entries" not in data:
+            raise ValueError("DataLedger.from_dict: expected a mapping with an 'entries' list.")
+        ledger = cls()
+        for i, item in enumerate(data["entries"]):
+            try:
+                ledger.add(
+                    item["path"],
+                    item["reason"],
+                    item.get("count", 1),
+                    item.get("detail", ""),
+                    item.get("scope", "pulse"),
+                )
+            except (KeyError, TypeError) as exc:
+                raise ValueError(
+                    f"DataLedger.from_dict: entry {i} needs 'path' and 'reason', got {item!r}."
+                ) from exc
+        return ledger
+
+    def log_summary(self, logger: logging.Logger, level: int = logging.INFO) -> None:
+        """Log one line per reason (or a line saying nothing was skipped)."""
+        rows = self.summary()
+        if not rows:
+            logger.log(level, "Data ledger: nothing skipped.")
+            return
+        logger.log(
+            level, "Data ledger: %d pulses skipped in total.", self.total_pulses_skipped
+        )
+        for row in rows:
+            logger.log(
+                level,
+                "  %-32s files=%-6d pulses=%d",
+                row["reason"],
+                row["files"],
+                row["pulses"],
+            )
+
+    def __repr__(self) -> str:
+        return f"DataLedger({len(self._entries)} entries, {self.total_pulses_skipped} pulses)"
