@@ -1,0 +1,331 @@
+"""Read beam-settings PV histories exported from the EPICS archiver to HDF5.
+
+``BeamConfigParserHDF5(config).run()`` turns one HDF5 file, or a folder of them, into
+``{pv_name: (N, 2) float64 array of [timestamp_ns, value]}`` sorted by time, the input of
+``beam_settings_prep``. It keeps the JLab class name and plain-mapping config so existing
+scripts carry over, and none of the original's habits (``sys.exit``, pickle, silent skips).
+
+Layout rules (``shared/specs/sns-data-formats.md`` section 2):
+
+* Groups are walked recursively. A PV's name is its dataset path relative to the root without
+  the leading ``/``: ``LEBT:Chop_N:V_Set`` at the root, ``LEBT/Chop_N:V_Set`` inside group
+  ``LEBT`` (``:`` is legal in HDF5 names; ``/`` can only come from a group).
+* A PV dataset is an ``(N, 2)`` array of ``[timestamp_ns, value]`` rows (numeric, or strings),
+  or a compound array with fields ``timestamp`` (int64 ns) and ``value``. Rows may be unsorted.
+  Values that do not parse as numbers become NaN (counted in ``configurations["nan_values"]``
+  and logged); a timestamp that does not parse is an error naming file, dataset and row.
+* Several files are read in name order. Their rows are merged per PV; where the same PV has a
+  row at the same timestamp in more than one file, the first file wins (the JLab rule) and the
+  dropped rows are counted and logged. Merging rows rather than whole PVs is what lets one file
+  per day (the simulator's and the archiver's export layout) form one history.
+
+Precision: the output is float64 by contract, and ns since the Unix epoch (~1.8e18) exceed
+2**53, so a timestamp is stored to the nearest multiple of 256 ns (whole seconds and
+multiples of 512 ns are exact). That is far below the 16.7 ms pulse spacing; the prep step
+recovers int64 ns by rounding.
+
+Example:
+
+>>> data, used = BeamConfigParserHDF5({"data_location": "data/demo/beam_settings"}).run()
+>>> data["ICS_Tim:Gate_BeamOn:RR"][:2]       # doctest: +SKIP
+array([[1.7675712e+18, 6.0000000e+01], ...])
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+import logging
+import os
+import tempfile
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import h5py
+import numpy as np
+
+logger = logging.getLogger("beamwatch.beam_settings")
+
+HDF5_SUFFIXES = (".hdf5", ".h5")
+SAVED_DATA_NAME = "beam_settings.h5"
+SAVED_CONFIG_NAME = "beam_settings.json"
+
+
+class BeamSettingsConfigError(ValueError):
+    """The beam-settings config is unusable (missing key, missing path, unknown PV...)."""
+
+
+class BeamSettingsFileError(ValueError):
+    """A beam-settings HDF5 file cannot be read or holds a dataset of the wrong layout."""
+
+
+def missing_pv_message(missing: Sequence[str], available: Iterable[str]) -> str:
+    """Name each missing PV with the closest names that do exist (a typo is the usual cause)."""
+    available = sorted(available)
+    parts = []
+    for pv in missing:
+        near = difflib.get_close_matches(pv, available, n=3, cutoff=0.5)
+        hint = f"did you mean {', '.join(repr(n) for n in near)}?" if near else "no similar name"
+        parts.append(f"{pv!r} ({hint})")
+    return (
+        f"{len(missing)} selected PV(s) not found in the beam-settings data: "
+        + "; ".join(parts)
+        + f". {len(available)} PVs are available."
+    )
+
+
+class BeamConfigParserHDF5:
+    """Parse beam-settings HDF5 archives into per-PV ``[timestamp_ns, value]`` arrays.
+
+    Args:
+        config: plain mapping. ``data_location`` (required): an ``.hdf5``/``.h5`` file or a
+            folder holding them (not searched recursively). ``features`` (optional, default
+            None = every PV found): PV names to keep; a name not found raises
+            ``BeamSettingsConfigError`` listing the closest names. ``save_dir`` (optional):
+            where ``run(save=True)`` writes. Other keys are ignored (the prep step shares
+            the mapping).
+        name: label recorded in the returned configurations (default: the class name).
+    """
+
+    def __init__(self, config: Mapping[str, Any], name: str | None = None):
+        self.config = config
+        self.name = name or type(self).__name__
+
+    def run(self, save: bool = False) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+        """Read every file and return ``(data, configurations)``; optionally save both."""
+        files = self._files()
+        features = self._features()
+        per_pv: dict[str, list[tuple[np.ndarray, np.ndarray]]] = {}
+        nan_values: dict[str, int] = {}
+        sources: dict[str, list[str]] = {}
+        for path in files:
+            for pv, (stamps, values) in _read_file(path, features).items():
+                per_pv.setdefault(pv, []).append((stamps, values))
+                sources.setdefault(pv, []).append(path.name)
+                nan_values[pv] = nan_values.get(pv, 0) + int(np.isnan(values).sum())
+        if features is not None:
+            missing = [pv for pv in features if pv not in per_pv]
+            if missing:
+                raise BeamSettingsConfigError(
+                    missing_pv_message(missing, _all_pv_names(files))
+                    + f" Searched: {self.config['data_location']}"
+                )
+        data: dict[str, np.ndarray] = {}
+        duplicates: dict[str, int] = {}
+        for pv in sorted(per_pv):
+            data[pv], dropped = _merge_first_wins(per_pv[pv])
+            if dropped:
+                duplicates[pv] = dropped
+                logger.warning(
+                    "PV %s: %d row(s) at timestamps already read from an earlier file were "
+                    "dropped (first file by name wins; files: %s)",
+                    pv, dropped, ", ".join(sources[pv]),
+                )
+        nan_values = {pv: n for pv, n in sorted(nan_values.items()) if n}
+        for pv, n in nan_values.items():
+            logger.warning("PV %s: %d value(s) did not parse as numbers; kept as NaN", pv, n)
+        configurations = {
+            "name": self.name,
+            "data_location": str(self.config["data_location"]),
+            "files": [str(p) for p in files],
+            "features": list(data),
+            "n_pvs": len(data),
+            "rows": {pv: int(len(arr)) for pv, arr in data.items()},
+            "duplicate_rows": duplicates,
+            "nan_values": nan_values,
+        }
+        logger.info("read %d PVs from %d beam-settings file(s)", len(data), len(files))
+        if save:
+            self._save(data, configurations)
+        return data, configurations
+
+    def _files(self) -> list[Path]:
+        location = self.config.get("data_location")
+        if location is None or str(location) == "":
+            raise BeamSettingsConfigError(
+                "beam-settings config has no 'data_location'; set it to an .hdf5/.h5 file "
+                "or a folder of them"
+            )
+        path = Path(location)
+        if path.is_file():
+            return [path]
+        if path.is_dir():
+            files = sorted(
+                p for p in path.iterdir() if p.is_file() and p.suffix.lower() in HDF5_SUFFIXES
+            )
+            if not files:
+                raise BeamSettingsConfigError(
+                    f"data_location {str(path)!r} holds no {'/'.join(HDF5_SUFFIXES)} files"
+                )
+            return files
+        raise BeamSettingsConfigError(f"data_location {str(path)!r} does not exist")
+
+    def _features(self) -> list[str] | None:
+        features = self.config.get("features")
+        if features is None:
+            return None
+        if isinstance(features, str) or not all(isinstance(f, str) for f in features):
+            raise BeamSettingsConfigError(
+                f"'features' must be a list of PV names or None, got {features!r}"
+            )
+        return list(features)
+
+    def _save(self, data: Mapping[str, np.ndarray], configurations: dict) -> None:
+        save_dir = self.config.get("save_dir")
+        if not save_dir:
+            raise BeamSettingsConfigError("run(save=True) needs 'save_dir' in the config")
+        save_dir = Path(save_dir)
+        save_dir.mkdir(parents=True, exist_ok=True)
+        write_pv_file(save_dir / SAVED_DATA_NAME, data)
+        text = json.dumps(configurations, indent=2, sort_keys=True) + "\n"
+        _atomic_write(save_dir / SAVED_CONFIG_NAME, lambda tmp: Path(tmp).write_text(text))
+        configurations["saved"] = [str(save_dir / SAVED_DATA_NAME), str(save_dir / SAVED_CONFIG_NAME)]
+
+
+def write_pv_file(path: str | os.PathLike, data: Mapping[str, np.ndarray]) -> None:
+    """Write ``{pv: (N, 2) array}`` as one HDF5 file, one dataset per PV, atomically.
+
+    Datasets carry no modification times and the file is pinned to one format version, so
+    the same data always gives the same bytes (the simulator's archives are reproducible).
+    """
+
+    def write(tmp: str) -> None:
+        # the root group records times unless the file-creation list says otherwise
+        fcpl = h5py.h5p.create(h5py.h5p.FILE_CREATE)
+        fcpl.set_obj_track_times(False)
+        fapl = h5py.h5p.create(h5py.h5p.FILE_ACCESS)
+        fapl.set_libver_bounds(h5py.h5f.LIBVER_V110, h5py.h5f.LIBVER_V110)
+        fid = h5py.h5f.create(os.fsencode(tmp), h5py.h5f.ACC_TRUNC, fcpl=fcpl, fapl=fapl)
+        with h5py.File(fid) as h5:
+            for pv, arr in data.items():
+                h5.create_dataset(pv, data=np.asarray(arr, dtype=np.float64), track_times=False)
+
+    _atomic_write(Path(path), write)
+
+
+def _atomic_write(path: Path, write) -> None:
+    """Call ``write(tmp_path)`` on a temp file beside ``path``, then rename it into place."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def _open(path: Path) -> h5py.File:
+    try:
+        return h5py.File(path, "r")
+    except OSError as exc:
+        raise BeamSettingsFileError(f"cannot read beam-settings file {str(path)!r}: {exc}") from exc
+
+
+def _dataset_names(h5: h5py.File) -> list[str]:
+    names: list[str] = []
+    h5.visititems(lambda name, obj: names.append(name) if isinstance(obj, h5py.Dataset) else None)
+    return names
+
+
+def _all_pv_names(files: Sequence[Path]) -> set[str]:
+    names: set[str] = set()
+    for path in files:
+        with _open(path) as h5:
+            names.update(_dataset_names(h5))
+    return names
+
+
+def _read_file(
+    path: Path, features: Sequence[str] | None
+) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Return ``{pv: (int64 timestamps, float64 values)}`` for the selected PVs of one file."""
+    wanted = None if features is None else set(features)
+    out = {}
+    with _open(path) as h5:
+        for pv in _dataset_names(h5):
+            if wanted is None or pv in wanted:
+                where = f"file {str(path)!r}, dataset {pv!r}"
+                try:
+                    raw = h5[pv][()]
+                except OSError as exc:
+                    raise BeamSettingsFileError(f"cannot read {where}: {exc}") from exc
+                out[pv] = _rows(raw, where)
+    return out
+
+
+def _rows(raw: np.ndarray, where: str) -> tuple[np.ndarray, np.ndarray]:
+    """Split one PV dataset into int64 ns timestamps and float64 values (unparsable: NaN)."""
+    if raw.dtype.names is not None:
+        if not {"timestamp", "value"} <= set(raw.dtype.names):
+            raise BeamSettingsFileError(
+                f"{where}: compound dataset needs fields 'timestamp' and 'value', "
+                f"found {list(raw.dtype.names)}"
+            )
+        if raw.ndim != 1:
+            raise BeamSettingsFileError(f"{where}: compound dataset must be 1-D, got {raw.shape}")
+        stamps, values = raw["timestamp"], raw["value"]
+    elif raw.ndim == 2 and raw.shape[1] == 2:
+        stamps, values = raw[:, 0], raw[:, 1]
+    else:
+        raise BeamSettingsFileError(
+            f"{where}: expected an (N, 2) array of [timestamp_ns, value] rows or a compound "
+            f"array with fields 'timestamp' and 'value', got shape {raw.shape} dtype {raw.dtype}"
+        )
+    return _timestamps(stamps, where), _values(values)
+
+
+def _timestamps(stamps: np.ndarray, where: str) -> np.ndarray:
+    if stamps.dtype.kind in "iu":
+        return stamps.astype(np.int64)
+    as_float = _values(stamps) if stamps.dtype.kind in "OSU" else stamps.astype(np.float64)
+    bad = ~np.isfinite(as_float)
+    if bad.any():
+        row = int(np.flatnonzero(bad)[0])
+        raise BeamSettingsFileError(
+            f"{where}: timestamp of row {row} is not a number ({stamps[row]!r}); "
+            "expected ns since the Unix epoch"
+        )
+    return np.rint(as_float).astype(np.int64)
+
+
+def _values(values: np.ndarray) -> np.ndarray:
+    if values.dtype.kind in "iufb":
+        return values.astype(np.float64)
+    return np.array([_to_float(v) for v in values.ravel()], dtype=np.float64)
+
+
+def _to_float(value: Any) -> float:
+    if isinstance(value, bytes):
+        value = value.decode("utf-8", errors="replace")
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return float("nan")
+
+
+def _merge_first_wins(parts: list[tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarray, int]:
+    """Merge one PV's rows from several files (in file order); first file wins per timestamp.
+
+    Rows repeated at one timestamp within a single file are all kept (the prep step collapses
+    them, last wins).
+    """
+    stamps = np.concatenate([s for s, _ in parts])
+    values = np.concatenate([v for _, v in parts])
+    file_index = np.concatenate([np.full(len(s), i) for i, (s, _) in enumerate(parts)])
+    # sort by time, then file order; per timestamp keep rows of the earliest file present
+    order = np.lexsort((file_index, stamps))
+    stamps, values, file_index = stamps[order], values[order], file_index[order]
+    keep = np.ones(len(stamps), dtype=bool)
+    if len(parts) > 1 and len(stamps):
+        starts = _run_starts(stamps)
+        first_file = np.minimum.reduceat(file_index, starts)
+        keep = file_index == np.repeat(first_file, np.diff(np.append(starts, len(stamps))))
+    return np.column_stack([stamps[keep].astype(np.float64), values[keep]]), int((~keep).sum())
+
+
+def _run_starts(sorted_stamps: np.ndarray) -> np.ndarray:
+    """Index of the first row of each run of equal timestamps (input sorted, non-empty)."""
+    return np.flatnonzero(np.r_[True, sorted_stamps[1:] != sorted_stamps[:-1]])

@@ -1,0 +1,157 @@
+"""The train and test flows end to end on a tiny simulated archive, through the driver."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+import driver
+from enterprise_tools.sns_simulator import SimulatorParams, simulate_archive
+from utils.logs import teardown_logging
+
+pypdf = pytest.importorskip("pypdf")
+
+TINY_MODEL = {"conv_filters": [8, 8, 8], "lstm_units": 8, "settings_units": [8],
+              "head_units": [8]}
+
+
+def write_config(tmp: Path, archive: Path, **sections) -> Path:
+    config = {
+        "run": {"name": "flow", "output_dir": str(tmp / "runs"), "log_dir": str(tmp / "logs"),
+                "seed": 5},
+        "data": {"dataset_loc": str(archive / "dcm"), "cache_dir": str(tmp / "cache"),
+                 "workers": 1},
+        "beam_settings": {"data_location": str(archive / "beam_settings")},
+        "model": dict(TINY_MODEL),
+        "train": {"epochs": 2, "batch_size": 16, "tensorboard": False},
+        "threshold": {"target_false_alarm_rate": 0.05},
+    }
+    for name, values in sections.items():
+        config.setdefault(name, {}).update(values)
+    path = tmp / "config.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+def run_driver(*args: str) -> int:
+    try:
+        return driver.main(list(args), env={})
+    finally:
+        teardown_logging()
+
+
+def pdf_text(path: Path) -> tuple[int, str]:
+    reader = pypdf.PdfReader(str(path))
+    return len(reader.pages), "\n".join(page.extract_text() or "" for page in reader.pages)
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("flow")
+    archive = tmp / "archive"
+    simulate_archive(archive, SimulatorParams.tiny(seed=3))
+    config = write_config(tmp, archive)
+    assert run_driver("--train", "--config", str(config), "--quiet") == 0
+    (run_dir,) = sorted((tmp / "runs").iterdir())
+    return tmp, archive, config, run_dir
+
+
+def test_train_writes_a_complete_run_folder(trained):
+    _, _, _, run_dir = trained
+    for name in ("config.yaml", "model.keras", "scalers.json", "threshold.json", "history.csv",
+                 "metrics.json", "data_ledger.json", "predictions.csv",
+                 "train_metrics_report.pdf", "train.log"):
+        assert (run_dir / name).is_file(), name
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    splits = metrics["splits"]
+    assert splits["train"]["end"] <= splits["val"]["start"] <= splits["val"]["end"] \
+        <= splits["test"]["start"]
+    assert metrics["seeds"]["seed"] == 5 and metrics["replicas"] == 1
+    assert 0.0 <= metrics["validation"]["pr_auc"] <= 1.0
+    threshold = json.loads((run_dir / "threshold.json").read_text())
+    assert threshold["method"] == "target_false_alarm_rate"
+    assert threshold["false_alarm_rate"] <= 0.05
+
+
+def test_model_of_record_loads_in_safe_mode(trained):
+    import keras
+
+    model = keras.saving.load_model(trained[3] / "model.keras", safe_mode=True)
+    assert {t.name.split(":")[0] for t in model.inputs} == {"trace", "settings"}
+
+
+def test_training_history_has_every_epoch(trained):
+    with open(trained[3] / "history.csv") as handle:
+        rows = list(csv.DictReader(handle))
+    assert len(rows) == 2 and "val_auc_pr" in rows[0]
+
+
+def test_ledger_lists_the_skipped_files(trained):
+    ledger = json.loads((trained[3] / "data_ledger.json").read_text())
+    reasons = {entry["reason"] for entry in ledger["entries"]}
+    assert {"mislabelled_normal_file", "no_production_beam"} <= reasons
+
+
+def test_train_report_shows_the_validation_summary(trained):
+    run_dir = trained[3]
+    pages, text = pdf_text(run_dir / "train_metrics_report.pdf")
+    metrics = json.loads((run_dir / "metrics.json").read_text())["validation"]
+    assert pages >= 6
+    assert run_dir.name in text
+    assert "errant pulses caught" in text.lower()
+    assert f"{metrics['errant_caught']['caught']} of {metrics['errant_caught']['total']}" in text
+    assert "mislabelled_normal_file" in text
+
+
+def test_test_on_validation_part_reproduces_validation_metrics(trained):
+    tmp, _, config, run_dir = trained
+    assert run_driver("--test", "--run", str(run_dir), "--part", "val", "--config", str(config),
+                      "--quiet") == 0
+    out = sorted((run_dir / "tests").iterdir())[-1]
+    tested = json.loads((out / "metrics.json").read_text())["metrics"]
+    trained_val = json.loads((run_dir / "metrics.json").read_text())["validation"]
+    for key in ("pr_auc", "roc_auc", "recall", "false_alarm_rate", "n", "n_errant"):
+        assert tested[key] == pytest.approx(trained_val[key], abs=1e-6), key
+
+
+def test_test_flow_writes_its_own_folder_and_report(trained):
+    tmp, _, config, run_dir = trained
+    assert run_driver("--test", "--run", str(run_dir), "--config", str(config), "--quiet") == 0
+    out = sorted((run_dir / "tests").iterdir())[-1]
+    for name in ("metrics.json", "predictions.csv", "test_metrics_report.pdf"):
+        assert (out / name).is_file(), name
+    result = json.loads((out / "metrics.json").read_text())
+    assert result["part"] == "test"
+    with open(out / "predictions.csv") as handle:
+        rows = list(csv.DictReader(handle))
+    assert len(rows) == result["metrics"]["n"]
+    assert {row["part"] for row in rows} == {"test"}
+    _, text = pdf_text(out / "test_metrics_report.pdf")
+    assert "test" in text and run_dir.name in text
+
+
+def test_test_on_another_archive_scores_every_pulse(trained, tmp_path):
+    _, _, config, run_dir = trained
+    other = tmp_path / "later-month"
+    simulate_archive(other, SimulatorParams.tiny(seed=11, hours=0.5))
+    assert run_driver("--test", "--run", str(run_dir), "--data", str(other), "--config",
+                      str(config), "--quiet") == 0
+    out = sorted((run_dir / "tests").iterdir())[-1]
+    result = json.loads((out / "metrics.json").read_text())
+    assert result["part"] == "all" and str(other) in result["data"]
+    truth = np.genfromtxt(other / "truth.csv", delimiter=",", names=True, dtype=None,
+                          encoding="utf-8")
+    usable = (truth["label"] >= 0) & (truth["expected_skip"] == "")
+    assert result["metrics"]["n"] == int(usable.sum())
+
+
+def test_finished_run_is_never_trained_over(trained, capsys):
+    _, _, config, run_dir = trained
+    code = run_driver("--train", "--run", str(run_dir), "--config", str(config), "--quiet")
+    assert code == 2
+    assert "metrics.json" in capsys.readouterr().err
