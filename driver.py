@@ -8,7 +8,6 @@ The one command line. With no arguments it trains on the built-in simulated SNS 
 from __future__ import annotations
 
 import argparse
-import logging
 import os
 import sys
 import traceback
@@ -107,10 +106,12 @@ def main(argv: list[str] | None = None, env: dict[str, str] | None = None) -> in
     from training.train import worker_prefix
     from utils.logs import setup_logging
 
-    logger = setup_logging(Path(config.run.log_dir), "train" if args.train else "test",
-                           quiet=args.quiet, debug=args.debug, prefix=worker_prefix(env))
+    prefix = worker_prefix(env)
+    log_dir = Path(config.run.log_dir)
+    logger = setup_logging(log_dir, "train" if args.train else "test", quiet=args.quiet,
+                           debug=args.debug, prefix=prefix)
     try:
-        return _run(args, config, env, logger)
+        return _run(args, config, env, prefix)
     except KeyboardInterrupt:
         logger.error("interrupted")
         return EXIT_FAILURE
@@ -121,53 +122,45 @@ def main(argv: list[str] | None = None, env: dict[str, str] | None = None) -> in
         if args.debug:
             traceback.print_exc()
         else:
-            print(f"(full traceback in {Path(config.run.log_dir) / 'app.log'}; "
-                  "--debug prints it here)", file=sys.stderr)
+            print(f"(full traceback in {log_dir / 'app.log'}; --debug prints it here)",
+                  file=sys.stderr)
         return code
 
 
-def _run(args, config, env, logger: logging.Logger) -> int:
+def _run(args, config, env: dict[str, str], prefix: str) -> int:
     from utils.logs import setup_logging
-    from utils.run_folder import newest_run
+    from utils.run_folder import create_run_dir, newest_run
 
     progress = not args.quiet
+    log_dir = Path(config.run.log_dir)
     run_dir = args.run
     if args.train:
         from data_preparation.demo import ensure_demo_archive
+        from training.distribute import WorkerInfo
         from training.train import train
 
-        ensure_demo_archive(config, logger)
-        setup_logging(Path(config.run.log_dir), "train", quiet=args.quiet, debug=args.debug,
-                      prefix=logger_prefix(logger), run_dir=_run_dir_for_log(args.run))
+        chief = WorkerInfo.from_env(env).is_chief
+        if run_dir is None and chief:
+            run_dir = create_run_dir(Path(config.run.output_dir), config.run.name)
+        logger = setup_logging(log_dir, "train", quiet=args.quiet, debug=args.debug, prefix=prefix,
+                               run_dir=run_dir if chief else None)
+        if chief:
+            ensure_demo_archive(config, logger)
         result = train(config, run_dir=run_dir, env=env, progress=progress)
-        run_dir = result.run_dir
-        if not _is_chief(env):
+        if not chief:
             return EXIT_OK
+        run_dir = result.run_dir
         logger.info("training done: %s", run_dir)
     if args.test:
         from testing.test import test
 
         if run_dir is None:
             run_dir = newest_run(Path(config.run.output_dir))
-        setup_logging(Path(config.run.log_dir), "test", quiet=args.quiet, debug=args.debug,
-                      prefix=logger_prefix(logger), run_dir=Path(run_dir))
+        logger = setup_logging(log_dir, "test", quiet=args.quiet, debug=args.debug, prefix=prefix,
+                               run_dir=Path(run_dir) if Path(run_dir).is_dir() else None)
         result = test(Path(run_dir), data_dir=args.data, part=args.part, progress=progress)
         logger.info("test done: %s", result.out_dir)
     return EXIT_OK
-
-
-def logger_prefix(logger: logging.Logger) -> str:
-    return getattr(logger, "beamwatch_prefix", "")
-
-
-def _run_dir_for_log(run_dir: Path | None) -> Path | None:
-    return run_dir if run_dir is not None and run_dir.exists() else None
-
-
-def _is_chief(env: dict[str, str]) -> bool:
-    from training.distribute import WorkerInfo
-
-    return WorkerInfo.from_env(env).is_chief
 
 
 def _is_usage_error(exc: Exception) -> bool:
