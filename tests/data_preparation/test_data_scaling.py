@@ -50,6 +50,18 @@ def test_time_split_gap_drops_pulses_near_each_boundary():
     assert ts[parts["val"]].max() // S == 82 and ts[parts["test"]].min() // S == 88
 
 
+def test_time_split_never_cuts_through_one_acquisition():
+    # 40 acquisitions, 3 pulses each 16.7 ms apart, acquisitions a minute apart: the 70 % cut
+    # (pulse 85) and the 86 % cut (pulse 103) fall inside acquisitions 28 and 34.
+    pulse = 16_666_667
+    ts = np.array([a * 60 * S + k * pulse for a in range(40) for k in range(3)], dtype=np.int64)
+    parts = split_indices(ts, np.zeros(ts.size), None, SplitConfig(train_fraction=0.71))
+    acquisition = ts // (60 * S)
+    owners = [set(acquisition[parts[k]].tolist()) for k in ("train", "val", "test")]
+    assert not (owners[0] & owners[1]) and not (owners[1] & owners[2])
+    assert sum(parts[k].size for k in ("train", "val", "test")) == ts.size
+
+
 def test_empty_part_is_a_clear_error_with_the_pulse_count():
     with pytest.raises(ValueError, match="3 pulses"):
         split_indices(np.arange(3) * S, np.zeros(3), None, SplitConfig(val_fraction=0.1))

@@ -1,0 +1,233 @@
+"""Memory and scale: time and peak memory of the dataset build and of a streamed training epoch.
+
+For archives of 1x, 4x (and 16x) a unit size, two fresh child processes each:
+
+* build: `prepare_samples` with `train.streaming=true` on an empty cache (`data.workers`
+  reader processes; their peak is reported apart from the child's own);
+* epoch: `prepare_samples` again (warm cache, streamed), scalers on the training part, the
+  default model, `model.fit` for two epochs streamed batch by batch from the HDF5 cache; the
+  second epoch's time is the epoch time (the first also traces the graph).
+
+Peak memory is the child's `VmHWM` (/proc/self/status), the high-water mark of its resident
+set. If streaming works, time grows with the archive and memory stays nearly flat.
+
+The child is `python -m benchmarks.scale --child build|epoch --archive A --workdir W --out J`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import logging
+import os
+import resource
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+
+from benchmarks import stats
+from benchmarks.report import render_table
+
+log = logging.getLogger("beamwatch.benchmarks.scale")
+
+
+@dataclasses.dataclass(frozen=True)
+class ScaleSettings:
+    """Archive sizes (see `suite.PROFILES`): multiples of `unit_hours` of the demo preset."""
+
+    unit_hours: float = 6.0
+    factors: tuple[int, ...] = (1, 4)
+    seed: int = 11
+    workers: int = 1
+    epochs: int = 2
+
+
+def peak_rss_mb() -> float:
+    """This process's resident-set high-water mark in MiB (VmHWM; ru_maxrss where absent)."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def _config(archive: Path, workdir: Path, workers: int):
+    from benchmarks.detection import bench_config
+
+    return bench_config(archive, workdir, [f"data.cache_dir={workdir / 'cache'}",
+                                           f"data.workers={workers}", "train.streaming=true"])
+
+
+def child_build(archive: Path, workdir: Path, workers: int) -> dict:
+    from data_preparation.pipeline import prepare_samples
+
+    config = _config(archive, workdir, workers)
+    started = time.perf_counter()
+    samples = prepare_samples(config, progress=False)
+    seconds = time.perf_counter() - started
+    return {"seconds": seconds, "samples": len(samples), "streaming": samples.streaming,
+            "files": len(samples.files), "peak_rss_mb": peak_rss_mb(),
+            "workers_peak_rss_mb": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024}
+
+
+def child_epoch(archive: Path, workdir: Path, workers: int, epochs: int) -> dict:
+    import keras
+
+    from data_preparation.data_scaling import split_indices
+    from data_preparation.pipeline import (
+        balance_training,
+        fit_scalers,
+        make_dataset,
+        prepare_samples,
+    )
+    from model import InputSpec, build_model, compile_model
+
+    config = _config(archive, workdir, workers)
+    started = time.perf_counter()
+    samples = prepare_samples(config, progress=False)
+    parts = split_indices(samples.timestamp_ns, samples.label, samples.group, config.split)
+    trace_scaler, settings_scaler = fit_scalers(samples, parts["train"], config.scaling)
+    train_samples, idx, weights = balance_training(samples, parts["train"], config.scaling,
+                                                   trace_scaler, settings_scaler)
+    sample_weight = None
+    if weights is not None:
+        sample_weight = np.where(train_samples.label[idx] == 1, weights[1], weights[0])
+    keras.utils.set_random_seed(0)
+    model = build_model(SimpleNamespace(**dataclasses.asdict(config.model), per_trace=False),
+                        InputSpec(trace_length=samples.trace_shape[0], n_channels=1,
+                                  n_settings=samples.settings.shape[1]))
+    compile_model(model, config.model, config.train)
+    dataset = make_dataset(train_samples, idx, trace_scaler, settings_scaler,
+                           batch_size=config.train.batch_size, shuffle=True, seed=0,
+                           sample_weight=sample_weight)
+    setup = time.perf_counter() - started
+    epoch_seconds = []
+    for _ in range(epochs):
+        t0 = time.perf_counter()
+        model.fit(dataset, epochs=1, verbose=0)
+        epoch_seconds.append(time.perf_counter() - t0)
+    return {"setup_seconds": setup, "epoch_seconds": epoch_seconds,
+            "seconds": epoch_seconds[-1], "train_samples": int(len(idx)),
+            "streaming": samples.streaming, "peak_rss_mb": peak_rss_mb()}
+
+
+def _run_child(kind: str, archive: Path, workdir: Path, settings: ScaleSettings) -> dict:
+    out = workdir / f"{kind}.json"
+    command = [sys.executable, "-m", "benchmarks.scale", "--child", kind, "--archive",
+               str(archive), "--workdir", str(workdir), "--workers", str(settings.workers),
+               "--epochs", str(settings.epochs), "--out", str(out)]
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", CUDA_VISIBLE_DEVICES="-1")
+    started = time.perf_counter()
+    done = subprocess.run(command, cwd=Path(__file__).resolve().parent.parent, env=env,
+                          capture_output=True, text=True)
+    if done.returncode != 0:
+        raise RuntimeError(f"scale child {kind} on {archive} failed: {done.stderr[-2000:]}")
+    result = json.loads(out.read_text())
+    result["child_wall_seconds"] = time.perf_counter() - started
+    result["children_max_rss_mb"] = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+    return result
+
+
+def run(settings: ScaleSettings, workdir: Path, skipped: tuple[int, ...] = ()) -> dict:
+    """Every factor: simulate (or reuse), cold streamed build, streamed epochs."""
+    from benchmarks.detection import ensure_archive
+    from enterprise_tools.sns_simulator import SimulatorParams
+
+    rows = []
+    for factor in settings.factors:
+        params = SimulatorParams.demo(hours=settings.unit_hours * factor, seed=settings.seed)
+        archive = ensure_archive(workdir / f"archive-scale-{factor}x", params)
+        work = workdir / f"scale-{factor}x"
+        if work.exists():
+            shutil.rmtree(work)  # a cold build needs an empty cache
+        work.mkdir(parents=True)
+        log.info("scale %dx: build", factor)
+        build = _run_child("build", Path(archive["path"]), work, settings)
+        log.info("scale %dx: epoch", factor)
+        epoch = _run_child("epoch", Path(archive["path"]), work, settings)
+        rows.append({"factor": factor, "hours": settings.unit_hours * factor,
+                     "simulate_seconds": archive["simulate_seconds"], "build": build,
+                     "epoch": epoch})
+    return {"settings": dataclasses.asdict(settings), "skipped_factors": list(skipped),
+            "rows": rows, "growth": growth(rows)}
+
+
+def growth(rows: list[dict]) -> list[dict]:
+    """Per factor, relative to the smallest: size, time and memory ratios."""
+    if not rows:
+        return []
+    base = rows[0]
+    out = []
+    for row in rows[1:]:
+        size = stats.ratio(row["build"]["samples"], base["build"]["samples"])
+        entry = {"factor": row["factor"], "size_ratio": size}
+        for part in ("build", "epoch"):
+            time_ratio = stats.ratio(row[part]["seconds"], base[part]["seconds"])
+            entry[f"{part}_time_ratio"] = time_ratio
+            entry[f"{part}_time_per_size"] = stats.ratio(time_ratio, size)
+            entry[f"{part}_memory_ratio"] = stats.ratio(row[part]["peak_rss_mb"],
+                                                        base[part]["peak_rss_mb"])
+        out.append(entry)
+    return out
+
+
+def render(result: dict) -> str:
+    rows = []
+    for r in result["rows"]:
+        b, e = r["build"], r["epoch"]
+        rows.append([f"{r['factor']}x ({r['hours']:g} h)", str(b["samples"]),
+                     stats.format_number(b["seconds"], 1), stats.format_number(b["peak_rss_mb"], 0),
+                     str(e["train_samples"]), stats.format_number(e["seconds"], 1),
+                     stats.format_number(e["peak_rss_mb"], 0)])
+    growth_rows = [[f"{g['factor']}x vs 1x", stats.format_ratio(g["size_ratio"]),
+                    stats.format_ratio(g["build_time_ratio"]),
+                    stats.format_ratio(g["build_memory_ratio"]),
+                    stats.format_ratio(g["epoch_time_ratio"]),
+                    stats.format_ratio(g["epoch_memory_ratio"])] for g in result["growth"]]
+    s = result["settings"]
+    lines = [
+        "### Memory and scale",
+        "",
+        f"Unit archive: {s['unit_hours']:g} h of the demo preset (seed {s['seed']}); each figure "
+        f"from a fresh child process; build = `prepare_samples` streamed on an empty cache with "
+        f"{s['workers']} reader worker(s); epoch = the last of {s['epochs']} streamed epochs of "
+        "the default model; memory = the child's VmHWM.",
+    ]
+    if result.get("skipped_factors"):
+        lines.append(f"Not run in this profile (time budget): "
+                     f"{', '.join(f'{f}x' for f in result['skipped_factors'])}.")
+    lines += ["", render_table(["archive", "samples", "build s", "build peak MiB",
+                                "train samples", "epoch s", "epoch peak MiB"], rows), "",
+              render_table(["growth", "samples", "build time", "build memory", "epoch time",
+                            "epoch memory"], growth_rows)]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="child process of the scale benchmark")
+    parser.add_argument("--child", choices=("build", "epoch"), required=True)
+    parser.add_argument("--archive", type=Path, required=True)
+    parser.add_argument("--workdir", type=Path, required=True)
+    parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument("--epochs", type=int, default=2)
+    parser.add_argument("--out", type=Path, required=True)
+    args = parser.parse_args(argv)
+    if args.child == "build":
+        result = child_build(args.archive, args.workdir, args.workers)
+    else:
+        result = child_epoch(args.archive, args.workdir, args.workers, args.epochs)
+    args.out.write_text(json.dumps(result, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,166 @@
+"""The benchmark suite: profiles (quick, full), running the sections, recording where and how.
+
+A run records, per section, the machine, the commit measured, the exact command, the load
+average before and after, and the figures, into `benchmarks/results/<date>-<machine>.json`
+(sections run on the same day and machine are merged into one file), then rewrites the
+generated tables of `docs/benchmarks.md` from that file.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+from benchmarks import detection, report, scale, speed
+
+log = logging.getLogger("beamwatch.benchmarks")
+
+SECTIONS = ("detection", "speed", "scale")
+
+
+@dataclasses.dataclass(frozen=True)
+class Profile:
+    """Everything that differs between a quick look and a full measurement."""
+
+    name: str
+    archive_hours: float
+    archive_seed: int
+    detection: detection.DetectionSettings
+    speed: speed.SpeedSettings
+    scale: scale.ScaleSettings
+    scale_skipped: tuple[int, ...] = ()
+    note: str = ""
+
+
+PROFILES = {
+    # Under 10 minutes on 2 cores: one seed, few epochs, the prototype on a capped training
+    # part for one epoch (it trains ~80x slower per sample on a CPU), scale 1x and 4x only.
+    "quick": Profile(
+        name="quick",
+        archive_hours=42.0,
+        archive_seed=20201,
+        detection=detection.DetectionSettings(seeds=(0,), epochs=5, prototype_epochs=1,
+                                              prototype_max_train=192, n_boot=200),
+        speed=speed.SpeedSettings(read_repeat=5, build_workers=(1, 2), train_samples=128,
+                                  train_epochs=3, eval_samples=256, latency_iterations=300,
+                                  batch_repeats=3),
+        scale=scale.ScaleSettings(unit_hours=6.0, factors=(1, 4), epochs=2),
+        scale_skipped=(16,),
+        note="1 seed per model; sns_prototype trained 1 epoch on 192 training pulses "
+             "(plus SMOTE); scale 16x left out to stay under 10 minutes on 2 cores.",
+    ),
+    # A workstation or GPU: five days of beam, the train flow's epochs, three seeds.
+    "full": Profile(
+        name="full",
+        archive_hours=120.0,
+        archive_seed=20201,
+        detection=detection.DetectionSettings(seeds=(0, 1, 2), epochs=15, prototype_epochs=15,
+                                              prototype_max_train=None, n_boot=1000),
+        speed=speed.SpeedSettings(read_repeat=10, build_workers=(1, 2), train_samples=1024,
+                                  train_epochs=4, eval_samples=1024, latency_iterations=2000,
+                                  batch_repeats=10),
+        scale=scale.ScaleSettings(unit_hours=6.0, factors=(1, 4, 16), epochs=2),
+        note="3 seeds per model, 15 epochs each (early stopping on validation PR AUC).",
+    ),
+}
+
+
+def detection_archive(profile: Profile, workdir: Path) -> dict:
+    """The fixed simulated archive of the profile (reused when already there)."""
+    from enterprise_tools.sns_simulator import SimulatorParams
+
+    params = SimulatorParams.demo(hours=profile.archive_hours, seed=profile.archive_seed)
+    name = f"archive-{profile.archive_hours:g}h-seed{profile.archive_seed}"
+    return detection.ensure_archive(workdir / name, params)
+
+
+def run_sections(profile: Profile, sections: tuple[str, ...], workdir: Path,
+                 previous: dict | None = None) -> dict:
+    """Runs the sections asked for; returns `{name: {"result", "wall_seconds", ...}}`."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    out = {}
+    archive = None
+    if "detection" in sections or "speed" in sections:
+        archive = detection_archive(profile, workdir)
+    detection_result = None
+    if previous and "detection" in previous:
+        detection_result = previous["detection"].get("result")
+    for name in sections:
+        load_before = list(os.getloadavg())
+        started = time.perf_counter()
+        log.info("benchmark section %s (%s profile)", name, profile.name)
+        if name == "detection":
+            result = detection.run(Path(archive["path"]), workdir, profile.detection)
+            result["archive_info"] = archive
+            detection_result = result
+        elif name == "speed":
+            result = speed.run(profile.speed, Path(archive["path"]), workdir, detection_result)
+        elif name == "scale":
+            result = scale.run(profile.scale, workdir, skipped=profile.scale_skipped)
+        else:
+            raise ValueError(f"unknown section {name!r}; expected one of {SECTIONS}")
+        out[name] = {"result": result, "wall_seconds": time.perf_counter() - started,
+                     "load_average_before": load_before,
+                     "load_average_after": list(os.getloadavg()),
+                     "profile": profile.name, "profile_note": profile.note}
+    return out
+
+
+def record(sections: dict, *, command: str, commit: str, machine: dict, results_dir: Path,
+           previous: dict | None, now: datetime, total_seconds: float) -> dict:
+    """The results document: earlier sections of the same day and machine kept, new ones added."""
+    results = dict(previous or {"sections": {}})
+    results.setdefault("sections", {})
+    results["machine"] = machine
+    results["updated"] = now.isoformat(timespec="seconds")
+    for name, section in sections.items():
+        results["sections"][name] = {**section, "command": command, "commit": commit,
+                                     "finished": now.isoformat(timespec="seconds")}
+    results.setdefault("runs", []).append({"command": command, "commit": commit,
+                                           "finished": now.isoformat(timespec="seconds"),
+                                           "sections": list(sections),
+                                           "total_seconds": total_seconds,
+                                           "load_average_end": list(os.getloadavg())})
+    return results
+
+
+def render_document(results: dict, results_file: str) -> str:
+    """The generated part of docs/benchmarks.md."""
+    m = results["machine"]
+    v = m["versions"]
+    lines = [
+        f"_Generated from `{results_file}` (updated {results['updated']}). Do not edit between "
+        "the markers: `python -m benchmarks` rewrites this part._",
+        "",
+        "Machine: " + f"{m['cpu']}, {m['cores']} cores, "
+        + (f"{m['ram_gib']:.0f} GiB RAM, " if m.get("ram_gib") else "")
+        + f"{m['os']}; Python {v['python']}, TensorFlow {v.get('tensorflow')}, "
+        f"Keras {v.get('keras')}, scikit-learn {v.get('sklearn')}, NumPy {v.get('numpy')}.",
+        "",
+    ]
+    rows = []
+    for name in SECTIONS:
+        s = results["sections"].get(name)
+        if s is None:
+            continue
+        rows.append([name, f"`{s['command']}`", f"`{s['commit'][:12]}{'+dirty' if s['commit'].endswith('+dirty') else ''}`",
+                     s["finished"], f"{s['wall_seconds']:.0f}",
+                     " / ".join(f"{x:.2f}" for x in s["load_average_before"]),
+                     s.get("profile_note", "")])
+    lines += [report.render_table(["section", "command", "commit", "finished (UTC)", "wall s",
+                                   "load avg before (1/5/15 min)", "profile"], rows,
+                                  align="lllllrl"), ""]
+    renderers = {"detection": detection.render, "speed": speed.render, "scale": scale.render}
+    for name in SECTIONS:
+        s = results["sections"].get(name)
+        if s is not None:
+            lines += [renderers[name](s["result"]), ""]
+    return "\n".join(lines)
+
+
+def now_utc() -> datetime:
+    return datetime.now(UTC)
