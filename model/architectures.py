@@ -27,8 +27,9 @@ def trace_branch(trace, model_config):
     """Conv1D blocks that shorten the trace, then an LSTM, then attention pooling (optional).
 
     Each block is Conv1D(filters, kernel, strides, padding="same") -> BatchNorm -> ReLU, so
-    the sequence length is divided by each stride, rounded up (10000 -> 2500 -> 625 -> 157 for
-    strides 4, 4, 4) and the LSTM runs over far fewer steps than the raw samples.
+    the sequence length is divided by each stride, rounded up (10000 samples averaged over
+    `input_pool`=10 -> 1000 -> 500 -> 250 -> 125 for strides 2, 2, 2) and the LSTM runs over far
+    fewer steps than the raw samples.
     """
     filters = tuple(model_config.conv_filters)
     kernels = tuple(model_config.conv_kernels)
@@ -43,15 +44,30 @@ def trace_branch(trace, model_config):
     if getattr(model_config, "per_trace", False):
         # float32 even under mixed precision: a quiet trace's spread underflows in float16.
         x = PerTraceNormalization(dtype="float32", name="per_trace_norm")(x)
+    pool = getattr(model_config, "input_pool", 1)
+    if pool > 1:
+        # The chopper cuts the macropulse into ~1 us mini-pulses (10 samples at 10 MS/s) with a
+        # random phase per pulse; averaging over one period removes that carrier and keeps the
+        # loss envelope where the precursors live (ramps, bursts, sags, RF jitter at kHz).
+        x = layers.AveragePooling1D(pool, padding="same", name="minipulse_average")(x)
     for i, (n_filters, kernel, stride) in enumerate(zip(filters, kernels, strides, strict=True)):
         x = layers.Conv1D(n_filters, kernel, strides=stride, padding="same", name=f"conv{i}")(x)
         x = layers.BatchNormalization(name=f"conv{i}_bn")(x)
         x = layers.ReLU(name=f"conv{i}_relu")(x)
     if model_config.dropout > 0:
         x = layers.SpatialDropout1D(model_config.dropout, name="conv_dropout")(x)
-    return _recurrent_pooling(
+    pooled = _recurrent_pooling(
         x, model_config.lstm_units, model_config.bidirectional, model_config.attention
     )
+    if not getattr(model_config, "global_pooling", False):
+        return pooled
+    # Whole-pulse level and peak of each conv feature beside the LSTM summary: the loss level
+    # relative to what the settings predict is much of the signal, and these carry it directly.
+    return layers.Concatenate(name="trace_summary")([
+        pooled,
+        layers.GlobalAveragePooling1D(name="conv_mean")(x),
+        layers.GlobalMaxPooling1D(name="conv_max")(x),
+    ])
 
 
 def settings_branch(settings, model_config):

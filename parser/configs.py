@@ -448,7 +448,7 @@ class ScalingConfig(_Section):
 
     trace_scaler: str = _option("robust", choices=_SCALERS)
     per_trace: bool = False
-    settings_scaler: str = _option("robust", choices=_SCALERS)
+    settings_scaler: str = _option("minmax", choices=_SCALERS)
     imbalance: str = _option(
         "class_weight", choices=("class_weight", "smote", "undersample", "none")
     )
@@ -467,12 +467,14 @@ class ModelConfig(_Section):
     section: ClassVar[str] = "model"
 
     name: str = "sns_cnn_lstm"
+    input_pool: int = _option(10, ge=1)
     conv_filters: tuple[int, ...] = _option((16, 32, 32), ge=1)
-    conv_kernels: tuple[int, ...] = _option((9, 7, 5), ge=1)
-    conv_strides: tuple[int, ...] = _option((4, 4, 4), ge=1)
+    conv_kernels: tuple[int, ...] = _option((7, 5, 5), ge=1)
+    conv_strides: tuple[int, ...] = _option((2, 2, 2), ge=1)
     lstm_units: int = _option(32, ge=1)
     bidirectional: bool = True
     attention: bool = True
+    global_pooling: bool = True
     settings_units: tuple[int, ...] = _option((32,), ge=1)
     head_units: tuple[int, ...] = _option((32,), ge=1)
     dropout: float = _option(0.2, ge=0, lt=1)

@@ -26,9 +26,11 @@ TINY_MODEL = dict(
 # The sizes of configs/default.yaml's model section.
 DEFAULT_MODEL = dict(
     TINY_MODEL,
+    input_pool=10,
+    global_pooling=True,
     conv_filters=(16, 32, 32),
-    conv_kernels=(9, 7, 5),
-    conv_strides=(4, 4, 4),
+    conv_kernels=(7, 5, 5),
+    conv_strides=(2, 2, 2),
     lstm_units=32,
     settings_units=(32,),
     head_units=(32,),

@@ -57,9 +57,12 @@ def test_no_lambda_layers_in_any_model(trained):
     assert not any(isinstance(layer, keras.layers.Lambda) for layer in model._flatten_layers())
 
 
-def test_strided_conv_blocks_shorten_10000_samples_to_157_lstm_steps():
+def test_minipulse_average_and_strided_convs_shorten_10000_samples_to_125_lstm_steps():
     model = build_model(model_config(**DEFAULT_MODEL), InputSpec(10000, 1, 22))
-    assert tuple(model.get_layer("bilstm").input.shape) == (None, 157, 32)
+    assert tuple(model.get_layer("minipulse_average").output.shape) == (None, 1000, 1)
+    assert tuple(model.get_layer("bilstm").input.shape) == (None, 125, 32)
+    # BiLSTM attention summary (2 x 32) beside the mean and max of the 32 conv features
+    assert tuple(model.get_layer("trace_summary").output.shape) == (None, 64 + 32 + 32)
     assert model.get_layer("conv2").filters == 32
 
 
@@ -140,5 +143,5 @@ def test_default_config_from_parser_builds_the_default_model():
         config.train,
     )
     assert model.name == config.model.name == "sns_cnn_lstm"
-    assert tuple(model.get_layer("bilstm").input.shape) == (None, 157, 32)
+    assert tuple(model.get_layer("bilstm").input.shape) == (None, 125, 32)
     assert tuple(model.input["settings"].shape) == (None, 22)
