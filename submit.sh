@@ -5,12 +5,17 @@
 #   sbatch --gpus-per-node=4 --ntasks-per-node=1 submit.sh --set train.distribute=mirrored
 #   sbatch --nodes=2 --ntasks-per-node=4 --gpus-per-node=4 submit.sh   multi-worker, 8 GPUs
 #   sbatch submit.sh --config configs/my.yaml --set train.epochs=50    extra args pass through
+#   sbatch --gpus-per-node=0 --ntasks-per-node=2 --cpus-per-task=4 --mem=16G submit.sh
+#                                                      CPU-only nodes: 2 workers, no GPU request
 #
 # Every #SBATCH default below can be overridden on the sbatch command line.
+# logs/ ships with the repository: SLURM opens logs/slurm-<jobid>.out before this script runs,
+# and a missing folder fails the job without any output (mkdir -p logs if you removed it).
 # Environment: BEAMWATCH_VENV=/path/to/venv (activated if set), or BEAMWATCH_CONDA_ENV=name;
 # BEAMWATCH_PYTHON (default: python); BEAMWATCH_RUN_DIR (default: runs/slurm-<jobid>-<name>).
 # Requeue-safe: the run folder is named after the job id, so a requeued job trains into the same
-# folder and resumes from its BackupAndRestore state; a finished training is not repeated.
+# folder and resumes from its last completed epoch (its backup/); a finished training is not
+# repeated. To resume a cancelled job in a new job, pass its folder: BEAMWATCH_RUN_DIR=runs/...
 #
 #SBATCH --job-name=beamwatch
 #SBATCH --time=08:00:00

@@ -44,6 +44,7 @@ def load_run(run_dir: Path) -> tuple[Config, object, dict, tuple]:
     """The run's config, model (safe mode), threshold and scalers, with clear errors."""
     import keras
 
+    import model  # noqa: F401  registers the custom layers that safe-mode loading looks up
     from data_preparation.data_scaling import load_scalers
 
     run_dir = Path(run_dir)
@@ -58,10 +59,10 @@ def load_run(run_dir: Path) -> tuple[Config, object, dict, tuple]:
         config = load_config(run_dir / "config.yaml")
     except ConfigError as exc:
         raise RunFolderError(f"{run_dir}/config.yaml cannot be read: {exc}") from exc
-    model = keras.saving.load_model(run_dir / "model.keras", safe_mode=True)
+    trained = keras.saving.load_model(run_dir / "model.keras", safe_mode=True)
     threshold = json.loads((run_dir / "threshold.json").read_text())
     scalers = load_scalers(run_dir / "scalers.json")
-    return config, model, threshold, scalers
+    return config, trained, threshold, scalers
 
 
 def resolve_data_dir(data_dir: Path) -> tuple[Path, Path | None]:

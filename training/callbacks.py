@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import logging
 import math
 from pathlib import Path
@@ -38,6 +39,29 @@ def best_checkpoint_path(run_dir: Path) -> Path:
     return run_dir / "checkpoints" / "best.keras"  # not under backup/: BackupAndRestore deletes that
 
 
+def read_history_csv(path: Path) -> dict[str, list[float]]:
+    """history.csv as CSVLogger wrote it, one list per metric ({} when there is none)."""
+    if not path.exists():
+        return {}
+    with path.open(newline="") as f:
+        rows = list(csv.DictReader(f))
+    keys = [k for k in (rows[0] if rows else {}) if k != "epoch"]
+    return {k: [float(row[k]) for row in rows] for k in keys}
+
+
+def best_so_far(run_dir: Path) -> float | None:
+    """The best val_auc_pr of a run being resumed (None for a fresh run).
+
+    A resumed ModelCheckpoint starts from this instead of -inf, so the first epoch after a
+    resume cannot overwrite a better best checkpoint.
+    """
+    if not (run_dir / "backup").exists():
+        return None
+    values = [v for v in read_history_csv(run_dir / "history.csv").get(MONITOR, [])
+              if math.isfinite(v)]
+    return max(values) if values else None
+
+
 def standard_callbacks(
     run_dir: Path,
     train_config,
@@ -70,7 +94,8 @@ def standard_callbacks(
             # The best checkpoint goes to a working file; the flow publishes model.keras
             # atomically at the end, so a kill mid-save never leaves a broken model.keras.
             keras.callbacks.ModelCheckpoint(
-                str(best_checkpoint_path(run_dir)), monitor=MONITOR, mode="max", save_best_only=True
+                str(best_checkpoint_path(run_dir)), monitor=MONITOR, mode="max", save_best_only=True,
+                initial_value_threshold=best_so_far(run_dir),
             ),
             keras.callbacks.BackupAndRestore(str(run_dir / "backup")),
             keras.callbacks.CSVLogger(str(run_dir / "history.csv"), append=True),

@@ -135,10 +135,12 @@ def slurm_cluster_resolver(train_config, env: Mapping[str, str]):
     if gpus_per_node is None:
         gpus_per_node = _gpus_on_node(env)
     if gpus_per_node > 0:
-        return tf.distribute.cluster_resolver.SlurmClusterResolver(
+        resolver = tf.distribute.cluster_resolver.SlurmClusterResolver(
             port_base=port_base, gpus_per_node=gpus_per_node,
             gpus_per_task=train_config.gpus_per_task or 1, auto_set_gpu=True,
         )
+        resolver.cluster_spec()  # sets this task's CUDA_VISIBLE_DEVICES before CUDA starts
+        return resolver
     # CPU-only nodes: SlurmClusterResolver.cluster_spec() lays tasks out by stepping through the
     # GPUs (range(0, gpus_per_node, gpus_per_task)), so with 0 GPUs it fails or finds no task.
     # Resolve the layout as if each task had one GPU (auto_set_gpu=False: nothing is set), then
@@ -258,7 +260,7 @@ def fit_multi_worker(model, train_ds, val_ds, *, strategy, worker: WorkerInfo, c
 
 
 def _shard_by_data(dataset):
-    """Each worker takes its slice of every global batch (the data are in memory, not files)."""
+    """Each worker takes its slice of every global batch (arrays or a generator: no files to split)."""
     import tensorflow as tf
 
     options = tf.data.Options()
@@ -529,8 +531,13 @@ def _restore(model, strategy, backup_dir: Path, logger) -> tuple[LoopState, list
     import tensorflow as tf
 
     own = completed_backups(backup_dir)
-    newest = strategy.run(lambda: tf.constant([own[-1] if own else 0], tf.int64))
-    agreed = int(np.min(strategy.gather(newest, axis=0).numpy()))
+
+    @tf.function
+    def gather_newest():
+        newest = strategy.run(lambda: tf.constant([own[-1] if own else 0], tf.int64))
+        return strategy.gather(newest, axis=0)
+
+    agreed = int(np.min(gather_newest().numpy()))
     if agreed == 0:
         return LoopState(), None
     if agreed not in own:

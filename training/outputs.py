@@ -31,6 +31,8 @@ def publish_best_model(model, checkpoint: Path, target: Path):
     """Loads the best checkpoint (safe mode) and saves it as `target` atomically."""
     import keras
 
+    import model as _registry  # noqa: F401  registers the custom layers for safe-mode loading
+
     if checkpoint.exists():
         model = keras.saving.load_model(checkpoint, safe_mode=True)
     else:

@@ -18,7 +18,7 @@ import numpy as np
 
 from parser.configs import Config, dump_config
 from training import outputs
-from training.callbacks import best_checkpoint_path, standard_callbacks
+from training.callbacks import best_checkpoint_path, read_history_csv, standard_callbacks
 from training.distribute import WorkerInfo, fit_custom_loop, make_strategy
 from utils.run_folder import atomic_write_text, create_run_dir
 
@@ -147,6 +147,8 @@ def train(
         history = model.fit(train_ds, validation_data=val_ds, epochs=config.train.epochs,
                             callbacks=callbacks, verbose=1 if interactive else 0,
                             shuffle=False).history  # the dataset shuffles itself, seeded
+        if worker.is_chief:  # after a resume, fit returns only the epochs it ran; the CSV has all
+            history = read_history_csv(run_dir / "history.csv") or history
     if not worker.is_chief:
         log.info("worker done; the chief writes the run folder")
         return TrainResult(run_dir, {}, {}, float("nan"), strategy.num_replicas_in_sync)

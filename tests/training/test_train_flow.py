@@ -155,3 +155,16 @@ def test_finished_run_is_never_trained_over(trained, capsys):
     code = run_driver("--train", "--run", str(run_dir), "--config", str(config), "--quiet")
     assert code == 2
     assert "metrics.json" in capsys.readouterr().err
+
+
+def test_test_flow_in_a_fresh_process_loads_the_model(trained):
+    """What submit.sh runs: `driver.py --test` in a new interpreter (custom layers registered)."""
+    import subprocess
+    import sys
+
+    _, _, config, run_dir = trained
+    root = Path(__file__).resolve().parents[2]
+    proc = subprocess.run([sys.executable, str(root / "driver.py"), "--test", "--run", str(run_dir),
+                           "--config", str(config), "--quiet"],
+                          cwd=root, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
