@@ -37,20 +37,22 @@ class Profile:
 
 
 PROFILES = {
-    # Under 10 minutes on 2 cores: one seed, few epochs, the prototype on a capped training
-    # part for one epoch (it trains ~80x slower per sample on a CPU), scale 1x and 4x only.
+    # Under 10 minutes on 2 cores: one seed, the train flow's 15 epochs (early stopping), the
+    # prototype on a capped training part for one epoch (it trains ~80x slower per sample on a
+    # CPU), scale 1x and 4x only.
     "quick": Profile(
         name="quick",
         archive_hours=42.0,
         archive_seed=20201,
-        detection=detection.DetectionSettings(seeds=(0,), epochs=5, prototype_epochs=1,
+        detection=detection.DetectionSettings(seeds=(0,), epochs=15, prototype_epochs=1,
                                               prototype_max_train=192, n_boot=200),
         speed=speed.SpeedSettings(read_repeat=5, build_workers=(1, 2), train_samples=128,
                                   train_epochs=3, eval_samples=256, latency_iterations=300,
                                   batch_repeats=3),
         scale=scale.ScaleSettings(unit_hours=6.0, factors=(1, 4), epochs=2),
         scale_skipped=(16,),
-        note="1 seed per model; sns_prototype trained 1 epoch on 192 training pulses "
+        note="1 seed per model, 15 epochs (early stopping); sns_prototype trained 1 epoch on "
+             "192 training pulses "
              "(plus SMOTE); scale 16x left out to stay under 10 minutes on 2 cores.",
     ),
     # A workstation or GPU: five days of beam, the train flow's epochs, three seeds.
