@@ -28,14 +28,17 @@ _SCALERS_FORMAT = 1
 # Splits
 
 
-def split_indices(timestamp_ns, label, groups, config, seed: int = 0) -> dict[str, np.ndarray]:
+def split_indices(
+    timestamp_ns, label, groups, config, seed: int = 0, acquisition=None
+) -> dict[str, np.ndarray]:
     """Indices of the train, val and test parts (each in time order) per `config.method`.
 
     Methods (`SplitConfig.method`):
 
     * `"time"`: the oldest `train_fraction` of pulses (by count, in time order) train, the next
-      `val_fraction` validate, the newest rest test. A cut moves forward to the next gap of at
-      least a second, so the pulses of one acquisition never straddle two parts. With `gap_seconds > 0`, every pulse within
+      `val_fraction` validate, the newest rest test. With `acquisition` (an id per pulse, e.g.
+      its source file index) a cut moves forward to the next acquisition, so the pulses of one
+      DCM file never straddle two parts. With `gap_seconds > 0`, every pulse within
       that many seconds of a boundary (the first pulse time of the later part) is dropped.
     * `"config_group"`: whole configuration groups, ordered by their first pulse, are cut into
       three runs whose sizes best match the fractions; a group never straddles parts.
@@ -56,7 +59,7 @@ def split_indices(timestamp_ns, label, groups, config, seed: int = 0) -> dict[st
         raise ValueError(f"split_indices: label has shape {label.shape}, expected ({n},).")
     order = np.argsort(timestamp_ns, kind="stable")
     if config.method == "time":
-        part, dropped = _time_parts(timestamp_ns, order, config)
+        part, dropped = _time_parts(timestamp_ns, order, config, acquisition)
     elif config.method == "config_group":
         part, dropped = _group_parts(np.asarray(groups), timestamp_ns, order, config)
     elif config.method == "stratified_random":
@@ -86,25 +89,26 @@ def _cut_counts(n: int, config) -> tuple[int, int]:
     return first, second
 
 
-# Pulses closer than this belong to one acquisition (one DCM file holds consecutive 60 Hz
-# pulses, 16.7 ms apart, nearly identical); a time cut never falls between them.
-ACQUISITION_SPACING_NS = 1_000_000_000
+def _between_acquisitions(sorted_acquisition: np.ndarray | None, cut: int) -> int:
+    """The first index at or after `cut` that starts a new acquisition (or n).
 
-
-def _between_acquisitions(sorted_ns: np.ndarray, cut: int) -> int:
-    """The first index at or after `cut` that starts a new acquisition (or n)."""
-    n = sorted_ns.size
-    while 0 < cut < n and sorted_ns[cut] - sorted_ns[cut - 1] < ACQUISITION_SPACING_NS:
+    One DCM file holds consecutive 60 Hz pulses, 16.7 ms apart and nearly identical; a cut
+    between two of them would put the same beam in two parts.
+    """
+    if sorted_acquisition is None:
+        return cut
+    n = sorted_acquisition.size
+    while 0 < cut < n and sorted_acquisition[cut] == sorted_acquisition[cut - 1]:
         cut += 1
     return cut
 
 
-def _time_parts(timestamp_ns, order, config) -> tuple[np.ndarray, np.ndarray]:
+def _time_parts(timestamp_ns, order, config, acquisition=None) -> tuple[np.ndarray, np.ndarray]:
     n = timestamp_ns.size
     first, second = _cut_counts(n, config)
-    sorted_ns = timestamp_ns[order]
-    first = _between_acquisitions(sorted_ns, first)
-    second = max(first, _between_acquisitions(sorted_ns, second))
+    sorted_acquisition = None if acquisition is None else np.asarray(acquisition)[order]
+    first = _between_acquisitions(sorted_acquisition, first)
+    second = max(first, _between_acquisitions(sorted_acquisition, second))
     part = np.empty(n, dtype=np.int8)
     part[order[:first]] = 0
     part[order[first:second]] = 1

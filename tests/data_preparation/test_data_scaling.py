@@ -55,8 +55,9 @@ def test_time_split_never_cuts_through_one_acquisition():
     # (pulse 85) and the 86 % cut (pulse 103) fall inside acquisitions 28 and 34.
     pulse = 16_666_667
     ts = np.array([a * 60 * S + k * pulse for a in range(40) for k in range(3)], dtype=np.int64)
-    parts = split_indices(ts, np.zeros(ts.size), None, SplitConfig(train_fraction=0.71))
     acquisition = ts // (60 * S)
+    parts = split_indices(ts, np.zeros(ts.size), None, SplitConfig(train_fraction=0.71),
+                          acquisition=acquisition)
     owners = [set(acquisition[parts[k]].tolist()) for k in ("train", "val", "test")]
     assert not (owners[0] & owners[1]) and not (owners[1] & owners[2])
     assert sum(parts[k].size for k in ("train", "val", "test")) == ts.size
