@@ -93,6 +93,7 @@ import numpy as np
 
 from enterprise_tools.beam_settings_parser_hdf5 import write_pv_file
 from enterprise_tools.data_utils import write_storage
+from enterprise_tools.sns_pvs import ERRANT_BEAM_PVS
 
 logger = logging.getLogger("beamwatch.simulator")
 
@@ -113,30 +114,7 @@ NOMINAL_LOSS = 0.008  # baseline lost fraction at the best LEBT settings
 ERRANT_ALARM = 48
 NS = 1_000_000_000
 
-PV_NAMES = (
-    "FE_IS:Match:TunerPos",
-    "LEBT:Chop_N:V_Set",
-    "LEBT:Chop_P:V_Set",
-    "LEBT:Focus_1:V_Set",
-    "LEBT:Focus_2:V_Set",
-    "LEBT:Steer_A:V_Set",
-    "LEBT:Steer_B:V_Set",
-    "LEBT:Steer_C:V_Set",
-    "LEBT:Steer_D:V_Set",
-    "Src:Accel:V_Set",
-    "Src:H2:Flw_Set",
-    "Src:Ign:Pwr_Set",
-    "Src:RF_Gnd:Pwr_Set",
-    "ICS_Chop:RampDown:PW",
-    "ICS_Chop:RampUp:PWChange",
-    "ICS_MPS:Gate_Source:Offset",
-    "ICS_Tim:Chop_Flavor1:BeamOn",
-    "ICS_Tim:Chop_Flavor1:OnPulseWidth",
-    "ICS_Tim:Chop_Flavor1:RampUp",
-    "ICS_Tim:Chop_Flavor1:StartPulseWidth",
-    "ICS_Tim:Gate_BeamRef:GateWidth",
-    "ICS_Tim:Gate_BeamOn:RR",
-)
+PV_NAMES = ERRANT_BEAM_PVS
 _PV = {name: i for i, name in enumerate(PV_NAMES)}
 
 # Production ranges (units: kV, sccm, W, kW, us, ns, Hz); a re-configuration draws uniformly.

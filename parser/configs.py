@@ -41,6 +41,8 @@ from typing import Any, ClassVar, NamedTuple
 
 import yaml
 
+from enterprise_tools.sns_pvs import ERRANT_BEAM_PVS
+
 __all__ = [
     "BPMDataConfig",
     "Config",
@@ -321,30 +323,7 @@ class _Section:
 
 _SCALERS = ("robust", "standard", "minmax", "none")
 
-_SNS_FEATURES = (
-    "FE_IS:Match:TunerPos",
-    "LEBT:Chop_N:V_Set",
-    "LEBT:Chop_P:V_Set",
-    "LEBT:Focus_1:V_Set",
-    "LEBT:Focus_2:V_Set",
-    "LEBT:Steer_A:V_Set",
-    "LEBT:Steer_B:V_Set",
-    "LEBT:Steer_C:V_Set",
-    "LEBT:Steer_D:V_Set",
-    "Src:Accel:V_Set",
-    "Src:H2:Flw_Set",
-    "Src:Ign:Pwr_Set",
-    "Src:RF_Gnd:Pwr_Set",
-    "ICS_Chop:RampDown:PW",
-    "ICS_Chop:RampUp:PWChange",
-    "ICS_MPS:Gate_Source:Offset",
-    "ICS_Tim:Chop_Flavor1:BeamOn",
-    "ICS_Tim:Chop_Flavor1:OnPulseWidth",
-    "ICS_Tim:Chop_Flavor1:RampUp",
-    "ICS_Tim:Chop_Flavor1:StartPulseWidth",
-    "ICS_Tim:Gate_BeamRef:GateWidth",
-    "ICS_Tim:Gate_BeamOn:RR",
-)
+_SNS_FEATURES = ERRANT_BEAM_PVS
 
 
 @dataclass(frozen=True)
