@@ -122,9 +122,11 @@ def test_submit_sh_trains_with_two_workers_then_tests(cluster, project):
 
 def test_cancelled_job_resumes_from_its_last_epoch(cluster, project):
     run_dir = project / "runs" / "slurm-resume"
-    # Small batches, patience to spare: epochs long enough to cancel the job between them.
-    args = ["--set", "train.epochs=6", "--set", "train.batch_size=4",
-            "--set", "train.early_stopping_patience=10"]
+    # Small batches and many epochs, patience to spare: the cancel lands long before the end
+    # even when the machine is idle and an epoch takes well under a second.
+    epochs = 30
+    args = ["--set", f"train.epochs={epochs}", "--set", "train.batch_size=4",
+            "--set", f"train.early_stopping_patience={epochs + 10}"]
     first = submit(cluster, project, args, wait=False, run_dir="runs/slurm-resume")
     try:
         wait_for(lambda: (run_dir / "backup" / "epoch-00001" / "state.json").exists()
@@ -135,16 +137,16 @@ def test_cancelled_job_resumes_from_its_last_epoch(cluster, project):
     wait_for(lambda: not job_running(cluster, first), 60, f"job {first} to end")
     assert not (run_dir / "metrics.json").exists()
     done_before = len((run_dir / "history.csv").read_text().splitlines()) - 1
-    assert 1 <= done_before < 6
+    assert 1 <= done_before < epochs
 
     second = submit(cluster, project, args, wait=True, run_dir="runs/slurm-resume")
 
     second_log = (project / "logs" / f"slurm-{second}.out").read_text()
     assert f"{done_before} epoch(s) done" in second_log
-    assert f"epoch {done_before}/6 " not in second_log  # nothing retrained
-    assert f"epoch {done_before + 1}/6 " in second_log
+    assert f"epoch {done_before}/{epochs} " not in second_log  # nothing retrained
+    assert f"epoch {done_before + 1}/{epochs} " in second_log
     metrics = json.loads((run_dir / "metrics.json").read_text())
-    assert (metrics["workers"], metrics["epochs_trained"]) == (2, 6)
+    assert (metrics["workers"], metrics["epochs_trained"]) == (2, epochs)
     history_epochs = [line.split(",")[0] for line in
                       (run_dir / "history.csv").read_text().splitlines()[1:]]
-    assert history_epochs == [str(epoch) for epoch in range(6)]
+    assert history_epochs == [str(epoch) for epoch in range(epochs)]
