@@ -301,7 +301,7 @@ def run(archive: Path, workdir: Path, settings: DetectionSettings) -> dict:
     started = time.perf_counter()
     samples = prepare_samples(config, progress=False)
     parts = split_indices(samples.timestamp_ns, samples.label, samples.group, config.split,
-                          seed=config.run.seed, acquisition=samples.file_index)
+                          seed=config.run.seed, acquisition=samples.acquisition)
     parts.pop("dropped", None)
     truth = load_truth(archive)
     edges = strength_edges(truth)

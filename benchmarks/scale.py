@@ -95,7 +95,7 @@ def child_epoch(archive: Path, workdir: Path, workers: int, epochs: int) -> dict
     started = time.perf_counter()
     samples = prepare_samples(config, progress=False)
     parts = split_indices(samples.timestamp_ns, samples.label, samples.group, config.split,
-                          acquisition=samples.file_index)
+                          acquisition=samples.acquisition)
     trace_scaler, settings_scaler = fit_scalers(samples, parts["train"], config.scaling)
     train_samples, idx, weights = balance_training(samples, parts["train"], config.scaling,
                                                    trace_scaler, settings_scaler)

@@ -137,7 +137,7 @@ def training_throughput(settings: SpeedSettings, archive: Path, workdir: Path,
     config = bench_config(archive, workdir)
     samples = prepare_samples(config, progress=False)
     parts = split_indices(samples.timestamp_ns, samples.label, samples.group, config.split,
-                          seed=config.run.seed, acquisition=samples.file_index)
+                          seed=config.run.seed, acquisition=samples.acquisition)
     train_idx = subsample(parts["train"], samples.label, settings.train_samples, seed=0)
     test_idx = subsample(parts["test"], samples.label, settings.eval_samples, seed=0)
     trace_scaler, settings_scaler = fit_scalers(samples, train_idx, config.scaling)

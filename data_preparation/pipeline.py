@@ -60,6 +60,12 @@ class SampleSet:
     file_index: np.ndarray
     files: list[str]
     ledger: DataLedger = field(default_factory=DataLedger)
+    one_file_per_acquisition: bool = True  # DCM: a file is one acquisition; npz: windows apart
+
+    @property
+    def acquisition(self) -> np.ndarray | None:
+        """An id per sample that a time split must not cut through (None: every sample apart)."""
+        return self.file_index if self.one_file_per_acquisition else None
 
     def __len__(self) -> int:
         return int(self.label.size)
@@ -156,6 +162,7 @@ def prepare_samples(
         file_index=pulses.file_index[kept],
         files=pulses.files,
         ledger=pulses.ledger,
+        one_file_per_acquisition=data_config.source != "npz",
     )
     logger.info(
         "%d samples (%d errant precursors), %d settings, %d configuration groups.",

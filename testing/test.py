@@ -90,7 +90,7 @@ def test(run_dir: Path, *, data_dir: Path | None = None, part: str | None = None
     if data_dir is None:
         samples = prepare_samples(config, progress=progress)
         parts = split_indices(samples.timestamp_ns, samples.label, samples.group, config.split,
-                              seed=config.run.seed, acquisition=samples.file_index)
+                              seed=config.run.seed, acquisition=samples.acquisition)
         parts.pop("dropped", None)
         part = part or "test"
         parts["all"] = np.arange(len(samples.label))

@@ -95,7 +95,7 @@ def train(
 
     # Step 4: split before anything is fitted.
     parts = split_indices(samples.timestamp_ns, samples.label, samples.group, config.split,
-                          seed=config.run.seed, acquisition=samples.file_index)
+                          seed=config.run.seed, acquisition=samples.acquisition)
     _ledger_gap(samples, parts)
     outputs.log_split(parts, samples, log)
     if config.split.method == "stratified_random":
