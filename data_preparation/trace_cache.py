@@ -28,7 +28,6 @@ import hashlib
 import json
 import logging
 import os
-import tempfile
 import threading
 import time
 import uuid
@@ -39,6 +38,8 @@ from typing import NamedTuple
 
 import h5py
 import numpy as np
+
+from utils.run_folder import atomic_path
 
 logger = logging.getLogger(__name__)
 
@@ -75,16 +76,8 @@ class FileResult(NamedTuple):
 
 def _atomic_h5(path: Path, write) -> None:
     """Create the HDF5 file `path` by `write(h5)` on a temporary file, then `os.replace`."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        with h5py.File(tmp, "w") as h5:
-            write(h5)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    with atomic_path(path) as tmp, h5py.File(tmp, "w") as h5:
+        write(h5)
 
 
 def write_pending(path: str, key: FileKey, result: FileResult) -> FileResult:

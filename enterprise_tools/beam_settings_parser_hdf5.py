@@ -37,13 +37,14 @@ import difflib
 import json
 import logging
 import os
-import tempfile
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import h5py
 import numpy as np
+
+from enterprise_tools.atomic import atomic_path
 
 logger = logging.getLogger("beamwatch.beam_settings")
 
@@ -179,7 +180,8 @@ class BeamConfigParserHDF5:
         save_dir.mkdir(parents=True, exist_ok=True)
         write_pv_file(save_dir / SAVED_DATA_NAME, data)
         text = json.dumps(configurations, indent=2, sort_keys=True) + "\n"
-        _atomic_write(save_dir / SAVED_CONFIG_NAME, lambda tmp: Path(tmp).write_text(text))
+        with atomic_path(save_dir / SAVED_CONFIG_NAME) as tmp:
+            tmp.write_text(text)
         configurations["saved"] = [str(save_dir / SAVED_DATA_NAME), str(save_dir / SAVED_CONFIG_NAME)]
 
 
@@ -190,31 +192,16 @@ def write_pv_file(path: str | os.PathLike, data: Mapping[str, np.ndarray]) -> No
     the same data always gives the same bytes (the simulator's archives are reproducible).
     """
 
-    def write(tmp: str) -> None:
-        # the root group records times unless the file-creation list says otherwise
-        fcpl = h5py.h5p.create(h5py.h5p.FILE_CREATE)
-        fcpl.set_obj_track_times(False)
-        fapl = h5py.h5p.create(h5py.h5p.FILE_ACCESS)
-        fapl.set_libver_bounds(h5py.h5f.LIBVER_V110, h5py.h5f.LIBVER_V110)
-        fid = h5py.h5f.create(os.fsencode(tmp), h5py.h5f.ACC_TRUNC, fcpl=fcpl, fapl=fapl)
+    # the root group records times unless the file-creation list says otherwise
+    fcpl = h5py.h5p.create(h5py.h5p.FILE_CREATE)
+    fcpl.set_obj_track_times(False)
+    fapl = h5py.h5p.create(h5py.h5p.FILE_ACCESS)
+    fapl.set_libver_bounds(h5py.h5f.LIBVER_V110, h5py.h5f.LIBVER_V110)
+    with atomic_path(path) as tmp:
+        fid = h5py.h5f.create(os.fsencode(str(tmp)), h5py.h5f.ACC_TRUNC, fcpl=fcpl, fapl=fapl)
         with h5py.File(fid) as h5:
             for pv, arr in data.items():
                 h5.create_dataset(pv, data=np.asarray(arr, dtype=np.float64), track_times=False)
-
-    _atomic_write(Path(path), write)
-
-
-def _atomic_write(path: Path, write) -> None:
-    """Call ``write(tmp_path)`` on a temp file beside ``path``, then rename it into place."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
 
 
 def _open(path: Path) -> h5py.File:

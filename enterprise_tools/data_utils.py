@@ -13,13 +13,14 @@ import gzip
 import operator
 import os
 import struct
-import tempfile
 import zlib
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
 import numpy as np
+
+from enterprise_tools.atomic import atomic_path
 
 __all__ = [
     "CorruptFileError",
@@ -663,20 +664,8 @@ def write_storage(
 
 
 def _atomic_write_bytes(path: str, data: bytes) -> None:
-    folder = os.path.dirname(os.path.abspath(path))
-    handle = tempfile.NamedTemporaryFile(
-        "wb", dir=folder, prefix=f".{os.path.basename(path)}.", suffix=".tmp", delete=False
-    )
-    try:
-        with handle:
-            handle.write(data)
-        os.replace(handle.name, path)
-    except BaseException:
-        try:
-            os.unlink(handle.name)
-        except FileNotFoundError:
-            pass
-        raise
+    with atomic_path(os.path.abspath(path)) as tmp:
+        tmp.write_bytes(data)
 
 
 # --------------------------------------------------------------------------------------

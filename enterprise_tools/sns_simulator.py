@@ -81,7 +81,6 @@ import logging
 import os
 import shutil
 import sys
-import tempfile
 from collections import Counter, deque
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
@@ -91,6 +90,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
+from enterprise_tools.atomic import atomic_path
 from enterprise_tools.beam_settings_parser_hdf5 import write_pv_file
 from enterprise_tools.data_utils import write_storage
 from enterprise_tools.sns_pvs import ERRANT_BEAM_PVS
@@ -880,10 +880,8 @@ def _corrupt(path: Path, how: int, compresslevel: int) -> None:
         data = bytearray(gzip.decompress(raw))
         data[12 + 4] = 0x63
         damaged = gzip.compress(bytes(data), compresslevel=compresslevel, mtime=0)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    with os.fdopen(fd, "wb") as handle:
-        handle.write(damaged)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(damaged)
 
 
 # --------------------------------------------------------------------------------------
@@ -964,23 +962,16 @@ def simulate_archive(
     counts: Counter = Counter()
     tally = Counter()
     pulses = 0
-    fd, tmp = tempfile.mkstemp(prefix=".truth.csv.", suffix=".tmp", dir=out)
-    try:
-        with os.fdopen(fd, "w", newline="") as handle:
-            writer = csv.writer(handle, lineterminator="\n")
-            writer.writerow(TRUTH_COLUMNS)
-            results = _ordered_results(_jobs(plan, segments), workers, params, str(out))
-            for done, rows in enumerate(results, 1):
-                writer.writerows(rows)
-                pulses += len(rows)
-                _tally(rows, tally)
-                if progress and done % max(1, len(plan) // 10) == 0:
-                    logger.info("simulated %d / %d files", done, len(plan))
-        os.replace(tmp, out / "truth.csv")
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    with atomic_path(out / "truth.csv") as tmp, open(tmp, "w", newline="") as handle:
+        writer = csv.writer(handle, lineterminator="\n")
+        writer.writerow(TRUTH_COLUMNS)
+        results = _ordered_results(_jobs(plan, segments), workers, params, str(out))
+        for done, rows in enumerate(results, 1):
+            writer.writerows(rows)
+            pulses += len(rows)
+            _tally(rows, tally)
+            if progress and done % max(1, len(plan) // 10) == 0:
+                logger.info("simulated %d / %d files", done, len(plan))
     counts.update(
         files=len(plan),
         normal_files=int((plan["kind"] == KIND_NORMAL).sum()),
@@ -1038,10 +1029,8 @@ def _write_settings(out: Path, segments: Sequence[Segment], params: SimulatorPar
 
 def _write_json(path: Path, obj: Any) -> None:
     text = json.dumps(obj, indent=2, sort_keys=True) + "\n"
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    with os.fdopen(fd, "w") as handle:
-        handle.write(text)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        tmp.write_text(text)
 
 
 # --------------------------------------------------------------------------------------

@@ -26,7 +26,7 @@ import numpy as np
 
 from training.callbacks import MONITOR, EpochLogLine, best_checkpoint_path
 from training.distribute import WorkerInfo
-from utils.run_folder import atomic_write_json, atomic_write_text
+from utils.run_folder import atomic_path, atomic_write_json, atomic_write_text
 
 log = logging.getLogger("beamwatch.multi_worker")
 
@@ -477,9 +477,8 @@ def write_history_csv(path: Path, history: Mapping[str, list[float]]) -> None:
 def _save_model(model, path: Path) -> None:
     """`model.save` to a temporary file beside `path`, then renamed over it."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.stem}.tmp{os.getpid()}.keras")
-    model.save(tmp)
-    os.replace(tmp, path)
+    with atomic_path(path, suffix=".keras") as tmp:
+        model.save(tmp)
 
 
 # --------------------------------------------------------------------------------------------

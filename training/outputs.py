@@ -8,7 +8,6 @@ from __future__ import annotations
 import csv
 import io
 import logging
-import os
 import platform
 from datetime import UTC, datetime
 from pathlib import Path
@@ -20,7 +19,7 @@ from analysis.plots import pick_examples
 from analysis.report import ReportContent, write_report
 from analysis.thresholds import ThresholdChoice, choose_threshold
 from parser.configs import Config, dump_config
-from utils.run_folder import atomic_write_json, atomic_write_text
+from utils.run_folder import atomic_path, atomic_write_json, atomic_write_text
 
 log = logging.getLogger("beamwatch.outputs")
 
@@ -37,10 +36,14 @@ def publish_best_model(model, checkpoint: Path, target: Path):
         model = keras.saving.load_model(checkpoint, safe_mode=True)
     else:
         log.warning("no best checkpoint at %s; saving the final weights", checkpoint)
-    tmp = target.with_name(f".{target.stem}.tmp{os.getpid()}.keras")
-    model.save(tmp)
-    os.replace(tmp, target)
+    with atomic_path(target, suffix=".keras") as tmp:
+        model.save(tmp)
     return model
+
+
+def input_names(model) -> tuple[str, ...]:
+    """The model's input names ("trace", and "settings" if it uses them), for make_dataset."""
+    return tuple(t.name.split(":")[0] for t in model.inputs)
 
 
 def predict(model, dataset) -> np.ndarray:

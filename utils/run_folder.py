@@ -7,12 +7,13 @@ started in the same second cannot leave a half-written or mixed-up run behind.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
 import re
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -28,29 +29,40 @@ class NoRunFoundError(FileNotFoundError):
     """Raised by `newest_run` when a folder holds no run folder."""
 
 
-def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
-    """Write `data` to `path` atomically: readers see the old file or the new one, never half.
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike, suffix: str = ".tmp") -> Iterator[Path]:
+    """Yield a temp path beside `path` to write to; on success it replaces `path`.
 
-    The bytes go to a temp file in the same directory (same file system, so the rename is
-    atomic), are flushed to disk, then `os.replace` puts them in place. The temp file is
-    removed if anything fails. An existing file keeps its permission bits.
+    Same directory, so the rename is atomic: readers see the old file or the new one, never
+    half. The temp file is removed if anything fails; an existing file keeps its permission
+    bits (0644 for a new one). `suffix` matters to writers that check it (Keras: ".keras").
+
+    Example:
+        >>> with atomic_path(run_dir / "model.keras", suffix=".keras") as tmp:
+        ...     model.save(tmp)
     """
     path = Path(path)
     if not path.parent.is_dir():
         raise FileNotFoundError(f"Cannot write {path}: directory {path.parent} does not exist.")
     mode = path.stat().st_mode & 0o777 if path.exists() else 0o644
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix, dir=path.parent)
+    os.close(fd)
     try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
+        yield Path(tmp_name)
         os.chmod(tmp_name, mode)
         os.replace(tmp_name, path)
     except BaseException:
         if os.path.exists(tmp_name):
             os.unlink(tmp_name)
         raise
+
+
+def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
+    """Write `data` to `path` atomically (see `atomic_path`), flushed to disk first."""
+    with atomic_path(path) as tmp, open(tmp, "wb") as handle:
+        handle.write(data)
+        handle.flush()
+        os.fsync(handle.fileno())
 
 
 def atomic_write_text(path: str | os.PathLike, text: str, encoding: str = "utf-8") -> None:
