@@ -112,9 +112,8 @@ def test(run_dir: Path, *, data_dir: Path | None = None, part: str | None = None
     samples.ledger.log_summary(log)
     log.info("scoring %d pulses: %s", len(idx), source)
 
-    input_names = tuple(t.name.split(":")[0] for t in model.inputs)
     dataset = make_dataset(samples, idx, trace_scaler=trace_scaler, settings_scaler=settings_scaler,
-                           batch_size=256, shuffle=False, input_names=input_names,
+                           batch_size=256, shuffle=False, input_names=outputs.input_names(model),
                            seed=config.run.seed)
     scores = outputs.predict(model, dataset)
     labels = samples.label[idx].astype(np.int64)

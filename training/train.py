@@ -125,7 +125,7 @@ def train(
     with strategy.scope():
         model = build_model(_model_config(config), spec)
         compile_model(model, config.model, config.train, jit_compile=_use_xla())
-    input_names = tuple(t.name.split(":")[0] for t in model.inputs)
+    input_names = outputs.input_names(model)
     log.info("model %s: %d parameters, inputs %s", config.model.name, model.count_params(),
              ", ".join(input_names))
 
