@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from training.callbacks import MONITOR, EpochLogLine, best_checkpoint_path
-from training.distribute import WorkerInfo
+from training.workers import WorkerInfo
 from utils.run_folder import atomic_path, atomic_write_json, atomic_write_text
 
 log = logging.getLogger("beamwatch.multi_worker")
