@@ -167,6 +167,8 @@ TRUTH_COLUMNS = (
     "precursor_strength",
     "config_id",
     "expected_skip",
+    "precursor_onset",
+    "pulse_in_file",
 )
 # expected_skip codes (the get_traces codes of data_utils, and the two the loader adds)
 SKIP_CORRUPT = "corrupt_file"
@@ -218,6 +220,37 @@ class SimulatorParams:
         flicker_noise: 1/f noise rms as a share of the white-noise rms.
         glitches_per_trace: mean number of single-sample ADC glitches per trace.
         pulse_jitter: pulse-to-pulse relative jitter of current and loss level.
+    Realism (every default below is inactive: the demo, tiny and standard archives are the
+    same as before these knobs existed; ``realistic()`` turns them on):
+        pulses_per_normal_file_max: 0 = every normal file holds ``pulses_per_normal_file``
+            pulses; otherwise a normal file's length is uniform in
+            ``pulses_per_normal_file..pulses_per_normal_file_max``.
+        match_sample_index: draw the number i of pulses before the sample pulse in an errant
+            file (the file holds i + sample + trip pulses) from the distribution of a normal
+            sample's index in its file, so the index (what a causal model knows, and what decides
+            how many in-file reference pulses it has) carries no label. That distribution is
+            P(index = j) = P(L > j) / E[L] for normal-file length L (a file of L pulses gives L
+            samples). False: i = ``context_pulses``.
+        old_style_fraction: share of the samples of each label that come from older-style files
+            holding only a ``Before``/``During`` tagged pulse pair and no status records (the
+            ``Before`` pulse is the sample). Errant files are older-style at this rate; normal
+            files at the rate that gives the same share of normal samples (they hold one sample
+            where a new file holds L), so the file style carries no label either.
+        precursor_onset_mean, precursor_onset_max: the precursor begins ``onset`` pulses before
+            the trip (1 = only the pulse before it), onset geometric with this mean (before
+            truncation) on 1..max. So some precursors start inside the pulses a reference
+            would use (the pulses before the sample in its file).
+        precursor_growth: precursor strength d pulses before the trip (1 <= d <= onset) is
+            ``strength * ((onset - d + 1) / onset) ** precursor_growth``: full on the sample
+            pulse, weaker the earlier.
+        drift_loss: relative rms of the slow wander of the baseline loss (machine drift,
+            independent of the settings); 0 = none.
+        drift_shape: rms of the slow wander of the loss shape: the slope along the pulse
+            (additive), the bump height (relative) and the bump place (0.2 x this, pulse share).
+        drift_hours: typical period of that wander (a sum of sinusoids of 0.5-2x this period).
+        blip_fraction: share of non-trip pulses carrying a benign loss blip (1-2 short bursts
+            like a ``burst`` precursor) that leads to no trip; the pulse keeps its label.
+        blip_strength: (min, max) of the log-uniform blip height, in baseline-loss units.
     """
 
     seed: int = 0
@@ -250,26 +283,49 @@ class SimulatorParams:
     flicker_noise: float = 0.5
     glitches_per_trace: float = 0.3
     pulse_jitter: float = 0.03
+    pulses_per_normal_file_max: int = 0
+    match_sample_index: bool = False
+    old_style_fraction: float = 0.0
+    precursor_onset_mean: float = 1.0
+    precursor_onset_max: int = 1
+    precursor_growth: float = 1.0
+    drift_loss: float = 0.0
+    drift_shape: float = 0.0
+    drift_hours: float = 3.0
+    blip_fraction: float = 0.0
+    blip_strength: tuple[float, float] = (0.3, 3.0)
 
     def __post_init__(self):
         positive = ("hours", "normal_interval_s", "heartbeat_s", "tuning_interval_h",
-                    "reconfig_interval_h", "loss_multiplier_max")
+                    "reconfig_interval_h", "loss_multiplier_max", "drift_hours")
         for name in positive:
             if not getattr(self, name) > 0:
                 raise ValueError(f"SimulatorParams.{name} must be > 0, got {getattr(self, name)!r}")
         non_negative = ("errant_trips_per_hour", "mps_trips_per_hour", "corrupt_files",
                         "beam_off_per_day", "study_per_day", "low_rr_per_day", "trace1_noise",
                         "trace2_noise", "flicker_noise", "glitches_per_trace", "pulse_jitter",
-                        "context_pulses")
+                        "context_pulses", "precursor_growth", "drift_loss", "drift_shape")
         for name in non_negative:
             if getattr(self, name) < 0:
                 raise ValueError(f"SimulatorParams.{name} must be >= 0, got {getattr(self, name)!r}")
-        for name in ("mislabelled_fraction", "no_precursor_fraction"):
+        for name in ("mislabelled_fraction", "no_precursor_fraction", "blip_fraction"):
             if not 0 <= getattr(self, name) <= 1:
                 raise ValueError(f"SimulatorParams.{name} must be in [0, 1], got {getattr(self, name)!r}")
         if self.pulses_per_normal_file < 1:
             raise ValueError(
                 f"SimulatorParams.pulses_per_normal_file must be >= 1, got {self.pulses_per_normal_file}"
+            )
+        if self.pulses_per_normal_file_max and self.pulses_per_normal_file_max < self.pulses_per_normal_file:
+            raise ValueError(
+                "SimulatorParams.pulses_per_normal_file_max must be 0 or >= pulses_per_normal_file "
+                f"({self.pulses_per_normal_file}), got {self.pulses_per_normal_file_max}"
+            )
+        if not 0 <= self.old_style_fraction < 1:
+            raise ValueError(f"SimulatorParams.old_style_fraction must be in [0, 1), got {self.old_style_fraction!r}")
+        if self.precursor_onset_max < 1 or self.precursor_onset_mean < 1:
+            raise ValueError(
+                "SimulatorParams.precursor_onset_mean and precursor_onset_max must be >= 1, got "
+                f"{self.precursor_onset_mean!r} and {self.precursor_onset_max!r}"
             )
         if not 0 <= self.compresslevel <= 9:
             raise ValueError(f"SimulatorParams.compresslevel must be 0-9, got {self.compresslevel}")
@@ -284,7 +340,8 @@ class SimulatorParams:
                 "SimulatorParams.mps_alarm_codes must be codes in 1..255 other than 48, got "
                 f"{self.mps_alarm_codes!r}"
             )
-        for name in ("precursor_strength", "beam_off_hours", "study_hours", "low_rr_hours"):
+        for name in ("precursor_strength", "beam_off_hours", "study_hours", "low_rr_hours",
+                     "blip_strength"):
             lo, hi = getattr(self, name)
             if not 0 < lo <= hi:
                 raise ValueError(f"SimulatorParams.{name} must be (min, max) with 0 < min <= max, got {(lo, hi)!r}")
@@ -345,8 +402,84 @@ class SimulatorParams:
         values.update(overrides)
         return cls(**values)
 
+    @classmethod
+    def realistic(cls, **overrides: Any) -> SimulatorParams:
+        """A week sized for the rolling-origin benchmark, with the realism knobs on.
 
-PRESETS = {"demo": SimulatorParams.demo, "standard": SimulatorParams, "tiny": SimulatorParams.tiny}
+        SIZING_PLACEHOLDER
+        """
+        values = dict(
+            hours=168.0,
+            normal_interval_s=240.0,
+            pulses_per_normal_file=2,
+            pulses_per_normal_file_max=8,
+            match_sample_index=True,
+            old_style_fraction=0.1,
+            errant_trips_per_hour=5.0,
+            mps_trips_per_hour=0.5,
+            mislabelled_fraction=0.01,
+            no_precursor_fraction=0.2,
+            precursor_strength=(0.1, 3.0),
+            precursor_onset_mean=2.5,
+            precursor_onset_max=8,
+            precursor_growth=1.5,
+            pulse_jitter=0.07,
+            drift_loss=0.15,
+            drift_shape=0.15,
+            drift_hours=3.0,
+            blip_fraction=0.02,
+            blip_strength=(0.3, 3.0),
+            tuning_interval_h=1.0,
+            reconfig_interval_h=6.0,
+            beam_off_per_day=1.0,
+            beam_off_hours=(0.5, 3.0),
+            study_per_day=0.5,
+            study_hours=(1.0, 3.0),
+            low_rr_per_day=0.5,
+            low_rr_hours=(0.5, 2.0),
+        )
+        values.update(overrides)
+        return cls(**values)
+
+    def normal_file_lengths(self) -> tuple[np.ndarray, np.ndarray]:
+        """(lengths, probabilities) of a new-style normal file's pulse count."""
+        lo = self.pulses_per_normal_file
+        hi = max(lo, self.pulses_per_normal_file_max)
+        lengths = np.arange(lo, hi + 1)
+        return lengths, np.full(len(lengths), 1.0 / len(lengths))
+
+    def sample_index_pmf(self) -> np.ndarray:
+        """P(a normal sample of a new-style file has j earlier pulses in its file), j = 0, 1, ...
+
+        A file of L pulses gives the indices 0..L-1 once each, so P(j) = P(L > j) / E[L].
+        """
+        lengths, probs = self.normal_file_lengths()
+        longer = np.array([probs[lengths > j].sum() for j in range(int(lengths.max()))])
+        return longer / longer.sum()
+
+    def precursor_onset_pmf(self) -> np.ndarray:
+        """P(onset = 1..precursor_onset_max): geometric with the given mean, truncated."""
+        stop = 1.0 / self.precursor_onset_mean
+        onsets = np.arange(1, self.precursor_onset_max + 1)
+        pmf = stop * (1.0 - stop) ** (onsets - 1)
+        return pmf / pmf.sum()
+
+    def old_style_normal_file_fraction(self) -> float:
+        """Share of normal files written older-style so that ``old_style_fraction`` of the
+        normal samples come from them (an older file gives one sample, a new one L, fewer
+        when mislabelled files are dropped)."""
+        f = self.old_style_fraction
+        lengths, probs = self.normal_file_lengths()
+        new_samples = float((lengths * probs).sum()) * (1.0 - self.mislabelled_fraction)
+        return f * new_samples / (1.0 - f + f * new_samples)
+
+
+PRESETS = {
+    "demo": SimulatorParams.demo,
+    "realistic": SimulatorParams.realistic,
+    "standard": SimulatorParams,
+    "tiny": SimulatorParams.tiny,
+}
 
 
 @dataclass(frozen=True)
@@ -498,7 +631,7 @@ def settings_rows(
 KIND_NORMAL, KIND_ERRANT, KIND_MPS = 0, 1, 2
 _ACQ_DTYPE = np.dtype(
     [("t_ns", "i8"), ("kind", "i1"), ("segment", "i4"), ("alarm", "i2"), ("bad_pulse", "i2"),
-     ("corrupt", "i1")]
+     ("corrupt", "i1"), ("n_pulses", "i2"), ("old_style", "i1")]
 )
 
 
@@ -506,14 +639,51 @@ def _pulse_period_ns(rep_rate: float) -> int:
     return int(round(NS / rep_rate))
 
 
+def _length_drawer(params: SimulatorParams, rng: np.random.Generator):
+    """``kind -> (n_pulses, old_style)`` for one acquisition (module docstring: no position leak).
+
+    Errant files hold i earlier pulses + the sample + the trip; with ``match_sample_index``
+    i follows a normal sample's index distribution. Older-style files hold the
+    ``Before``/``During`` pair only. Draws from ``rng`` only for the knobs that are on.
+    """
+    lengths, length_p = params.normal_file_lengths()
+    index_pmf = params.sample_index_pmf()
+    old_normal = params.old_style_normal_file_fraction()
+
+    def draw(kind: int) -> tuple[int, int]:
+        if kind == KIND_MPS:
+            return params.context_pulses + 2, 0
+        if kind == KIND_NORMAL:
+            if old_normal > 0 and rng.random() < old_normal:
+                return 2, 1
+            if len(lengths) == 1:
+                return int(lengths[0]), 0
+            return int(rng.choice(lengths, p=length_p)), 0
+        if params.old_style_fraction > 0 and rng.random() < params.old_style_fraction:
+            return 2, 1
+        if not params.match_sample_index:
+            return params.context_pulses + 2, 0
+        return int(rng.choice(len(index_pmf), p=index_pmf)) + 2, 0
+
+    return draw
+
+
 def plan_acquisitions(params: SimulatorParams, segments: Sequence[Segment]) -> np.ndarray:
-    """Every acquisition (structured array, time order): start time, kind, segment, alarm.
+    """Every acquisition (structured array, time order): start time, kind, segment, alarm,
+    number of pulses and style (1 = older-style ``Before``/``During`` pair).
 
     An acquisition lies wholly inside one segment (1 s clear of its edges) and 1 s clear of the
     previous one, so all its pulses see one set of settings.
     """
     rng = np.random.default_rng(np.random.SeedSequence(params.seed, spawn_key=(1,)))
-    anomaly_pulses = params.context_pulses + 2
+    # lengths and styles of the realism knobs come from their own stream, drawn only when a
+    # knob is on, so archives without them keep every earlier random draw (and their bytes)
+    shape_rng = np.random.default_rng(np.random.SeedSequence(params.seed, spawn_key=(3,)))
+    draw_length = _length_drawer(params, shape_rng)
+    longest = {KIND_NORMAL: int(params.normal_file_lengths()[0].max()),
+               KIND_ERRANT: (len(params.sample_index_pmf()) + 1 if params.match_sample_index
+                             else params.context_pulses + 2),
+               KIND_MPS: params.context_pulses + 2}
     planned = []
     for index, seg in enumerate(segments):
         if seg.mode == "off":
@@ -527,17 +697,18 @@ def plan_acquisitions(params: SimulatorParams, segments: Sequence[Segment]) -> n
         ]
         items = []
         for kind, count in draws:
-            n_pulses = params.pulses_per_normal_file if kind == KIND_NORMAL else anomaly_pulses
-            length = (n_pulses - 1) * period
+            length = (longest[kind] - 1) * period  # room for the longest file of this kind
             lo, hi = seg.start_ns + NS, seg.end_ns - NS - length
             if hi <= lo:
                 continue
             # times on whole microseconds, like the timing system's stamps
             times = rng.integers(lo // 1000, hi // 1000, size=count) * 1000
-            items.extend((int(t), kind, length) for t in times)
+            for t in times:
+                n_pulses, old_style = draw_length(kind)
+                items.append((int(t), kind, (n_pulses - 1) * period, n_pulses, old_style))
         items.sort()
         last_end = -np.inf
-        for t, kind, length in items:
+        for t, kind, length, n_pulses, old_style in items:
             if t < last_end + NS:
                 continue
             last_end = t + length
@@ -546,10 +717,10 @@ def plan_acquisitions(params: SimulatorParams, segments: Sequence[Segment]) -> n
                 alarm = ERRANT_ALARM
             elif kind == KIND_MPS:
                 alarm = int(rng.choice(params.mps_alarm_codes))
-            elif rng.random() < params.mislabelled_fraction:
+            elif not old_style and rng.random() < params.mislabelled_fraction:
                 alarm = int(rng.choice((ERRANT_ALARM, *params.mps_alarm_codes)))
-                bad_pulse = int(rng.integers(0, params.pulses_per_normal_file))
-            planned.append((t, kind, index, alarm, bad_pulse, 0))
+                bad_pulse = int(rng.integers(0, n_pulses))
+            planned.append((t, kind, index, alarm, bad_pulse, 0, n_pulses, old_style))
     plan = np.array(planned, dtype=_ACQ_DTYPE)
     if params.corrupt_files and len(plan):
         chosen = rng.choice(len(plan), size=min(params.corrupt_files, len(plan)), replace=False)
@@ -633,6 +804,46 @@ def beam_for(values: Sequence[float], loss_multiplier_max: float = 4.0) -> Beam:
     )
 
 
+_DRIFT_CHANNELS = 4  # baseline loss, slope, bump height, bump place
+_DRIFT_TERMS = 4
+
+
+def _drift_terms(params: SimulatorParams) -> np.ndarray:
+    """[channel, term, (period_h, phase)] of the slow machine drift, fixed by the seed."""
+    rng = np.random.default_rng(np.random.SeedSequence(params.seed, spawn_key=(4,)))
+    shape = (_DRIFT_CHANNELS, _DRIFT_TERMS)
+    periods = params.drift_hours * np.exp(rng.uniform(np.log(0.5), np.log(2.0), shape))
+    phases = rng.uniform(0.0, 2 * np.pi, shape)
+    return np.stack([periods, phases], axis=-1)
+
+
+def drift_at(t_ns: int, params: SimulatorParams) -> np.ndarray:
+    """The four drift signals (unit rms, smooth over ``drift_hours``) at time ``t_ns``.
+
+    A sum of sinusoids with random periods and phases: slow wander of the machine (vacuum,
+    temperatures, source ageing) that no set point records, continuous across settings changes.
+    """
+    terms = _drift_terms(params)
+    hours = (t_ns - _parse_start(params.start)) / (3600.0 * NS)
+    waves = np.sin(2 * np.pi * hours / terms[..., 0] + terms[..., 1])
+    return waves.sum(axis=1) * np.sqrt(2.0 / _DRIFT_TERMS)
+
+
+def beam_at(values: Sequence[float], t_ns: int, params: SimulatorParams) -> Beam:
+    """``beam_for`` the settings, moved by the slow drift at ``t_ns`` (none when the drift knobs
+    are 0: then exactly ``beam_for``)."""
+    beam = beam_for(values, params.loss_multiplier_max)
+    if params.drift_loss == 0 and params.drift_shape == 0:
+        return beam
+    d = drift_at(t_ns, params)
+    return beam._replace(
+        loss=beam.loss * max(0.3, 1.0 + params.drift_loss * d[0]),
+        slope=beam.slope + params.drift_shape * d[1],
+        bump=beam.bump * max(0.0, 1.0 + params.drift_shape * d[2]),
+        bump_at=float(np.clip(beam.bump_at + 0.2 * params.drift_shape * d[3], 0.1, 0.9)),
+    )
+
+
 class Event(NamedTuple):
     """What happens on one pulse beyond normal operation."""
 
@@ -640,6 +851,7 @@ class Event(NamedTuple):
     strength: float = 0.0  # in units of the configuration's baseline loss
     abort_at: float | None = None  # pulse fraction where the beam is cut (a trip)
     surge: float = 0.0  # loss surge before the abort, in units of the baseline loss
+    blip: float = 0.0  # benign loss blip height (baseline-loss units); 0 = none
 
 
 def _flicker(rng: np.random.Generator, n: int, rms: float) -> np.ndarray:
@@ -733,6 +945,11 @@ def pulse_traces(
     )
     extra, change = _precursor_loss(event, u, loss, rng)
     lost = lost + extra
+    if event.blip > 0:
+        # a benign disturbance: one or two short loss bursts that do not grow into a trip
+        for _ in range(int(rng.integers(1, 3))):
+            centre, width = rng.uniform(0.05, 0.95), rng.uniform(0.003, 0.02)
+            lost = lost + 2.0 * event.blip * loss * np.exp(-0.5 * ((u - centre) / width) ** 2)
     current = current * change
     if event.abort_at is not None:
         # the loss surges and the machine-protection system cuts the beam ~2 us later
@@ -776,6 +993,8 @@ class FileJob(NamedTuple):
     mode: str
     values: tuple[float, ...]
     config_id: int
+    n_pulses: int = 0  # pulses in the file (0: the kind's fixed length, as before)
+    old_style: int = 0  # 1: older-style Before/During pair without status records
 
 
 def file_name(job: FileJob) -> str:
@@ -787,12 +1006,28 @@ def file_name(job: FileJob) -> str:
     return f"dcm/{folder}/{moment:%Y/%m/%d}/DCM_{stamp}_{named_alarm:08b}.bin.gz"
 
 
-def _events(job: FileJob, params: SimulatorParams, rng: np.random.Generator):
-    """Per pulse: (alarm, role, Event)."""
+def _n_pulses(job: FileJob, params: SimulatorParams) -> int:
+    if job.n_pulses:
+        return job.n_pulses
+    return params.pulses_per_normal_file if job.kind == KIND_NORMAL else params.context_pulses + 2
+
+
+def file_events(
+    job: FileJob, params: SimulatorParams, rng: np.random.Generator
+) -> tuple[list[tuple[int, str, Event]], int]:
+    """Per pulse (alarm, role, Event), and the precursor onset (0: none or not an errant file).
+
+    Errant files: the precursor grows over the last ``onset`` pulses before the trip (full on
+    the sample pulse); earlier pulses of the file are ``context`` (never samples) even when
+    the precursor is already on them. Benign blips fall on any non-trip pulse.
+    """
+    n = _n_pulses(job, params)
+    onset = 0
     if job.kind == KIND_NORMAL:
-        n = params.pulses_per_normal_file
         role = "study" if job.mode == "study" else "normal"
         out = [(0, role, Event()) for _ in range(n)]
+        if job.old_style:  # the Before pulse is the sample, the During pulse only context
+            out[1] = (0, "context", Event())
         if job.bad_pulse >= 0:
             trip = job.alarm == ERRANT_ALARM
             out[job.bad_pulse] = (
@@ -800,34 +1035,50 @@ def _events(job: FileJob, params: SimulatorParams, rng: np.random.Generator):
                 "trip" if trip else "mps_trip",
                 Event(abort_at=rng.uniform(0.1, 0.9), surge=rng.uniform(8, 40) if trip else 0.0),
             )
-        return out
-    out = [(0, "context", Event()) for _ in range(params.context_pulses)]
-    if job.kind == KIND_MPS:
-        out.append((0, "context", Event()))
+    elif job.kind == KIND_MPS:
+        out = [(0, "context", Event()) for _ in range(n - 1)]
         out.append((job.alarm, "mps_trip", Event(abort_at=rng.uniform(0.1, 0.9))))
-        return out
-    if rng.random() < params.no_precursor_fraction:
-        kind, strength = "none", 0.0
     else:
-        kind = str(rng.choice(params.precursor_kinds))
-        lo, hi = params.precursor_strength
-        strength = float(np.exp(rng.uniform(np.log(lo), np.log(hi))))
-    out.append((0, "precursor", Event(kind, strength)))
-    trip = Event(kind, strength, abort_at=rng.uniform(0.1, 0.9), surge=rng.uniform(8.0, 40.0))
-    out.append((ERRANT_ALARM, "trip", trip))
-    return out
+        if rng.random() < params.no_precursor_fraction:
+            kind, strength = "none", 0.0
+        else:
+            kind = str(rng.choice(params.precursor_kinds))
+            lo, hi = params.precursor_strength
+            strength = float(np.exp(rng.uniform(np.log(lo), np.log(hi))))
+            onset = 1
+            if params.precursor_onset_max > 1:
+                pmf = params.precursor_onset_pmf()
+                onset = int(rng.choice(len(pmf), p=pmf)) + 1
+        out = []
+        for k in range(n - 2):
+            distance = n - 1 - k  # pulses before the trip
+            if distance <= onset:
+                grown = strength * ((onset - distance + 1) / onset) ** params.precursor_growth
+                out.append((0, "context", Event(kind, grown)))
+            else:
+                out.append((0, "context", Event()))
+        out.append((0, "precursor", Event(kind, strength)))
+        trip = Event(kind, strength, abort_at=rng.uniform(0.1, 0.9), surge=rng.uniform(8.0, 40.0))
+        out.append((ERRANT_ALARM, "trip", trip))
+    if params.blip_fraction > 0:
+        lo, hi = params.blip_strength
+        for k, (alarm, role, event) in enumerate(out):
+            if event.abort_at is None and rng.random() < params.blip_fraction:
+                blip = float(np.exp(rng.uniform(np.log(lo), np.log(hi))))
+                out[k] = (alarm, role, event._replace(blip=blip))
+    return out, onset
 
 
 def _expected(job: FileJob, role: str) -> tuple[int, str]:
     """(label, expected_skip) of one pulse (module docstring: truth.csv)."""
     if job.kind == KIND_NORMAL:
-        label = -1 if job.bad_pulse >= 0 else 0
+        label = -1 if job.bad_pulse >= 0 or role == "context" else 0
     else:
         label = 1 if role == "precursor" else -1
     file_skip = ""
     if job.corrupt:
         file_skip = SKIP_CORRUPT
-    elif job.mode == "study":
+    elif job.mode == "study" and not job.old_style:  # older files carry no bWidth to cut on
         file_skip = SKIP_LOW_BWIDTH
     elif job.kind == KIND_NORMAL and job.bad_pulse >= 0:
         file_skip = SKIP_MISLABELLED
@@ -843,26 +1094,36 @@ def _expected(job: FileJob, role: str) -> tuple[int, str]:
 def make_file(job: FileJob, params: SimulatorParams, out_dir: str) -> list[tuple]:
     """Generate, write (and maybe corrupt) one DCM file; return its truth rows."""
     rng = np.random.default_rng(np.random.SeedSequence(params.seed, spawn_key=(2, job.index)))
-    beam = beam_for(job.values, params.loss_multiplier_max)
+    beam = beam_at(job.values, job.t_ns, params)
     period = _pulse_period_ns(job.values[_PV["ICS_Tim:Gate_BeamOn:RR"]])
     name = file_name(job)
     records, rows = [], []
-    for k, (alarm, role, event) in enumerate(_events(job, params, rng)):
+    events, onset = file_events(job, params, rng)
+    for k, (alarm, role, event) in enumerate(events):
         stamp = job.t_ns + k * period
         trace1, trace2 = pulse_traces(beam, event, rng, params)
         bwidth = round(beam.bwidth + float(rng.normal(0.0, 0.3)), 2)
-        records += [
-            {"name": "SNS:DCM:Trace1", "timestamp_ns": stamp, "value": trace1},
-            {"name": "SNS:DCM:Trace2", "timestamp_ns": stamp, "value": trace2},
-            {
-                "name": "SNS:DCM:Status",
-                "timestamp_ns": stamp,
-                "parameters": {"Alarm": np.uint32(alarm), "bWidth": float(bwidth)},
-            },
-        ]
+        if job.old_style:
+            # older acquisitions: no status record; each trace is tagged Before (the pulse
+            # before the trip, or before the second pulse of a normal pair) or During
+            tags = ["Before" if k == 0 else "During"]
+            records += [
+                {"name": "SNS:DCM:Trace1", "timestamp_ns": stamp, "tags": tags, "value": trace1},
+                {"name": "SNS:DCM:Trace2", "timestamp_ns": stamp, "tags": tags, "value": trace2},
+            ]
+        else:
+            records += [
+                {"name": "SNS:DCM:Trace1", "timestamp_ns": stamp, "value": trace1},
+                {"name": "SNS:DCM:Trace2", "timestamp_ns": stamp, "value": trace2},
+                {
+                    "name": "SNS:DCM:Status",
+                    "timestamp_ns": stamp,
+                    "parameters": {"Alarm": np.uint32(alarm), "bWidth": float(bwidth)},
+                },
+            ]
         label, skip = _expected(job, role)
         rows.append((name, k, stamp, alarm, label, role, event.precursor,
-                     f"{event.strength:.4f}", job.config_id, skip))
+                     f"{event.strength:.4f}", job.config_id, skip, onset, k))
     path = Path(out_dir) / name
     path.parent.mkdir(parents=True, exist_ok=True)
     write_storage(path, records, compresslevel=params.compresslevel)
@@ -904,7 +1165,7 @@ def _jobs(plan: np.ndarray, segments: Sequence[Segment]) -> Iterator[FileJob]:
         seg = segments[int(row["segment"])]
         yield FileJob(index, int(row["t_ns"]), int(row["kind"]), int(row["alarm"]),
                       int(row["bad_pulse"]), int(row["corrupt"]), seg.mode, seg.values,
-                      int(row["segment"]))
+                      int(row["segment"]), int(row["n_pulses"]), int(row["old_style"]))
 
 
 def _ordered_results(jobs: Iterator[FileJob], workers: int, params, out_dir) -> Iterator[list]:
@@ -977,6 +1238,7 @@ def simulate_archive(
         normal_files=int((plan["kind"] == KIND_NORMAL).sum()),
         anomaly_files=int((plan["kind"] != KIND_NORMAL).sum()),
         corrupt_files=int((plan["corrupt"] > 0).sum()),
+        old_style_files=int(plan["old_style"].sum()),
         pulses=pulses,
         settings_segments=len(segments),
     )
@@ -1053,6 +1315,8 @@ def _build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--out", default="data/demo", metavar="DIR", help="output folder (default: data/demo)")
     parser.add_argument("--preset", choices=sorted(PRESETS), default="demo",
                         help="starting parameters: demo (42 h, ~2600 samples, <1 min), "
+                        "realistic (a week for the rolling-origin benchmark: developing precursors, "
+                        "drift, blips, older-style files, no position leak), "
                         "standard (SNS-like rates, 24 h), tiny (1.3 h, for tests). Default: demo")
     parser.add_argument("--hours", type=float, metavar="H", help="simulated hours (overrides the preset)")
     parser.add_argument("--seed", type=int, metavar="S", help="random seed (default 0)")
@@ -1067,6 +1331,10 @@ def _build_parser() -> argparse.ArgumentParser:
                         help="pulses before the precursor in an anomaly file")
     parser.add_argument("--no-precursor-fraction", type=float, metavar="F",
                         help="share of errant trips with no visible precursor")
+    parser.add_argument("--old-style-fraction", type=float, metavar="F",
+                        help="share of samples from older-style Before/During files")
+    parser.add_argument("--pulse-jitter", type=float, metavar="F",
+                        help="pulse-to-pulse relative jitter of current and loss")
     parser.add_argument("--corrupt-files", type=int, metavar="N", help="number of files to damage")
     parser.add_argument("--compresslevel", type=int, metavar="L", help="gzip level 0-9 (default 1)")
     parser.add_argument("--workers", type=int, default=1, metavar="N",
@@ -1083,7 +1351,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     knobs = ("hours", "seed", "start", "errant_trips_per_hour", "normal_interval_s",
              "pulses_per_normal_file", "context_pulses", "no_precursor_fraction",
-             "corrupt_files", "compresslevel")
+             "old_style_fraction", "pulse_jitter", "corrupt_files", "compresslevel")
     overrides = {k: getattr(args, k) for k in knobs if getattr(args, k) is not None}
     logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO,
                         format="%(asctime)s %(levelname)s %(message)s")
