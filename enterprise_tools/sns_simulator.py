@@ -58,12 +58,30 @@ Physics (archive units: Trace1 spans ~0..0.04; all numbers below are defaults or
   recorded at every change and as a heartbeat every ``heartbeat_s``; changes happen on whole
   seconds and never during an acquisition.
 
+Realism (``SimulatorParams.realistic()``, ``--preset realistic``; off in demo, tiny, standard):
+
+* Precursors develop: they begin ``precursor_onset`` pulses before the trip (geometric, mean
+  ~2.5, up to 8) and grow towards it, so the pulses just before the sample, the ones an
+  in-file reference would use, often carry the precursor already.
+* Slow drift of the baseline loss and loss shape over hours (no set point records it), 7 %
+  pulse-to-pulse jitter, and benign loss blips on ~2 % of pulses that lead to no trip.
+* Files of variable length: normal files of 2-8 pulses; errant files of i earlier pulses, the
+  sample and the trip, with i drawn so that the sample's index in its file (what decides how
+  many in-file references a causal model has) has the same distribution for both labels.
+  Older-style files (a ``Before``/``During`` tagged pair, no status records) give 10 % of
+  the samples of each label.
+
 ``truth.csv`` (one row per pulse written): ``label`` is the sample a pulse would give (1: the
-pulse before a 48 trip, 0: a pulse of a normal file without alarms, -1: never a sample: context,
-trip, other-alarm pulses, pulses of mislabelled files and of anomaly files without a 48 trip).
+pulse before a 48 trip, 0: a pulse of a normal file without alarms, or the ``Before`` pulse of an
+older-style normal file, -1: never a sample: context, trip, other-alarm pulses, pulses of
+mislabelled files and of anomaly files without a 48 trip).
 ``expected_skip`` is empty when the loader must deliver it, else why not: a ``get_traces`` skip
 code, ``corrupt_file``, or ``no_production_settings`` (the production filter). So the rows with
 ``label >= 0`` and an empty ``expected_skip`` are exactly the training samples.
+``precursor_onset``: for the pulses of an errant file, how many pulses before the trip its
+precursor began (0: no precursor; 1: only the sample pulse); 0 elsewhere. ``pulse_in_file``:
+the number of earlier pulses in the same file (equal to ``pulse_index``; named for the
+in-file reference work). ``blip``: height of a benign loss blip on the pulse (0: none).
 
 Run ``python -m enterprise_tools.sns_simulator --help``; with no arguments it writes the demo
 archive (``SimulatorParams.demo()``) into ``data/demo``.
@@ -169,6 +187,7 @@ TRUTH_COLUMNS = (
     "expected_skip",
     "precursor_onset",
     "pulse_in_file",
+    "blip",
 )
 # expected_skip codes (the get_traces codes of data_utils, and the two the loader adds)
 SKIP_CORRUPT = "corrupt_file"
@@ -410,12 +429,12 @@ class SimulatorParams:
         """
         values = dict(
             hours=168.0,
-            normal_interval_s=240.0,
+            normal_interval_s=180.0,
             pulses_per_normal_file=2,
             pulses_per_normal_file_max=8,
             match_sample_index=True,
             old_style_fraction=0.1,
-            errant_trips_per_hour=5.0,
+            errant_trips_per_hour=4.0,
             mps_trips_per_hour=0.5,
             mislabelled_fraction=0.01,
             no_precursor_fraction=0.2,
@@ -1123,7 +1142,7 @@ def make_file(job: FileJob, params: SimulatorParams, out_dir: str) -> list[tuple
             ]
         label, skip = _expected(job, role)
         rows.append((name, k, stamp, alarm, label, role, event.precursor,
-                     f"{event.strength:.4f}", job.config_id, skip, onset, k))
+                     f"{event.strength:.4f}", job.config_id, skip, onset, k, f"{event.blip:.4f}"))
     path = Path(out_dir) / name
     path.parent.mkdir(parents=True, exist_ok=True)
     write_storage(path, records, compresslevel=params.compresslevel)
