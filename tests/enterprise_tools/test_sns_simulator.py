@@ -422,15 +422,19 @@ def _plan_positions(params: SimulatorParams) -> pd.DataFrame:
         name = f"f{k:06d}"
         if acq["kind"] == 0 and acq["bad_pulse"] < 0:
             count = 1 if acq["old_style"] else acq["n_pulses"]
-            rows += [(name, acq["t_ns"], j, 0) for j in range(count)]
+            rows += [(name, acq["t_ns"], j, 0, acq["old_style"]) for j in range(count)]
         elif acq["kind"] == 1:
-            rows.append((name, acq["t_ns"], acq["n_pulses"] - 2, 1))
-    return pd.DataFrame(rows, columns=["file", "t_ns", "pulse_in_file", "label"])
+            rows.append((name, acq["t_ns"], acq["n_pulses"] - 2, 1, acq["old_style"]))
+    return pd.DataFrame(rows, columns=["file", "t_ns", "pulse_in_file", "label", "old_style"])
 
 
 def test_position_leak_over_a_whole_week_plan():
-    realistic = position_aucs(_plan_positions(SimulatorParams.realistic(seed=1)))
+    samples = _plan_positions(SimulatorParams.realistic(seed=1))
+    realistic = position_aucs(samples)
     assert all(abs(auc - 0.5) <= 0.03 for auc in realistic.values()), realistic
+    # the file style is no label either: older-style files give each label the same share
+    share = samples.groupby("label")["old_style"].mean()
+    assert abs(share[0] - 0.1) < 0.02 and abs(share[1] - 0.1) < 0.03, share
     demo = position_aucs(_plan_positions(SimulatorParams.demo(seed=1)))
     assert demo["rate"] > 0.75, demo
 
