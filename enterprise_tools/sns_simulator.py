@@ -215,7 +215,8 @@ class SimulatorParams:
         normal_interval_s: mean time between normal acquisitions (Poisson) while beam is on.
         pulses_per_normal_file: pulses in a normal file.
         context_pulses: pulses before the precursor in an anomaly file (the file holds
-            context + precursor + trip pulses).
+            context + precursor + trip pulses); errant files ignore it when
+            ``match_sample_index`` is on.
     Faults:
         errant_trips_per_hour: rate of errant-beam trips (Alarm 48) while beam is on.
         mps_trips_per_hour: rate of other machine-protection trips.
@@ -1361,7 +1362,8 @@ def _build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--pulses-per-file", type=int, dest="pulses_per_normal_file", metavar="N",
                         help="pulses in a normal file")
     parser.add_argument("--context-pulses", type=int, metavar="N",
-                        help="pulses before the precursor in an anomaly file")
+                        help="pulses before the precursor in an anomaly file "
+                        "(errant files of the realistic preset draw it instead)")
     parser.add_argument("--no-precursor-fraction", type=float, metavar="F",
                         help="share of errant trips with no visible precursor")
     parser.add_argument("--old-style-fraction", type=float, metavar="F",
