@@ -86,8 +86,8 @@ in-file reference work). ``blip``: height of a benign loss blip on the pulse (0:
 Modules: ``params`` (constants, ``SimulatorParams``, presets), ``schedule`` (settings
 history, acquisition plan), ``physics`` (one pulse), ``archive`` (files, truth, the whole
 archive), ``cli``. ``enterprise_tools.sns_simulator`` re-exports every name (the old
-import path). Run ``python -m enterprise_tools.sns_simulator --help``; with no arguments it writes the demo
-archive (``SimulatorParams.demo()``) into ``data/demo``.
+import path). Run ``python -m enterprise_tools.sns_simulator --help``; with no arguments it
+writes the demo archive (``SimulatorParams.demo()``) into ``data/demo``.
 """
 
 from enterprise_tools.simulator.archive import (
