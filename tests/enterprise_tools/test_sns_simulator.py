@@ -1,14 +1,17 @@
 """Tests for the SNS archive simulator: determinism, truth vs get_traces, physics, CLI."""
 
 import csv
+import json
 import re
 from collections import defaultdict
+from dataclasses import fields as dataclasses_fields
 from pathlib import Path
 
 import h5py
 import numpy as np
 import pandas as pd
 import pytest
+from sklearn.metrics import roc_auc_score
 
 from enterprise_tools.beam_settings_parser_hdf5 import BeamConfigParserHDF5
 from enterprise_tools.beam_settings_prep import BeamConfigPreProcessor
@@ -17,7 +20,10 @@ from enterprise_tools.sns_simulator import (
     PV_NAMES,
     TRUTH_COLUMNS,
     SimulatorParams,
+    beam_at,
+    beam_for,
     build_schedule,
+    drift_at,
     main,
     plan_acquisitions,
     simulate_archive,
@@ -77,7 +83,11 @@ def test_different_seed_gives_a_different_archive(archive, tmp_path):
 
 
 def test_truth_matches_get_traces_for_every_file(archive, by_file):
-    root = archive[0]
+    _check_truth_against_get_traces(archive[0], by_file)
+
+
+def _check_truth_against_get_traces(root: Path, by_file: dict) -> None:
+    """Every file gives exactly the samples truth.csv promises, and skips what it says."""
     for name, rows in by_file.items():
         alarm = 0 if name.startswith("dcm/normal/") else 48
         expected = sorted(
@@ -251,3 +261,237 @@ def test_cli_bad_usage_exits_2_with_one_line(tmp_path, capsys):
     assert len(capsys.readouterr().err.strip().splitlines()) == 1
     assert main(["--out", str(tmp_path / "x"), "--hours", "-1", "--quiet"]) == 2
     assert "hours" in capsys.readouterr().err
+
+
+# --------------------------------------------------------------------------------------
+# The realistic preset: developing precursors, drift, blips, older-style files, no position leak
+# --------------------------------------------------------------------------------------
+
+# the realistic knobs at a test's scale: 1.5 h with a high trip rate (~80 errant samples,
+# ~600 normal ones), fast re-tuning and drift, a few study periods (older-style files in them)
+REALISTIC = SimulatorParams.realistic(
+    seed=2,
+    hours=1.5,
+    normal_interval_s=40.0,
+    errant_trips_per_hour=60.0,
+    mps_trips_per_hour=4.0,
+    tuning_interval_h=0.3,
+    reconfig_interval_h=0.5,
+    drift_hours=0.5,
+    blip_fraction=0.05,
+    beam_off_per_day=0.0,
+    study_per_day=16.0,
+    study_hours=(0.08, 0.12),
+    low_rr_per_day=0.0,
+    corrupt_files=1,
+)
+
+
+@pytest.fixture(scope="module")
+def realistic(tmp_path_factory):
+    out = tmp_path_factory.mktemp("sim") / "realistic"
+    simulate_archive(out, REALISTIC)
+    truth = pd.read_csv(out / "truth.csv", keep_default_na=False)
+    return out, truth
+
+
+def _delivered(truth: pd.DataFrame) -> pd.DataFrame:
+    """The training samples: label 0/1 that the loader delivers."""
+    return truth[(truth["label"] >= 0) & (truth["expected_skip"] == "")]
+
+
+def position_aucs(samples: pd.DataFrame) -> dict[str, float]:
+    """ROC AUC of position-only scores: the sample's index in its file, min(index, 3), and the
+    errant rate per index fitted on one half of the files and scored on the other (both ways)."""
+    label = samples["label"].to_numpy()
+    index = samples["pulse_in_file"].to_numpy()
+    files = samples["file"].to_numpy()
+    order = {name: k for k, name in enumerate(sorted(set(files)))}
+    half = np.array([order[name] % 2 for name in files])
+    rate_score = np.empty(len(label))
+    for part in (0, 1):
+        fit, score = half != part, half == part
+        overall = label[fit].mean()
+        for j in np.unique(index[score]):
+            seen = fit & (index == j)
+            # smoothed towards the overall rate: an index seen rarely says little
+            rate = (label[seen].sum() + 5 * overall) / (seen.sum() + 5)
+            rate_score[score & (index == j)] = rate
+    return {
+        "index": roc_auc_score(label, index),
+        "min3": roc_auc_score(label, np.minimum(index, 3)),
+        "rate": roc_auc_score(label, rate_score),
+    }
+
+
+def test_realistic_truth_matches_get_traces_for_every_file(realistic):
+    root, truth = realistic
+    by_file = {name: rows.to_dict("records") for name, rows in truth.astype(str).groupby("file")}
+    _check_truth_against_get_traces(root, by_file)
+    samples = _delivered(truth)
+    assert (samples["label"] == 1).sum() >= 40 and (samples["label"] == 0).sum() >= 300
+
+
+def test_realistic_archive_holds_readable_older_style_files(realistic):
+    root, truth = realistic
+    old = {"normal": 0, "anomaly": 0}
+    for name, rows in truth.groupby("file"):
+        if "corrupt_file" in set(rows["expected_skip"]):
+            continue
+        with ReadStorage(root / name) as storage:
+            records = list(storage)
+        if any("Alarm" in r["parameters"] for r in records):
+            continue
+        folder = name.split("/")[1]
+        old[folder] += 1
+        # the Before/During pair: four tagged traces, no status records
+        assert [r["tags"] for r in records] == [["Before"]] * 2 + [["During"]] * 2, name
+        assert rows["pulse_index"].tolist() == [0, 1]
+        found = get_traces(root / name, alarm=0 if folder == "normal" else 48)
+        before = rows[rows["pulse_index"] == 0]
+        assert found.timestamps_ns.tolist() == before["timestamp_ns"].tolist(), name
+        assert before["label"].tolist() == [0 if folder == "normal" else 1]
+        assert rows[rows["pulse_index"] == 1]["label"].tolist() == [-1]
+    assert old["normal"] >= 5 and old["anomaly"] >= 3
+    # in a study period an older file has no bWidth to cut on: the settings filter drops it
+    old_study = truth[(truth["role"] == "study") & (truth["expected_skip"] == "no_production_settings")]
+    assert len(old_study) >= 1
+
+
+def test_realistic_precursor_onset_is_consistent(realistic):
+    _, truth = realistic
+    assert (truth["pulse_in_file"] == truth["pulse_index"]).all()
+    errant = truth[truth["file"].isin(truth.loc[truth["role"] == "trip", "file"])
+                   & truth["file"].str.startswith("dcm/anomaly/")]
+    onsets = []
+    for name, rows in errant.groupby("file"):
+        rows = rows.sort_values("pulse_index")
+        onset = set(rows["precursor_onset"])
+        assert len(onset) == 1, name
+        onset = onset.pop()
+        onsets.append(onset)
+        trip = int(rows.loc[rows["role"] == "trip", "pulse_index"].iloc[0])
+        before = rows[rows["pulse_index"] < trip]
+        distance = trip - before["pulse_index"]
+        strength = before["precursor_strength"].astype(float)
+        on = distance <= onset
+        assert (before.loc[on, "precursor_kind"] != "none").all(), name
+        assert (strength[on] > 0).all() and (strength[~on] == 0).all(), name
+        assert (before.loc[~on, "precursor_kind"] == "none").all(), name
+        assert np.all(np.diff(strength.to_numpy()) >= 0), name  # grows towards the trip
+        sample = rows[rows["role"] == "precursor"]
+        assert (onset == 0) == (sample["precursor_kind"].iloc[0] == "none"), name
+    normal = truth[truth["file"].str.startswith("dcm/normal/")]
+    assert (normal["precursor_onset"] == 0).all()
+    onsets = np.array(onsets)
+    assert (onsets == 0).any() and (onsets == 1).any() and (onsets >= 3).any()
+    # some precursors are already on the pulse before the sample, inside the file
+    context_on = truth[(truth["role"] == "context") & (truth["precursor_kind"] != "none")]
+    assert len(context_on) >= 5
+
+
+def test_realistic_blips_fall_on_normal_samples_too(realistic):
+    _, truth = realistic
+    blips = truth[truth["blip"] > 0]
+    assert set(blips["role"]) >= {"normal", "precursor", "context"}
+    assert (blips["role"] != "trip").all()
+    share = (truth.loc[truth["role"] == "normal", "blip"] > 0).mean()
+    assert 0.02 < share < 0.1  # REALISTIC.blip_fraction = 0.05
+
+
+def test_realistic_sample_position_carries_no_label(realistic):
+    aucs = position_aucs(_delivered(realistic[1]))
+    assert all(abs(auc - 0.5) <= 0.05 for auc in aucs.values()), aucs
+
+
+def test_demo_sample_position_leaks_the_label(tmp_path):
+    # the same test on the demo preset fails: its errant sample is always the middle pulse
+    simulate_archive(tmp_path / "demo", SimulatorParams.demo(hours=2.0, seed=2))
+    aucs = position_aucs(_delivered(pd.read_csv(tmp_path / "demo" / "truth.csv", keep_default_na=False)))
+    assert aucs["rate"] > 0.75, aucs
+
+
+def _plan_positions(params: SimulatorParams) -> pd.DataFrame:
+    """Sample index and label of every production sample the plan holds (no files written)."""
+    segments = build_schedule(params)
+    plan = plan_acquisitions(params, segments)
+    rows = []
+    for k, acq in enumerate(plan):
+        if segments[acq["segment"]].mode != "production" or acq["corrupt"]:
+            continue
+        name = f"f{k:06d}"
+        if acq["kind"] == 0 and acq["bad_pulse"] < 0:
+            count = 1 if acq["old_style"] else acq["n_pulses"]
+            rows += [(name, acq["t_ns"], j, 0, acq["old_style"]) for j in range(count)]
+        elif acq["kind"] == 1:
+            rows.append((name, acq["t_ns"], acq["n_pulses"] - 2, 1, acq["old_style"]))
+    return pd.DataFrame(rows, columns=["file", "t_ns", "pulse_in_file", "label", "old_style"])
+
+
+def test_position_leak_over_a_whole_week_plan():
+    samples = _plan_positions(SimulatorParams.realistic(seed=1))
+    realistic = position_aucs(samples)
+    assert all(abs(auc - 0.5) <= 0.03 for auc in realistic.values()), realistic
+    # the file style is no label either: older-style files give each label the same share
+    share = samples.groupby("label")["old_style"].mean()
+    assert abs(share[0] - 0.1) < 0.02 and abs(share[1] - 0.1) < 0.03, share
+    demo = position_aucs(_plan_positions(SimulatorParams.demo(seed=1)))
+    assert demo["rate"] > 0.75, demo
+
+
+@pytest.mark.parametrize("blocks", [5, 7])
+def test_realistic_preset_fills_every_rolling_origin_test_block(blocks):
+    params = SimulatorParams.realistic()
+    samples = _plan_positions(params)
+    segments = build_schedule(params)
+    edges = np.linspace(segments[0].start_ns, segments[-1].end_ns, blocks + 1)
+    block = np.clip(np.searchsorted(edges, samples["t_ns"], side="right") - 1, 0, blocks - 1)
+    normal = np.bincount(block[samples["label"] == 0], minlength=blocks)
+    errant = np.bincount(block[samples["label"] == 1], minlength=blocks)
+    assert normal[1:].min() >= 1000 and errant[1:].min() >= 50, (normal, errant)
+    # configurations keep changing: every test block holds settings never seen before it
+    seen: set = set()
+    for b in range(blocks):
+        inside = [s.values for s in segments if edges[b] <= s.start_ns < edges[b + 1]
+                  and s.mode == "production"]
+        if b:
+            assert len(set(inside) - seen) >= 3
+        seen |= set(inside)
+
+
+def test_realistic_same_seed_gives_byte_identical_archive_with_any_worker_count(tmp_path):
+    params = SimulatorParams.realistic(seed=4, hours=0.25, errant_trips_per_hour=60.0,
+                                       normal_interval_s=60.0, drift_hours=0.2)
+    simulate_archive(tmp_path / "one", params)
+    simulate_archive(tmp_path / "two", params, workers=2)
+    first, second = _relative_files(tmp_path / "one"), _relative_files(tmp_path / "two")
+    assert sorted(first) == sorted(second) and len(first) > 10
+    assert [name for name in first if first[name] != second[name]] == []
+    recorded = json.loads((tmp_path / "one" / "simulation.json").read_text())["params"]
+    assert sorted(recorded) == sorted(f.name for f in dataclasses_fields(SimulatorParams))
+
+
+def test_drift_is_slow_and_off_by_default():
+    params = SimulatorParams.realistic(seed=3)
+    start = int(pd.Timestamp(params.start).value)
+    hours = np.arange(0, 48, 0.05)
+    signal = np.array([drift_at(start + int(h * 3600e9), params) for h in hours])
+    assert 0.6 < signal.std(axis=0).min() and signal.std(axis=0).max() < 1.4  # unit rms
+    # smooth over minutes, wanders over hours: 3-minute steps are a small share of the spread
+    assert np.diff(signal, axis=0).std(axis=0).max() < 0.2 * signal.std(axis=0).min()
+    values = build_schedule(params)[0].values
+    drifted = [beam_at(values, start + int(h * 3600e9), params).loss for h in (0, 2, 4, 6)]
+    assert max(drifted) / min(drifted) > 1.05
+    plain = SimulatorParams.tiny(seed=3)
+    assert beam_at(values, start + 7200 * 10**9, plain) == beam_for(values, plain.loss_multiplier_max)
+
+
+def test_invalid_realism_params_name_the_field():
+    with pytest.raises(ValueError, match="pulses_per_normal_file_max"):
+        SimulatorParams(pulses_per_normal_file=4, pulses_per_normal_file_max=3)
+    with pytest.raises(ValueError, match="old_style_fraction"):
+        SimulatorParams(old_style_fraction=1.0)
+    with pytest.raises(ValueError, match="precursor_onset"):
+        SimulatorParams(precursor_onset_max=0)
+    with pytest.raises(ValueError, match="blip_strength"):
+        SimulatorParams(blip_strength=(2.0, 1.0))
