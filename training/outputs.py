@@ -6,6 +6,7 @@ Shared by the train and test flows so both write the same files the same way (at
 from __future__ import annotations
 
 import csv
+import dataclasses
 import io
 import logging
 import platform
@@ -58,7 +59,8 @@ def choose_and_save_threshold(labels, scores, threshold_config, path: Path) -> T
         method=threshold_config.operating_point,
         target_false_alarm_rate=threshold_config.target_false_alarm_rate,
     )
-    atomic_write_json(path, {**choice.to_dict(), "chosen_on": "validation part"})
+    choice = dataclasses.replace(choice, chosen_on="validation part")
+    atomic_write_json(path, choice.to_dict())
     log.info("threshold %.6g (%s) chosen on validation", choice.threshold, choice.method)
     return choice
 
