@@ -13,7 +13,7 @@ from typing import NamedTuple
 
 import numpy as np
 from matplotlib.figure import Figure
-from matplotlib.ticker import MaxNLocator
+from matplotlib.ticker import FuncFormatter, LogLocator, MaxNLocator, NullFormatter
 from sklearn.metrics import precision_recall_curve, roc_curve
 
 from analysis._checks import check_labels_scores
@@ -269,7 +269,7 @@ def plot_example_traces(
         raise ValueError("examples is empty; nothing to plot.")
     n_cols = max(1, min(max_per_category, max((len(v) for v in examples.values()), default=1)))
     n_rows = len(examples)
-    fig = Figure(figsize=(2.6 * n_cols + 0.6, 1.9 * n_rows + 0.6), layout="constrained")
+    fig = Figure(figsize=(2.6 * n_cols + 0.6, 2.4 * n_rows + 0.6), layout="constrained")
     axes = fig.subplots(n_rows, n_cols, squeeze=False)
     legend_from = None
     for row, (category, items) in enumerate(examples.items()):
@@ -368,6 +368,9 @@ def plot_rates_by_block(table: Sequence[Mapping], target_false_alarm_rate: float
         bottom.plot(x + dx, rec, marker, color=color, ms=5, ls="none", label=label)
     top.set_yscale("log")
     top.set_ylim(bottom=floor / 1.5)
+    top.yaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
+    top.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{100 * v:.3g} %"))
+    top.yaxis.set_minor_formatter(NullFormatter())
     top.set_ylabel("false-alarm rate\n(per normal pulse)")
     top.grid(alpha=0.3, which="both", lw=0.4)
     top.legend(fontsize=7, loc="best", ncols=2)
@@ -377,4 +380,37 @@ def plot_rates_by_block(table: Sequence[Mapping], target_false_alarm_rate: float
     bottom.grid(alpha=0.3)
     bottom.set_xlabel(xlabel)
     bottom.set_xticks(x, names, rotation=90 if len(names) > 12 else 0, fontsize=7)
+    return fig
+
+
+def plot_online_threshold(timestamps_ns, thresholds, fixed_threshold: float, labels=None) -> Figure:
+    """The online threshold over time (hours from the first pulse) beside the fixed one; errant
+    pulses, when `labels` are given, as red ticks at the bottom. Logit y scale for thresholds
+    strictly inside (0, 1), where sigmoid scores live."""
+    ts = np.asarray(timestamps_ns, dtype=np.int64)
+    thr = np.asarray(thresholds, dtype=np.float64)
+    if ts.shape != thr.shape or ts.ndim != 1 or ts.size == 0:
+        raise ValueError(f"timestamps_ns and thresholds must be 1-D, non-empty and of one length; "
+                         f"got {ts.shape} and {thr.shape}.")
+    order = np.argsort(ts, kind="stable")
+    hours = (ts[order] - ts[order[0]]) / 3.6e12
+    fig = Figure(figsize=(8, 2.6), layout="constrained")
+    ax = fig.subplots()
+    ax.step(hours, thr[order], where="post", color=POINT_COLOR, lw=0.9, label="online threshold")
+    ax.axhline(fixed_threshold, color="black", ls="--", lw=0.9, label=f"fixed {fixed_threshold:.4g}")
+    values = np.r_[thr, fixed_threshold]
+    if values.min() > 0.0 and values.max() < 1.0:
+        ax.set_yscale("logit")
+        ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:.3g}"))
+        ax.yaxis.set_minor_formatter(NullFormatter())
+    if labels is not None:
+        errant = np.asarray(labels)[order] == 1
+        if errant.any():
+            ax.plot(hours[errant], np.full(errant.sum(), values.min()), "|", color=ERRANT_COLOR, ms=8,
+                    label="errant pulse")
+    ax.set_xlabel("hours from the first evaluated pulse")
+    ax.set_ylabel("threshold")
+    ax.set_title("Online threshold over time")
+    ax.grid(alpha=0.3, lw=0.4)
+    ax.legend(fontsize=7, loc="best")
     return fig
