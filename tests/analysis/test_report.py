@@ -73,6 +73,7 @@ def test_report_holds_summary_figures(tmp_path):
     assert "stratified-random" in text
     assert "<comment> & more" in text  # config shown verbatim
     assert f"Page {pages}" in text
+    assert "Online recalibration" not in text and "over time and per configuration" not in text
     assert [p.name for p in tmp_path.iterdir()] == [path.name]  # no temp file left
 
 
@@ -146,23 +147,14 @@ def test_report_shows_online_figures_and_rates_per_block(tmp_path):
     assert f"({o['false_alarms']} of {o['n_normal']})" in text
     assert f"{o['caught']} of {o['n_errant']}" in text
     assert f"False-alarm rate (target {format_number(100 * o['target_false_alarm_rate'], 3)} %)" in text
-    assert "Operating point per time block and configuration" in text
+    assert "Operating point over time and per configuration" in text
     assert "20 groups; the 15 largest shown" in text and "other" in text
     assert "Online FA rate" in text
     assert "min-max band" in text
 
 
-def test_report_without_times_groups_or_online_has_no_such_pages(tmp_path):
-    path = tmp_path / "r.pdf"
-    rng = np.random.default_rng(0)
-    labels = np.r_[np.zeros(16, int), np.ones(4, int)]
-    write_report(path, _content(labels, np.clip(rng.normal(0.3 + 0.4 * labels, 0.15), 0, 1)))
-    _, text = _text(path)
-    assert "Online recalibration" not in text and "per time block" not in text
-
-
 def test_report_shows_the_metrics_it_is_handed(tmp_path):
-    content = _content([0, 0, 1, 1], [0.1, 0.6, 0.4, 0.9])
+    content = _content([0, 0, 1, 1], [0.1, 0.6, 0.4, 0.9], history=False)
     content.metrics = {**content.metrics, "confusion_matrix": {"tn": 7, "fp": 3, "fn": 5, "tp": 11}}
     del content.metrics["reliability"]
     path = tmp_path / "r.pdf"
