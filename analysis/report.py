@@ -44,7 +44,8 @@ PAGE_SIZE = letter
 MARGIN = 0.7 * inch
 FRAME_WIDTH = PAGE_SIZE[0] - 2 * MARGIN
 FRAME_HEIGHT = PAGE_SIZE[1] - 2 * MARGIN
-N_TIME_BLOCKS = 10  # consecutive equal-count blocks of the evaluated pulses in time order
+N_TIME_BLOCKS = 10  # consecutive equal-count blocks of the evaluated pulses in time order...
+MIN_PULSES_PER_BLOCK = 50  # ...but fewer blocks when a part is small: a rate of 3 pulses says nothing
 MAX_GROUPS_SHOWN = 15  # largest configuration groups shown one by one; the rest pooled as "other"
 
 
@@ -256,12 +257,15 @@ def _summary_page(c: ReportContent, st) -> list:
     extras = [[k, format_number(v)] for k, v in m.items()
               if k not in _SHOWN_ELSEWHERE and (v is None or isinstance(v, int | float | str))]
     story += [_table(rows + extras, col_widths=[3.2 * inch, 1.6 * inch]), Spacer(1, 0.15 * inch)]
+    # Confusion matrix and the validation operating point side by side: stacked, the second
+    # table no longer fits the page once the online comparison is shown.
+    cells = []
     cm = m.get("confusion_matrix")
     if cm:
-        cm_rows = [["", "No alarm", "Alarm"],
+        cm_rows = [["Confusion matrix", "No alarm", "Alarm"],
                    ["Normal", format_number(cm.get("tn")), format_number(cm.get("fp"))],
                    ["Errant", format_number(cm.get("fn")), format_number(cm.get("tp"))]]
-        story += [_p("Confusion matrix", st["h2"]), _table(cm_rows, col_widths=[1.2 * inch] * 3)]
+        cells.append(_table(cm_rows, col_widths=[1.15 * inch, 0.8 * inch, 0.8 * inch]))
     if t:
         target = t.get("target_false_alarm_rate")
         op = [["Operating point (chosen on validation)", ""],
@@ -273,7 +277,11 @@ def _summary_page(c: ReportContent, st) -> list:
               ["Validation F1", format_number(t.get("f1"))],
               ["Validation pulses (normal / errant)",
                f"{format_number(t.get('n_normal'))} / {format_number(t.get('n_errant'))}"]]
-        story += [Spacer(1, 0.15 * inch), _table(op, col_widths=[3.2 * inch, 1.6 * inch])]
+        cells.append(_table(op, col_widths=[2.3 * inch, 1.5 * inch]))
+    if cells:
+        side = Table([cells], hAlign="LEFT")
+        side.setStyle(TableStyle([("VALIGN", (0, 0), (-1, -1), "TOP"), ("LEFTPADDING", (0, 0), (0, 0), 0)]))
+        story.append(side)
     for note in m.get("notes", []):
         story.append(Paragraph(escape(note), st["note"], bulletText="!"))
     return story
@@ -410,7 +418,7 @@ def _blocks_page(c: ReportContent, st) -> list:
              0.9 * inch][:8 if online else 6]
     if c.timestamps_ns is not None:
         ts = np.asarray(c.timestamps_ns, dtype=np.int64)
-        blocks = time_blocks(ts, N_TIME_BLOCKS)
+        blocks = time_blocks(ts, min(N_TIME_BLOCKS, max(1, ts.size // MIN_PULSES_PER_BLOCK)))
         table = rates_by_block(labels, scores, threshold, blocks, c.online_alarms)
         starts = [datetime.fromtimestamp(int(ts[blocks == row["block"]].min()) / 1e9, tz=UTC)
                   .strftime("%m-%d %H:%M") for row in table]
