@@ -51,6 +51,7 @@ from typing import Any
 import numpy as np
 
 from analysis._checks import check_labels_scores
+from analysis.evaluation import SECONDS_PER_HOUR
 
 SPACES = ("logit", "linear")
 DEFAULT_STEP = 0.2
@@ -58,7 +59,6 @@ DEFAULT_STEP = 0.2
 # The threshold is kept within [EPS, 1 - EPS] (|logit| <= 16.1), so it can neither run away on
 # a stream of identical scores nor become a number no score can reach.
 EPS = 1e-7
-SECONDS_PER_HOUR = 3600.0
 _STATE_KEYS = ("target_false_alarm_rate", "step", "space", "position", "n_normal", "n_false_alarms",
                "n_errant")
 
