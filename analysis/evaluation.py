@@ -181,3 +181,53 @@ def bootstrap_interval(
         raise ValueError("The metric was undefined (None/NaN) on every bootstrap replicate.")
     lo, hi = np.quantile(values, [alpha / 2.0, 1.0 - alpha / 2.0])
     return float(lo), float(hi)
+
+
+def time_blocks(timestamps_ns, n_blocks: int) -> np.ndarray:
+    """Block id (0 = earliest) per pulse: the pulses in time order cut into `n_blocks`
+    consecutive blocks of (nearly) equal counts, so each block's rate has similar precision.
+    Fewer pulses than blocks give one block per pulse."""
+    ts = np.asarray(timestamps_ns)
+    if ts.ndim != 1:
+        raise ValueError(f"timestamps_ns must be 1-D; got shape {ts.shape}.")
+    if int(n_blocks) < 1:
+        raise ValueError(f"n_blocks must be at least 1; got {n_blocks!r}.")
+    order = np.argsort(ts, kind="stable")
+    blocks = np.empty(ts.size, dtype=np.int64)
+    blocks[order] = np.arange(ts.size) * min(int(n_blocks), max(ts.size, 1)) // max(ts.size, 1)
+    return blocks
+
+
+def rates_by_block(labels, scores, threshold: float, block_ids, online_alarms=None) -> list[dict]:
+    """False-alarm rate and recall per block (a time block or a configuration group).
+
+    One dict per block id, in ascending id order: `block`, `n`, `n_normal`, `n_errant`,
+    `false_alarms`, `false_alarm_rate`, `caught`, `recall` at the fixed `threshold`; with
+    `online_alarms` (bool per pulse, from `recalibration.online_thresholds`) also
+    `online_false_alarms`, `online_false_alarm_rate`, `online_caught`, `online_recall`.
+    Rates are None where the block has no pulse of that class.
+    """
+    y, s = check_labels_scores(labels, scores, require_both_classes=False)
+    ids = np.asarray(block_ids)
+    if ids.shape != y.shape:
+        raise ValueError(f"block_ids must have one id per pulse; got shape {ids.shape} for {y.size} pulses.")
+    alarm_sets = {"": s >= float(threshold)}
+    if online_alarms is not None:
+        online = np.asarray(online_alarms)
+        if online.shape != y.shape or online.dtype != bool:
+            raise ValueError(f"online_alarms must be bool with one flag per pulse; got {online.dtype} "
+                             f"shape {online.shape} for {y.size} pulses.")
+        alarm_sets["online_"] = online
+    table = []
+    for block in np.unique(ids):
+        members = ids == block
+        normal, errant = members & (y == 0), members & (y == 1)
+        n_normal, n_errant = int(normal.sum()), int(errant.sum())
+        row = {"block": block.item(), "n": int(members.sum()), "n_normal": n_normal, "n_errant": n_errant}
+        for prefix, alarms in alarm_sets.items():
+            false_alarms, caught = int(alarms[normal].sum()), int(alarms[errant].sum())
+            row |= {f"{prefix}false_alarms": false_alarms,
+                    f"{prefix}false_alarm_rate": _ratio(false_alarms, n_normal),
+                    f"{prefix}caught": caught, f"{prefix}recall": _ratio(caught, n_errant)}
+        table.append(row)
+    return table

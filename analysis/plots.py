@@ -1,5 +1,5 @@
 """Figures for the reports: training curves, ROC/PR, confusion matrix, score histograms,
-calibration and example traces.
+calibration, example pulses over their references, and the operating point per block.
 
 Each function returns a `matplotlib.figure.Figure` built without pyplot: no GUI backend is
 needed or switched (headless nodes, SLURM jobs) and no figure piles up in pyplot's global
@@ -9,10 +9,11 @@ registry. Save with `fig.savefig(...)`; the figure is freed when it goes out of 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from typing import NamedTuple
 
 import numpy as np
 from matplotlib.figure import Figure
-from matplotlib.ticker import MaxNLocator
+from matplotlib.ticker import FuncFormatter, LogLocator, MaxNLocator, NullFormatter
 from sklearn.metrics import precision_recall_curve, roc_curve
 
 from analysis._checks import check_labels_scores
@@ -195,25 +196,96 @@ def plot_reliability_diagram(reliability: Sequence[Mapping]) -> Figure:
     return fig
 
 
+ENVELOPE_BIN = 10  # samples per envelope bin: one 1 us chopper mini-pulse period at 10 MS/s
+SAMPLE_RATE_HZ = 10e6  # DCM waveform sampling rate (spec: 10 MS/s)
+REFERENCE_COLOR = "#7f7f7f"
+_PULSE_COLORS = {"caught": ERRANT_COLOR, "missed": "#ff7f0e", "false alarms": NORMAL_COLOR}
+
+
+class ExampleTrace(NamedTuple):
+    """One example pulse for the report: its trace [L], a caption, and optionally the K
+    reference pulses it was judged against [K, L] (None: no references)."""
+
+    trace: np.ndarray
+    caption: str
+    references: np.ndarray | None = None
+
+
+def envelope(traces, bin_samples: int = ENVELOPE_BIN) -> np.ndarray:
+    """Mean over consecutive `bin_samples`-sample bins along the last axis ([L] -> [ceil(L/b)],
+    [K, L] -> [K, ceil(L/b)]); a short last bin is the mean of what it holds.
+
+    Why: a 10 MS/s trace of a chopped beam swings through a full mini-pulse every 10 samples,
+    so 10,000 raw samples print as a solid block; the mean per 1 us bin keeps the pulse's shape
+    (droop, notches, an early end) that an errant pulse changes.
+    """
+    x = np.asarray(traces, dtype=np.float64)
+    if x.ndim not in (1, 2) or x.shape[-1] == 0:
+        raise ValueError(f"traces must be [L] or [K, L] with L >= 1; got shape {x.shape}.")
+    if int(bin_samples) < 1:
+        raise ValueError(f"bin_samples must be at least 1; got {bin_samples!r}.")
+    b = int(bin_samples)
+    length = x.shape[-1]
+    n_bins = -(-length // b)
+    padded = np.full(x.shape[:-1] + (n_bins * b,), np.nan)
+    padded[..., :length] = x
+    return np.nanmean(padded.reshape(x.shape[:-1] + (n_bins, b)), axis=-1)
+
+
+def _as_channel0(array, ndim: int) -> np.ndarray:
+    """First channel of a trace ([L] or [L, C]) or of references ([K, L] or [K, L, C])."""
+    x = np.asarray(array, dtype=np.float64)
+    return x[..., 0] if x.ndim == ndim + 1 else x
+
+
+def _draw_example(ax, example: ExampleTrace, color: str, bin_samples: int) -> None:
+    """The pulse's envelope as a line over its references' median envelope and min-max band."""
+    trace = _as_channel0(example.trace, 1).reshape(-1)
+    step_us = bin_samples / SAMPLE_RATE_HZ * 1e6
+    pulse = envelope(trace, bin_samples)
+    t = (np.arange(pulse.size) + 0.5) * step_us
+    if example.references is not None:
+        refs = _as_channel0(example.references, 2)
+        refs = refs[np.any(refs != 0.0, axis=1)] if refs.ndim == 2 else refs  # zero rows: empty slots
+        if refs.ndim == 2 and refs.shape[0] and refs.shape[1] == trace.size:
+            ref_env = envelope(refs, bin_samples)
+            ax.fill_between(t, ref_env.min(axis=0), ref_env.max(axis=0), color=REFERENCE_COLOR,
+                            alpha=0.35, lw=0, label=f"references (K={refs.shape[0]}) min-max")
+            ax.plot(t, np.median(ref_env, axis=0), color=REFERENCE_COLOR, lw=0.9, label="reference median")
+    ax.plot(t, pulse, color=color, lw=0.9, label="pulse")
+
+
 def plot_example_traces(
-    examples: Mapping[str, Sequence[tuple[np.ndarray, str]]], max_per_category: int = 4
+    examples: Mapping[str, Sequence[tuple]], max_per_category: int = 4,
+    bin_samples: int = ENVELOPE_BIN,
 ) -> Figure:
-    """Grid of traces: one row per category (e.g. caught, missed, false alarms), captioned."""
+    """Grid of example pulses: one row per category (caught, missed, false alarms), captioned.
+
+    Each item is an `ExampleTrace` or a `(trace, caption)` / `(trace, caption, references)`
+    tuple. A pulse is drawn as its 1 us envelope (mean per `bin_samples` bin) on top of its
+    references' median envelope and min-max band, or alone when it has no references.
+    """
     if not examples:
         raise ValueError("examples is empty; nothing to plot.")
     n_cols = max(1, min(max_per_category, max((len(v) for v in examples.values()), default=1)))
     n_rows = len(examples)
-    fig = Figure(figsize=(2.6 * n_cols + 0.6, 1.9 * n_rows + 0.4), layout="constrained")
+    fig = Figure(figsize=(2.6 * n_cols + 0.6, 2.4 * n_rows + 0.6), layout="constrained")
     axes = fig.subplots(n_rows, n_cols, squeeze=False)
+    legend_from = None
     for row, (category, items) in enumerate(examples.items()):
-        items = list(items)[:max_per_category]
+        items = [ExampleTrace(*item) for item in list(items)[:max_per_category]]
         for col in range(n_cols):
             ax = axes[row, col]
             ax.tick_params(labelsize=6)
             if col < len(items):
-                trace, caption = items[col]
-                ax.plot(np.asarray(trace, dtype=float).reshape(-1), lw=0.6, color="black")
-                ax.set_title(caption, fontsize=7)
+                _draw_example(ax, items[col], _PULSE_COLORS.get(category, "black"), bin_samples)
+                ax.set_title(items[col].caption, fontsize=7)
+                ax.grid(alpha=0.25, lw=0.4)
+                if legend_from is None or (items[col].references is not None
+                                           and len(ax.get_lines()) > len(legend_from.get_lines())):
+                    legend_from = ax
+                if row == n_rows - 1:
+                    ax.set_xlabel("time in window (us)", fontsize=7)
             elif col == 0:
                 ax.text(0.5, 0.5, "none", ha="center", va="center", transform=ax.transAxes)
                 ax.set_xticks([])
@@ -222,19 +294,26 @@ def plot_example_traces(
                 ax.set_visible(False)
             if col == 0:
                 ax.set_ylabel(category, fontsize=9)
+    if legend_from is not None:
+        handles, names = legend_from.get_legend_handles_labels()
+        fig.legend(handles, names, loc="outside lower center", ncols=len(names), fontsize=7, frameon=False)
     return fig
 
 
-def pick_examples(traces, labels, scores, threshold: float, per_category: int = 4) -> dict:
-    """Choose example traces for the report: {category: [(trace, caption), ...]}.
+def pick_examples(traces, labels, scores, threshold: float, per_category: int = 4,
+                  references=None) -> dict[str, list[ExampleTrace]]:
+    """Choose example pulses for the report: {category: [ExampleTrace, ...]}.
 
     "caught" (errant, alarmed) and "false alarms" (normal, alarmed) take the highest scores;
-    "missed" (errant, not alarmed) the lowest, i.e. the clearest cases of each. `traces` is
-    anything indexable by an int that yields one trace (array or an on-disk store).
+    "missed" (errant, not alarmed) the lowest, i.e. the clearest cases of each. `traces` (and
+    `references`, optional, one [K, L] stack per pulse) are anything indexable by an int that
+    yields one pulse's array (an array or an on-disk store).
     """
     y, s = check_labels_scores(labels, scores, require_both_classes=False)
     if len(traces) != y.size:
         raise ValueError(f"traces has {len(traces)} rows but labels has {y.size}.")
+    if references is not None and len(references) != y.size:
+        raise ValueError(f"references has {len(references)} rows but labels has {y.size}.")
     alarm = s >= threshold
     chosen = {
         "caught": np.flatnonzero((y == 1) & alarm)[np.argsort(-s[(y == 1) & alarm], kind="stable")],
@@ -242,6 +321,96 @@ def pick_examples(traces, labels, scores, threshold: float, per_category: int = 
         "false alarms": np.flatnonzero((y == 0) & alarm)[np.argsort(-s[(y == 0) & alarm], kind="stable")],
     }
     return {
-        name: [(np.asarray(traces[int(i)]), f"#{int(i)} score {s[i]:.3f}") for i in idx[:per_category]]
+        name: [ExampleTrace(np.asarray(traces[int(i)]), f"#{int(i)} score {s[i]:.3f}",
+                            None if references is None else np.asarray(references[int(i)]))
+               for i in idx[:per_category]]
         for name, idx in chosen.items()
     }
+
+
+def plot_rates_by_block(table: Sequence[Mapping], target_false_alarm_rate: float | None,
+                        xlabel: str = "block") -> Figure:
+    """False-alarm rate (log scale) and recall per block from `evaluation.rates_by_block`.
+
+    The target rate is drawn with a 0.5x-2x band: blocks outside it are where the operating
+    point did not hold. Online-threshold rates are drawn beside the fixed ones when the table
+    has them. A rate of 0 is drawn at the bottom edge with an open marker.
+    """
+    if not table:
+        raise ValueError("table is empty; nothing to plot.")
+    x = np.arange(len(table))
+    names = [str(row["block"]) for row in table]
+    series = [("", "fixed threshold", "o", "black")]
+    if "online_false_alarm_rate" in table[0]:
+        series.append(("online_", "online threshold", "s", POINT_COLOR))
+    fig = Figure(figsize=(8, 5.4), layout="constrained")
+    top, bottom = fig.subplots(2, 1, sharex=True, height_ratios=[3, 2])
+    rates = [row[f"{p}false_alarm_rate"] for p, *_ in series for row in table]
+    positive = [r for r in rates if r]
+    floor = min(positive + ([target_false_alarm_rate] if target_false_alarm_rate else [])
+                or [1e-3]) / 4
+    if target_false_alarm_rate:
+        top.axhspan(0.5 * target_false_alarm_rate, 2 * target_false_alarm_rate, color=POINT_COLOR,
+                    alpha=0.12, label="0.5x-2x target")
+        top.axhline(target_false_alarm_rate, color=POINT_COLOR, ls="--", lw=1,
+                    label=f"target {target_false_alarm_rate:.3g}")
+    offsets = np.linspace(-0.12, 0.12, len(series)) if len(series) > 1 else [0.0]
+    for (prefix, label, marker, color), dx in zip(series, offsets, strict=True):
+        far = np.array([np.nan if r[f"{prefix}false_alarm_rate"] is None else r[f"{prefix}false_alarm_rate"]
+                        for r in table], dtype=float)
+        zero = far == 0
+        top.plot(x[~zero] + dx, far[~zero], marker, color=color, ms=5, ls="none", label=label)
+        if zero.any():
+            top.plot(x[zero] + dx, np.full(zero.sum(), floor), marker, color=color, ms=5, ls="none",
+                     mfc="none", label=f"{label}: none")
+        rec = np.array([np.nan if r[f"{prefix}recall"] is None else r[f"{prefix}recall"] for r in table],
+                       dtype=float)
+        bottom.plot(x + dx, rec, marker, color=color, ms=5, ls="none", label=label)
+    top.set_yscale("log")
+    top.set_ylim(bottom=floor / 1.5)
+    top.yaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
+    top.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{100 * v:.3g} %"))
+    top.yaxis.set_minor_formatter(NullFormatter())
+    top.set_ylabel("false-alarm rate\n(per normal pulse)")
+    top.grid(alpha=0.3, which="both", lw=0.4)
+    top.legend(fontsize=7, loc="best", ncols=2)
+    top.set_title(f"Operating point per {xlabel}")
+    bottom.set_ylim(-0.05, 1.05)
+    bottom.set_ylabel("recall")
+    bottom.grid(alpha=0.3)
+    bottom.set_xlabel(xlabel)
+    bottom.set_xticks(x, names, rotation=90 if len(names) > 12 else 0, fontsize=7)
+    return fig
+
+
+def plot_online_threshold(timestamps_ns, thresholds, fixed_threshold: float, labels=None) -> Figure:
+    """The online threshold over time (hours from the first pulse) beside the fixed one; errant
+    pulses, when `labels` are given, as red ticks at the bottom. Logit y scale for thresholds
+    strictly inside (0, 1), where sigmoid scores live."""
+    ts = np.asarray(timestamps_ns, dtype=np.int64)
+    thr = np.asarray(thresholds, dtype=np.float64)
+    if ts.shape != thr.shape or ts.ndim != 1 or ts.size == 0:
+        raise ValueError(f"timestamps_ns and thresholds must be 1-D, non-empty and of one length; "
+                         f"got {ts.shape} and {thr.shape}.")
+    order = np.argsort(ts, kind="stable")
+    hours = (ts[order] - ts[order[0]]) / 3.6e12
+    fig = Figure(figsize=(8, 2.6), layout="constrained")
+    ax = fig.subplots()
+    ax.step(hours, thr[order], where="post", color=POINT_COLOR, lw=0.9, label="online threshold")
+    ax.axhline(fixed_threshold, color="black", ls="--", lw=0.9, label=f"fixed {fixed_threshold:.4g}")
+    values = np.r_[thr, fixed_threshold]
+    if values.min() > 0.0 and values.max() < 1.0:
+        ax.set_yscale("logit")
+        ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:.3g}"))
+        ax.yaxis.set_minor_formatter(NullFormatter())
+    if labels is not None:
+        errant = np.asarray(labels)[order] == 1
+        if errant.any():
+            ax.plot(hours[errant], np.full(errant.sum(), values.min()), "|", color=ERRANT_COLOR, ms=8,
+                    label="errant pulse")
+    ax.set_xlabel("hours from the first evaluated pulse")
+    ax.set_ylabel("threshold")
+    ax.set_title("Online threshold over time")
+    ax.grid(alpha=0.3, lw=0.4)
+    ax.legend(fontsize=7, loc="best")
+    return fig

@@ -7,7 +7,7 @@ achieved on validation.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
+from dataclasses import MISSING, asdict, dataclass, fields
 from typing import Any
 
 import numpy as np
@@ -28,6 +28,8 @@ class ThresholdChoice:
         false_alarm_rate, recall, precision, f1: achieved on the validation data
             (precision is 0.0 when nothing alarms, as in scikit-learn's zero_division=0).
         n_normal, n_errant: validation sample counts per class.
+        chosen_on: which data the threshold was chosen on ("validation part" in a run's
+            threshold.json); optional, so records written before it existed still load.
     """
 
     threshold: float
@@ -39,6 +41,7 @@ class ThresholdChoice:
     f1: float
     n_normal: int
     n_errant: int
+    chosen_on: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """Plain dict for JSON (threshold.json)."""
@@ -46,13 +49,25 @@ class ThresholdChoice:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ThresholdChoice:
-        """Rebuild from `to_dict()` output; a missing or unknown key raises ValueError."""
+        """Rebuild from `to_dict()` output (threshold.json as the train flow writes it).
+
+        Raises ValueError naming the problem: a missing required key, an unknown key, an
+        unknown method or a threshold that is not a finite number.
+        """
+        if not isinstance(data, dict):
+            raise ValueError(f"Bad threshold record: expected a JSON object; got {type(data).__name__}.")
         names = {f.name for f in fields(cls)}
-        missing, unknown = names - set(data), set(data) - names
+        required = {f.name for f in fields(cls) if f.default is MISSING}
+        missing, unknown = required - set(data), set(data) - names
         if missing or unknown:
             raise ValueError(
                 f"Bad threshold record: missing keys {sorted(missing)}, unknown keys {sorted(unknown)}."
             )
+        threshold = data["threshold"]
+        if isinstance(threshold, bool) or not isinstance(threshold, int | float) or not np.isfinite(threshold):
+            raise ValueError(f"Bad threshold record: threshold must be a finite number; got {threshold!r}.")
+        if data["method"] not in METHODS:
+            raise ValueError(f"Bad threshold record: method {data['method']!r}; expected one of {METHODS}.")
         return cls(**data)
 
 

@@ -519,6 +519,10 @@ class ThresholdConfig(_Section):
     )
     target_false_alarm_rate: float = _option(0.01, gt=0, lt=1)
     pulse_rate_hz: float = _option(60.0, gt=0)
+    # Test flow: also run the online recalibration (analysis.recalibration) from the validation
+    # threshold over the evaluated pulses in time order; reported beside the fixed threshold.
+    online: bool = True
+    online_step: float = _option(0.2, gt=0, le=5)  # logit units per update
 
 
 SECTION_CLASSES: Mapping[str, type] = types.MappingProxyType({

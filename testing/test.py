@@ -18,7 +18,9 @@ import numpy as np
 
 from analysis.evaluation import compute_metrics
 from analysis.report import ReportContent, write_report
+from analysis.thresholds import ThresholdChoice
 from parser.configs import Config, ConfigError, dump_config, load_config
+from testing.online import online_figures
 from training import outputs
 from utils.run_folder import atomic_write_json, create_test_dir
 
@@ -40,7 +42,7 @@ class TestResult:
     part: str
 
 
-def load_run(run_dir: Path) -> tuple[Config, object, dict, tuple]:
+def load_run(run_dir: Path) -> tuple[Config, object, ThresholdChoice, tuple]:
     """The run's config, model (safe mode), threshold and scalers, with clear errors."""
     import keras
 
@@ -60,7 +62,10 @@ def load_run(run_dir: Path) -> tuple[Config, object, dict, tuple]:
     except ConfigError as exc:
         raise RunFolderError(f"{run_dir}/config.yaml cannot be read: {exc}") from exc
     trained = keras.saving.load_model(run_dir / "model.keras", safe_mode=True)
-    threshold = json.loads((run_dir / "threshold.json").read_text())
+    try:
+        threshold = ThresholdChoice.from_dict(json.loads((run_dir / "threshold.json").read_text()))
+    except ValueError as exc:  # json.JSONDecodeError is a ValueError too
+        raise RunFolderError(f"{run_dir}/threshold.json cannot be read: {exc}") from exc
     scalers = load_scalers(run_dir / "scalers.json")
     return config, trained, threshold, scalers
 
@@ -117,23 +122,26 @@ def test(run_dir: Path, *, data_dir: Path | None = None, part: str | None = None
                            seed=config.run.seed)
     scores = outputs.predict(model, dataset)
     labels = samples.label[idx].astype(np.int64)
-    metrics = compute_metrics(labels, scores, threshold["threshold"],
+    metrics = compute_metrics(labels, scores, threshold.threshold,
                               pulse_rate_hz=config.threshold.pulse_rate_hz)
+    online = online_figures(samples.timestamp_ns[idx], labels, scores, threshold, config.threshold)
 
     out_dir = create_test_dir(run_dir)
     splits = outputs.split_summary({part: idx}, samples)
     atomic_write_json(out_dir / "metrics.json", {
         "run_id": run_dir.name, "created": datetime.now(UTC).isoformat(timespec="seconds"),
-        "data": source, "part": part, "threshold": threshold, "metrics": metrics,
+        "data": source, "part": part, "threshold": threshold.to_dict(), "metrics": metrics,
+        "online_threshold": online.summary,
         "split": splits[part], "ledger_summary": samples.ledger.summary(),
         "environment": outputs.environment_info(),
     })
     atomic_write_json(out_dir / "data_ledger.json", samples.ledger.to_dict())
     outputs.write_predictions(out_dir / "predictions.csv", samples, {part: idx}, {part: scores},
-                              threshold["threshold"])
+                              threshold.threshold,
+                              online={part: (online.thresholds, online.alarms)} if online.summary else None)
     notes = [f"Data: {source}.",
-             f"Threshold {threshold['threshold']:.6g} chosen on the run's validation part "
-             f"({threshold.get('method', '?')}); never tuned on these pulses."]
+             f"Threshold {threshold.threshold:.6g} chosen on the run's validation part "
+             f"({threshold.method}); never tuned on these pulses."]
     if data_dir is None:
         notes += outputs.split_notes(config)
     write_report(out_dir / "test_metrics_report.pdf", ReportContent(
@@ -144,20 +152,29 @@ def test(run_dir: Path, *, data_dir: Path | None = None, part: str | None = None
         split_sizes=splits,
         seeds=outputs.seeds_info(config),
         metrics=metrics,
-        threshold=threshold,
+        threshold=threshold.to_dict(),
         ledger_summary=samples.ledger.summary(),
         skipped_files=outputs.skipped_files(samples.ledger),
         history=None,
         labels=labels,
         scores=scores,
-        example_traces=outputs.example_traces(samples, idx, labels, scores, threshold["threshold"]),
+        example_traces=outputs.example_traces(samples, idx, labels, scores, threshold.threshold),
         config_text=dump_config(config),
         notes=notes,
         part_name=part,
+        timestamps_ns=samples.timestamp_ns[idx],
+        groups=samples.group[idx],
+        online=online.summary,
+        online_alarms=online.alarms,
+        online_thresholds=online.thresholds,
     ))
     log.info("%s: PR AUC %s, recall %s, false alarms/hour %s", part,
              outputs._f(metrics.get("pr_auc")), outputs._f(metrics.get("recall")),
              outputs._f(metrics.get("false_alarms_per_hour")))
+    if online.summary:
+        log.info("online threshold: false-alarm rate %s (target %s), recall %s",
+                 outputs._f(online.summary["false_alarm_rate"]),
+                 outputs._f(online.summary["target_false_alarm_rate"]), outputs._f(online.summary["recall"]))
     log.info("test report %s", out_dir / "test_metrics_report.pdf")
     return TestResult(out_dir, metrics, part)
 

@@ -6,6 +6,7 @@ Shared by the train and test flows so both write the same files the same way (at
 from __future__ import annotations
 
 import csv
+import dataclasses
 import io
 import logging
 import platform
@@ -58,7 +59,8 @@ def choose_and_save_threshold(labels, scores, threshold_config, path: Path) -> T
         method=threshold_config.operating_point,
         target_false_alarm_rate=threshold_config.target_false_alarm_rate,
     )
-    atomic_write_json(path, {**choice.to_dict(), "chosen_on": "validation part"})
+    choice = dataclasses.replace(choice, chosen_on="validation part")
+    atomic_write_json(path, choice.to_dict())
     log.info("threshold %.6g (%s) chosen on validation", choice.threshold, choice.method)
     return choice
 
@@ -88,39 +90,54 @@ def _iso(ts_ns) -> str:
     return datetime.fromtimestamp(int(ts_ns) / 1e9, tz=UTC).strftime("%Y-%m-%d %H:%M:%S")
 
 
-def write_predictions(path: Path, samples, parts: dict, scores: dict, threshold: float) -> None:
-    """predictions.csv: one row per scored pulse with its part, time, file, label and score."""
+def write_predictions(path: Path, samples, parts: dict, scores: dict, threshold: float,
+                      online: dict | None = None) -> None:
+    """predictions.csv: one row per scored pulse with its part, time, file, label, score and
+    alarm at the fixed threshold; with `online` (part -> (thresholds, alarms), in the part's
+    order, from `analysis.recalibration`) also the online threshold in force and its alarm."""
     buf = io.StringIO()
     writer = csv.writer(buf)
-    writer.writerow(["part", "timestamp_ns", "time_utc", "file", "label", "score", "alarm"])
+    header = ["part", "timestamp_ns", "time_utc", "file", "label", "score", "alarm"]
+    writer.writerow(header + (["online_threshold", "online_alarm"] if online else []))
     for name, idx in parts.items():
         if name not in scores:
             continue
-        for i, score in zip(np.asarray(idx), scores[name], strict=True):
-            writer.writerow([name, int(samples.timestamp_ns[i]), _iso(samples.timestamp_ns[i]),
-                             samples.files[samples.file_index[i]], int(samples.label[i]),
-                             f"{score:.6g}", int(score >= threshold)])
+        idx = np.asarray(idx)
+        extra = online.get(name) if online else None
+        for row, (i, score) in enumerate(zip(idx, scores[name], strict=True)):
+            cells = [name, int(samples.timestamp_ns[i]), _iso(samples.timestamp_ns[i]),
+                     samples.files[samples.file_index[i]], int(samples.label[i]),
+                     f"{score:.6g}", int(score >= threshold)]
+            if online:
+                cells += [f"{extra[0][row]:.6g}", int(extra[1][row])] if extra is not None else ["", ""]
+            writer.writerow(cells)
     atomic_write_text(path, buf.getvalue())
 
 
 class _PartTraces:
-    """The raw traces of one part, one at a time (works for in-memory and cached traces)."""
+    """One array per pulse of one part, read one at a time (in-memory arrays and cached
+    stores alike): a trace [L] or, for references, a stack [K, L]; the first channel."""
 
-    def __init__(self, traces, idx):
-        self.traces, self.idx = traces, np.asarray(idx)
+    def __init__(self, traces, idx, per_pulse_ndim: int = 1):
+        self.traces, self.idx, self.ndim = traces, np.asarray(idx), per_pulse_ndim
 
     def __len__(self) -> int:
         return len(self.idx)
 
     def __getitem__(self, i: int) -> np.ndarray:
-        trace = np.asarray(self.traces[np.array([self.idx[i]])][0], dtype=np.float32)
-        return trace.reshape(trace.shape[0], -1)[:, 0]
+        array = np.asarray(self.traces[np.array([self.idx[i]])][0], dtype=np.float32)
+        return array[..., 0] if array.ndim > self.ndim else array
 
 
 def example_traces(samples, idx, labels, scores, threshold) -> dict:
-    """Up to N_EXAMPLES raw traces each of caught, missed and false-alarm pulses."""
+    """Up to N_EXAMPLES raw traces each of caught, missed and false-alarm pulses, with their
+    reference pulses [K, L] when the samples carry them."""
+    # SampleSet.references arrives with the reference-pulse branch (CONTRACT section 3); until
+    # then (and for sources without references) the examples are drawn alone.
+    references = getattr(samples, "references", None)
     return pick_examples(_PartTraces(samples.traces, idx), labels, scores, threshold,
-                         per_category=N_EXAMPLES)
+                         per_category=N_EXAMPLES,
+                         references=None if references is None else _PartTraces(references, idx, 2))
 
 
 def seeds_info(config: Config) -> dict:
@@ -189,6 +206,8 @@ def write_train_outputs(*, run_dir: Path, config: Config, samples, parts: dict, 
         config_text=dump_config(config),
         notes=notes,
         part_name="validation",
+        timestamps_ns=samples.timestamp_ns[np.asarray(parts["val"])],
+        groups=samples.group[np.asarray(parts["val"])],
     )
     write_report(run_dir / "train_metrics_report.pdf", content)
     log.info("validation: PR AUC %s, recall %s at false-alarm rate %s",

@@ -11,8 +11,10 @@ from analysis.evaluation import (
     bootstrap_interval,
     compute_metrics,
     confusion_counts,
+    rates_by_block,
     recall_at_false_alarm_rate,
     reliability_curve,
+    time_blocks,
 )
 
 # Six normal, four errant pulses; alarm at score >= 0.5:
@@ -136,3 +138,29 @@ def test_bootstrap_errors_when_metric_always_undefined():
 def test_compute_metrics_rejects_bad_input(labels, scores, message):
     with pytest.raises(ValueError, match=message):
         compute_metrics(labels, scores, threshold=0.5)
+
+
+def test_time_blocks_cut_time_order_into_equal_counts():
+    ts = np.array([50, 10, 30, 20, 40, 90, 70, 60, 80], dtype=np.int64)
+    blocks = time_blocks(ts, 3)
+    assert blocks[np.argsort(ts)].tolist() == [0, 0, 0, 1, 1, 1, 2, 2, 2]
+    assert time_blocks(ts[:2], 5).tolist() == [1, 0]  # fewer pulses than blocks
+    with pytest.raises(ValueError, match="n_blocks"):
+        time_blocks(ts, 0)
+
+
+def test_rates_by_block_counts_each_block_and_the_online_alarms():
+    labels = [0, 0, 1, 0, 0, 1, 0]
+    scores = [0.1, 0.9, 0.8, 0.2, 0.6, 0.3, 0.7]
+    online = np.array([0, 0, 1, 0, 0, 1, 1], bool)
+    table = rates_by_block(labels, scores, 0.5, ["a", "a", "a", "b", "b", "b", "c"], online)
+    assert [row["block"] for row in table] == ["a", "b", "c"]
+    a, b, c = table
+    assert (a["false_alarms"], a["false_alarm_rate"], a["recall"]) == (1, 0.5, 1.0)
+    assert (b["false_alarm_rate"], b["recall"], b["online_recall"]) == (0.5, 0.0, 1.0)
+    assert (c["n_errant"], c["recall"], c["online_false_alarm_rate"]) == (0, None, 1.0)
+    assert "online_recall" not in rates_by_block(labels, scores, 0.5, [0] * 7)[0]
+    with pytest.raises(ValueError, match="one id per pulse"):
+        rates_by_block(labels, scores, 0.5, [0, 1])
+    with pytest.raises(ValueError, match="online_alarms must be bool"):
+        rates_by_block(labels, scores, 0.5, [0] * 7, online.astype(int))

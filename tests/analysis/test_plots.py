@@ -60,6 +60,60 @@ def test_curves_refuse_one_class_and_histograms_accept_it():
 def test_pick_examples_orders_categories_by_clarity():
     traces = np.arange(10)[:, None] * np.ones((10, 3))
     examples = plots.pick_examples(traces, LABELS, SCORES, 0.5, per_category=2)
-    firsts = {name: [int(trace[0]) for trace, _ in items] for name, items in examples.items()}
+    firsts = {name: [int(item.trace[0]) for item in items] for name, items in examples.items()}
     assert firsts == {"caught": [9, 8], "missed": [6], "false alarms": [5, 4]}
-    assert examples["caught"][0][1] == "#9 score 0.900"
+    assert examples["caught"][0].caption == "#9 score 0.900"
+    assert examples["caught"][0].references is None
+
+
+def test_envelope_is_the_mean_per_bin_and_keeps_a_short_last_bin():
+    trace = np.arange(25, dtype=float)
+    np.testing.assert_allclose(plots.envelope(trace, 10), [4.5, 14.5, 22.0])
+    stack = np.stack([trace, 2 * trace])
+    np.testing.assert_allclose(plots.envelope(stack, 10)[1], [9.0, 29.0, 44.0])
+    chopped = np.tile([1.0] * 6 + [0.0] * 4, 100)  # a 1 us chopper period at 10 MS/s
+    np.testing.assert_allclose(plots.envelope(chopped), 0.6)
+    with pytest.raises(ValueError, match="bin_samples"):
+        plots.envelope(trace, 0)
+
+
+def test_examples_draw_the_pulse_over_its_references_band():
+    rng = np.random.default_rng(1)
+    traces = rng.normal(size=(10, 100))
+    refs = rng.normal(size=(10, 3, 100))
+    refs[:, 0] = 0.0  # an empty slot (zeros) is left out of the band
+    examples = plots.pick_examples(traces, LABELS, SCORES, 0.5, per_category=2, references=refs)
+    assert examples["caught"][0].references.shape == (3, 100)
+    fig = plots.plot_example_traces(examples)
+    _renders(fig)
+    ax = fig.axes[0]
+    pulse = ax.lines[-1]
+    np.testing.assert_allclose(pulse.get_ydata(), plots.envelope(traces[9]))
+    median = np.median(plots.envelope(refs[9, 1:]), axis=0)
+    np.testing.assert_allclose(ax.lines[0].get_ydata(), median)
+    assert len(ax.collections) == 1  # the min-max band
+    assert "references (K=2) min-max" in [t.get_text() for t in fig.legends[0].get_texts()]
+    with pytest.raises(ValueError, match="references has 2 rows"):
+        plots.pick_examples(traces, LABELS, SCORES, 0.5, references=refs[:2])
+
+
+def test_old_two_item_examples_still_plot():
+    fig = plots.plot_example_traces({"caught": [(np.ones(40), "a")], "missed": []})
+    assert len(fig.axes[0].lines) == 1 and not fig.axes[0].collections
+    _renders(fig)
+
+
+def test_rates_by_block_plot_marks_target_band_and_online_series():
+    from analysis.evaluation import rates_by_block
+
+    table = rates_by_block(LABELS, SCORES, 0.5, [0, 0, 0, 1, 1, 1, 0, 1, 0, 1],
+                           online_alarms=SCORES >= 0.75)
+    fig = plots.plot_rates_by_block(table, 0.1, xlabel="time block")
+    _renders(fig)
+    top = fig.axes[0]
+    labels = [line.get_label() for line in top.lines]
+    assert "online threshold" in labels and "target 0.1" in labels
+    band = top.patches[0]
+    assert band.get_y() == pytest.approx(0.05) and band.get_y() + band.get_height() == pytest.approx(0.2)
+    with pytest.raises(ValueError, match="empty"):
+        plots.plot_rates_by_block([], 0.1)

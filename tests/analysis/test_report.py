@@ -73,6 +73,7 @@ def test_report_holds_summary_figures(tmp_path):
     assert "stratified-random" in text
     assert "<comment> & more" in text  # config shown verbatim
     assert f"Page {pages}" in text
+    assert "Online recalibration" not in text and "over time and per configuration" not in text
     assert [p.name for p in tmp_path.iterdir()] == [path.name]  # no temp file left
 
 
@@ -112,3 +113,59 @@ def test_mismatched_labels_and_scores_are_rejected(tmp_path):
 )
 def test_format_number(value, expected):
     assert format_number(value) == expected
+
+
+def _operations_content(n=600, seed=0) -> ReportContent:
+    """A part with times, configuration groups, references and an online threshold."""
+    from analysis.recalibration import online_in_time_order
+
+    rng = np.random.default_rng(seed)
+    labels = (rng.random(n) < 0.08).astype(int)
+    groups = rng.integers(0, 20, n)
+    scores = 1 / (1 + np.exp(-rng.normal(-3 + 3.5 * labels + 0.1 * groups, 1.2)))
+    ts = 1_700_000_000_000_000_000 + np.sort(rng.integers(0, 4 * 3_600_000_000_000, n))
+    content = _content(labels, scores, history=False)
+    chopped = np.tile([1.0] * 6 + [0.0] * 4, 30)  # 300 samples: a 30 us chopped window
+    traces = chopped[None, :] * (1 - 0.001 * labels[:, None] * np.arange(300))
+    refs = np.repeat(chopped[None, None, :], n, axis=0) * rng.uniform(0.95, 1.05, (n, 3, 1))
+    content.example_traces = pick_examples(traces, labels, scores, content.threshold["threshold"],
+                                           references=refs)
+    online = online_in_time_order(ts, scores, labels, content.threshold["threshold"], 0.1)
+    content.timestamps_ns, content.groups = ts, groups
+    content.online, content.online_alarms = online.summary(), online.alarms
+    content.online_thresholds = online.thresholds
+    return content
+
+
+def test_report_shows_online_figures_and_rates_per_block(tmp_path):
+    content = _operations_content()
+    path = tmp_path / "r.pdf"
+    write_report(path, content)
+    _, text = _text(path)
+    o = content.online
+    assert "Online recalibration" in text
+    assert f"({o['false_alarms']} of {o['n_normal']})" in text
+    assert f"{o['caught']} of {o['n_errant']}" in text
+    assert f"False-alarm rate (target {format_number(100 * o['target_false_alarm_rate'], 3)} %)" in text
+    assert "Operating point over time and per configuration" in text
+    assert "20 groups; the 15 largest shown" in text and "other" in text
+    assert "Online FA rate" in text
+    assert "min-max band" in text
+
+
+def test_report_shows_the_metrics_it_is_handed(tmp_path):
+    content = _content([0, 0, 1, 1], [0.1, 0.6, 0.4, 0.9], history=False)
+    content.metrics = {**content.metrics, "confusion_matrix": {"tn": 7, "fp": 3, "fn": 5, "tp": 11}}
+    del content.metrics["reliability"]
+    path = tmp_path / "r.pdf"
+    write_report(path, content)
+    _, text = _text(path)
+    assert "Normal 7 3 Errant 5 11" in text  # the handed counts, not the arrays' 1 1 1 1
+    assert "No calibration table in the metrics given" in text
+
+
+def test_per_pulse_arrays_must_match_the_labels(tmp_path):
+    content = _operations_content(n=50)
+    content.groups = content.groups[:-1]
+    with pytest.raises(ValueError, match="groups has shape \\(49,\\)"):
+        write_report(tmp_path / "r.pdf", content)

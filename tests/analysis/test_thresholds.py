@@ -1,5 +1,7 @@
 """Tests for analysis.thresholds: operating-point choice on validation scores."""
 
+import json
+
 import numpy as np
 import pytest
 
@@ -106,3 +108,24 @@ def test_threshold_choice_round_trips_through_dict():
     assert ThresholdChoice.from_dict(choice.to_dict()) == choice
     with pytest.raises(ValueError, match="missing keys"):
         ThresholdChoice.from_dict({"threshold": 0.5})
+
+
+def test_threshold_record_as_the_train_flow_writes_it_loads():
+    """threshold.json carries `chosen_on`; records written before it existed load too."""
+    choice = choose_threshold([0, 0, 1, 1], [0.1, 0.4, 0.35, 0.8], target_false_alarm_rate=0.5)
+    record = json.loads(json.dumps({**choice.to_dict(), "chosen_on": "validation part"}))
+    loaded = ThresholdChoice.from_dict(record)
+    assert loaded.chosen_on == "validation part" and loaded.threshold == choice.threshold
+    assert loaded.to_dict() == record
+    old = {k: v for k, v in record.items() if k != "chosen_on"}
+    assert ThresholdChoice.from_dict(old).chosen_on is None
+
+
+@pytest.mark.parametrize("change,match", [({"threshold": "0.5"}, "finite number"),
+                                          ({"threshold": float("nan")}, "finite number"),
+                                          ({"method": "magic"}, "method 'magic'"),
+                                          ({"extra": 1}, "unknown keys \\['extra'\\]")])
+def test_bad_threshold_record_is_rejected(change, match):
+    record = choose_threshold([0, 1], [0.2, 0.8]).to_dict() | change
+    with pytest.raises(ValueError, match=match):
+        ThresholdChoice.from_dict(record)

@@ -155,6 +155,7 @@ def test_wrong_type_names_key_value_and_allowed(section, key, value, expected):
         ("train", "gpus_per_node", 0),
         ("threshold", "target_false_alarm_rate", 1.0),
         ("threshold", "pulse_rate_hz", float("nan")),
+        ("threshold", "online_step", 0),
     ],
 )
 def test_out_of_range_value_is_rejected(section, key, value):

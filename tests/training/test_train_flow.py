@@ -131,8 +131,16 @@ def test_test_flow_writes_its_own_folder_and_report(trained):
         rows = list(csv.DictReader(handle))
     assert len(rows) == result["metrics"]["n"]
     assert {row["part"] for row in rows} == {"test"}
+    # The online threshold (threshold.online defaults to true): causal, from the validation one.
+    online = result["online_threshold"]
+    assert online["initial_threshold"] == pytest.approx(result["threshold"]["threshold"])
+    assert online["n_normal"] + online["n_errant"] == len(rows)
+    assert online["false_alarms"] == sum(int(r["online_alarm"]) for r in rows if r["label"] == "0")
+    first = min(rows, key=lambda r: int(r["timestamp_ns"]))
+    assert float(first["online_threshold"]) == pytest.approx(online["initial_threshold"], rel=1e-5)
     _, text = pdf_text(out / "test_metrics_report.pdf")
     assert "test" in text and run_dir.name in text
+    assert "Online recalibration" in text and "over time and per configuration" in text
 
 
 def test_test_on_another_archive_scores_every_pulse(trained, tmp_path):
