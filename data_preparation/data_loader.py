@@ -374,7 +374,7 @@ def _assemble(files, results, params: _Extraction, ledger: DataLedger, stream: b
     if k:
         reference_stamps = np.concatenate(
             [np.full((0, k), -1, np.int64)]
-            + [r.reference_timestamps_ns for r in results if r.n]
+            + [np.reshape(r.reference_timestamps_ns, (r.n, k)) for r in results if r.n]
         ).astype(np.int64)[order]
     return PulseSet(
         traces=traces,

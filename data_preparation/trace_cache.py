@@ -347,7 +347,8 @@ class TraceCache:
                 "timestamps_ns",
                 data=np.concatenate(stamps).astype(np.int64) if stamps else np.zeros(0, np.int64),
             )
-            ref_stamps = [r.reference_timestamps_ns for r in results]
+            # Only files with pulses hold reference rows (an unreadable file has none).
+            ref_stamps = [r.reference_timestamps_ns for r in results if r.n]
             if ref_stamps and all(r is not None for r in ref_stamps):
                 h5.create_dataset(
                     "reference_timestamps_ns", data=np.concatenate(ref_stamps).astype(np.int64)
