@@ -403,7 +403,8 @@ def _fill_from_store(store: TraceStore, order) -> np.ndarray:
     destination = np.empty(order.size, dtype=np.int64)
     destination[order] = np.arange(order.size)
     traces = np.empty(store.shape, dtype=np.float32)
-    for chunk in np.array_split(np.arange(len(store)), max(1, len(store) // 1024)):
+    rows = max(1, 2**25 // max(1, store.nbytes // max(1, len(store))))  # ~32 MB per read
+    for chunk in np.array_split(np.arange(len(store)), max(1, len(store) // rows)):
         traces[destination[chunk]] = store.read(chunk)
     store.close()
     return traces
