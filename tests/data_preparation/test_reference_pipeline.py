@@ -201,3 +201,19 @@ def test_simulated_archive_every_reference_is_earlier_and_of_the_same_group(
     np.testing.assert_array_equal(streamed.reference_timestamp_ns, stamps)
     some = np.linspace(0, len(samples) - 1, 7).astype(int)
     np.testing.assert_array_equal(streamed.references.read(some), samples.references[some])
+
+
+def test_compacted_shards_keep_the_references(archive, tmp_path, counted_reads):
+    cached = b.data_config(archive, cache_dir=str(tmp_path / "cache"))
+    load_pulses(cached, progress=False, references=2)
+    for round_ in range(3):  # rewrite the biggest file: its old rows become dead
+        b.normal_file(archive / "normal" / "2024" / "n1.bin.gz", 0, [10 + round_, 20, 30, 40, 50])
+        fresh = load_pulses(cached, progress=False, references=2)
+    (folder,) = (tmp_path / "cache").iterdir()
+    assert len(list(folder.glob("shard-*.h5"))) < 4  # compacted
+    counted_reads.clear()
+    warm = load_pulses(cached, progress=False, references=2)
+    assert counted_reads == []
+    np.testing.assert_array_equal(warm.references, fresh.references)
+    np.testing.assert_array_equal(warm.reference_timestamp_ns, fresh.reference_timestamp_ns)
+    assert by_pid(warm.traces, warm.references)[40] == [20, 30]
