@@ -70,6 +70,9 @@ class PulseSet:
         ledger: every skipped file and pulse.
         settings: float [n, k] settings stored with the pulses (npz source only), else None.
         settings_names: the k settings names (npz source only).
+        references: float32 [n, K, shift] in-file reference windows (`get_traces`
+            references; a `TraceStore` when streaming), or None when none were asked for.
+        reference_timestamp_ns: int64 [n, K] their times, -1 for empty slots (None with them).
     """
 
     traces: np.ndarray | TraceStore
@@ -80,6 +83,8 @@ class PulseSet:
     ledger: DataLedger = field(default_factory=DataLedger)
     settings: np.ndarray | None = None
     settings_names: tuple[str, ...] = ()
+    references: np.ndarray | TraceStore | None = None
+    reference_timestamp_ns: np.ndarray | None = None
 
     def __len__(self) -> int:
         return int(self.timestamp_ns.size)
@@ -142,9 +147,10 @@ class _Extraction(NamedTuple):
     anomaly_alarm: int
     bwidth_cut: float | None
     quality_cut: tuple | None  # (min_peaks, min_median, max_q1) when the cut is on
+    references: int = 0  # K in-file reference pulses per sample
 
     @classmethod
-    def from_config(cls, config) -> _Extraction:
+    def from_config(cls, config, references: int = 0) -> _Extraction:
         quality = None
         if config.quality_cut:
             quality = (
@@ -159,10 +165,14 @@ class _Extraction(NamedTuple):
             int(config.alarm),
             None if config.bwidth_cut is None else float(config.bwidth_cut),
             quality,
+            int(references),
         )
 
     def digest(self) -> str:
-        text = json.dumps({"format": CACHE_FORMAT, **self._asdict()}, sort_keys=True)
+        fields = self._asdict()
+        if not fields["references"]:  # K = 0 keeps the folder name of caches made before K
+            del fields["references"]
+        text = json.dumps({"format": CACHE_FORMAT, **fields}, sort_keys=True)
         return hashlib.sha1(text.encode()).hexdigest()[:16]
 
 
@@ -196,6 +206,7 @@ def _extract(path: str, alarm: int, params: _Extraction) -> FileResult:
                 alarm=alarm,
                 bwidth_cut=params.bwidth_cut,
                 quality_cut=quality,
+                references=params.references,
             )
     except CorruptFileError as exc:
         problem = (CORRUPT_FILE, str(exc))
@@ -207,7 +218,11 @@ def _extract(path: str, alarm: int, params: _Extraction) -> FileResult:
     traces = np.asarray(found.traces, dtype=np.float32).reshape(-1, params.shift)
     skips = [(s.reason, s.detail, s.scope) for s in found.skipped]
     stamps = np.asarray(found.timestamps_ns, dtype=np.int64)
-    return FileResult(len(stamps), stamps, skips, None, traces=traces)
+    if not params.references:
+        return FileResult(len(stamps), stamps, skips, None, traces=traces)
+    return FileResult(len(stamps), stamps, skips, None, traces=traces,
+                      references=np.asarray(found.references, dtype=np.float32),
+                      reference_timestamps_ns=found.reference_timestamp_ns.astype(np.int64))
 
 
 def _read_file(key: FileKey, alarm: int, params: _Extraction, pending: str | None) -> FileResult:
@@ -224,7 +239,8 @@ def _read_file(key: FileKey, alarm: int, params: _Extraction, pending: str | Non
 
 
 def load_pulses(
-    config, *, progress: bool = True, cache_dir=_FROM_CONFIG, stream: bool = False
+    config, *, progress: bool = True, cache_dir=_FROM_CONFIG, stream: bool = False,
+    references: int = 0,
 ) -> PulseSet:
     """Read every pulse of the archive at `config.dataset_loc` (a `DCMDataConfig`).
 
@@ -233,6 +249,8 @@ def load_pulses(
         progress: show a progress bar (only when stderr is a terminal).
         cache_dir: where to cache extracted windows; default `config.cache_dir`, None disables.
         stream: True returns `traces` as a `TraceStore` over the cache (needs a cache).
+        references: K in-file reference pulses per sample (`get_traces` rules); part of the
+            cache key, so a changed K reads the files again.
 
     Returns:
         A `PulseSet` sorted by timestamp, with every skipped file and pulse in its ledger.
@@ -251,7 +269,7 @@ def load_pulses(
     cache_dir = config.cache_dir if cache_dir is _FROM_CONFIG else cache_dir
     if stream and cache_dir is None:
         raise ValueError("Streaming traces needs the cache: set data.cache_dir to a folder.")
-    params = _Extraction.from_config(config)
+    params = _Extraction.from_config(config, references)
     started = time.perf_counter()
     ledger = DataLedger()
     files, unlabelled = find_data_files(root, config.max_files)
@@ -269,7 +287,7 @@ def load_pulses(
     keys, results = _gather(files, params, cache, config.workers, progress)
     if cache is not None:
         results = cache.commit(keys, results)
-    pulses = _assemble(files, results, params.shift, ledger, stream, cache)
+    pulses = _assemble(files, results, params, ledger, stream, cache)
     logger.info(
         "Read %d pulses from %d files in %.1f s (%d skipped pulses, %d ledger entries).",
         len(pulses), len(files), time.perf_counter() - started,
@@ -327,8 +345,10 @@ def _pool_context():
     return multiprocessing.get_context("forkserver" if "forkserver" in methods else "spawn")
 
 
-def _assemble(files, results, shift: int, ledger: DataLedger, stream: bool, cache) -> PulseSet:
+def _assemble(files, results, params: _Extraction, ledger: DataLedger, stream: bool, cache
+              ) -> PulseSet:
     """Concatenate the per-file results in time order and ledger their skips."""
+    shift, k = params.shift, params.references
     for (path, _), result in zip(files, results, strict=True):
         if result.error is not None:
             ledger.add(path, result.error[0], 0, result.error[1], scope="file")
@@ -339,11 +359,23 @@ def _assemble(files, results, shift: int, ledger: DataLedger, stream: bool, cach
     label = np.repeat(np.array([lab for _, lab in files], dtype=np.int8), counts)
     timestamp_ns = np.concatenate([r.timestamps_ns for r in results]).astype(np.int64)
     order = np.argsort(timestamp_ns, kind="stable")
+    references = reference_stamps = None
     if cache is None:
-        traces = _fill_from_results(results, counts, order, shift)
+        traces = _fill_from_results(results, counts, order, (shift,))
+        if k:
+            references = _fill_from_results(results, counts, order, (k, shift), "references")
     else:
         store = _store(results, counts, shift, cache)
         traces = store.take(order) if stream else _fill_from_store(store, order)
+        if k:
+            # The references live beside the windows in the same shard rows.
+            refs = TraceStore(store.sources, store.source_index, store.row, shift, slots=k)
+            references = refs.take(order) if stream else _fill_from_store(refs, order)
+    if k:
+        reference_stamps = np.concatenate(
+            [np.full((0, k), -1, np.int64)]
+            + [np.reshape(r.reference_timestamps_ns, (r.n, k)) for r in results if r.n]
+        ).astype(np.int64)[order]
     return PulseSet(
         traces=traces,
         timestamp_ns=timestamp_ns[order],
@@ -351,6 +383,8 @@ def _assemble(files, results, shift: int, ledger: DataLedger, stream: bool, cach
         file_index=file_index[order],
         files=[str(path) for path, _ in files],
         ledger=ledger,
+        references=references,
+        reference_timestamp_ns=reference_stamps,
     )
 
 
@@ -369,21 +403,23 @@ def _fill_from_store(store: TraceStore, order) -> np.ndarray:
     destination = np.empty(order.size, dtype=np.int64)
     destination[order] = np.arange(order.size)
     traces = np.empty(store.shape, dtype=np.float32)
-    for chunk in np.array_split(np.arange(len(store)), max(1, len(store) // 1024)):
+    rows = max(1, 2**25 // max(1, store.nbytes // max(1, len(store))))  # ~32 MB per read
+    for chunk in np.array_split(np.arange(len(store)), max(1, len(store) // rows)):
         traces[destination[chunk]] = store.read(chunk)
     store.close()
     return traces
 
 
-def _fill_from_results(results, counts, order, shift: int) -> np.ndarray:
+def _fill_from_results(results, counts, order, item_shape: tuple, attr: str = "traces"
+                       ) -> np.ndarray:
     """One float32 array in time order from in-memory results (no second full-size copy)."""
     destination = np.empty(order.size, dtype=np.int64)
     destination[order] = np.arange(order.size)
-    traces = np.empty((order.size, shift), dtype=np.float32)
+    traces = np.empty((order.size, *item_shape), dtype=np.float32)
     start = 0
     for result, count in zip(results, counts, strict=True):
         if count:
-            traces[destination[start : start + count]] = result.traces
+            traces[destination[start : start + count]] = getattr(result, attr)
         start += count
     return traces
 
@@ -396,7 +432,9 @@ def load_npz_pulses(path) -> PulseSet:
     """Pulses from an `.npz` of windowed arrays (read with `allow_pickle=False`).
 
     Required: `traces` float [n, L] or [n, L, C], `label` (0/1) [n], `timestamp_ns` int [n].
-    Optional: `settings` float [n, k] with `settings_names` str [k]. Sorted by time on return.
+    Optional: `settings` float [n, k] with `settings_names` str [k]; `references` float
+    [n, K, L(, C)] with `reference_timestamp_ns` int [n, K] (-1: empty slot), the windows
+    each sample is judged against. Sorted by time on return.
     """
     path = Path(path)
     try:
@@ -429,6 +467,7 @@ def load_npz_pulses(path) -> PulseSet:
     if bad.size:
         raise ValueError(f"{path}: label must be 0 or 1, found {bad.tolist()[:5]}.")
     settings, names = _npz_settings(path, arrays, n)
+    references, reference_stamps = _npz_references(path, arrays, traces.shape)
     order = np.argsort(stamps, kind="stable")
     return PulseSet(
         traces=traces.astype(np.float32)[order],
@@ -439,7 +478,30 @@ def load_npz_pulses(path) -> PulseSet:
         ledger=DataLedger(),
         settings=None if settings is None else settings[order],
         settings_names=names,
+        references=None if references is None else references[order],
+        reference_timestamp_ns=None if reference_stamps is None else reference_stamps[order],
     )
+
+
+def _npz_references(path, arrays, shape) -> tuple[np.ndarray | None, np.ndarray | None]:
+    if "references" not in arrays:
+        return None, None
+    references, stamps = arrays["references"], arrays.get("reference_timestamp_ns")
+    n = shape[0]
+    if references.ndim != len(shape) + 1 or references.shape[0] != n or \
+            references.shape[2:] != shape[1:] or not np.issubdtype(references.dtype, np.number):
+        raise ValueError(
+            f"{path}: references must be numeric [n={n}, K, {', '.join(map(str, shape[1:]))}] "
+            f"like traces, got {references.dtype} {references.shape}."
+        )
+    k = references.shape[1]
+    if stamps is None or stamps.shape != (n, k) or not np.issubdtype(stamps.dtype, np.integer):
+        got = "none" if stamps is None else f"{stamps.dtype} {stamps.shape}"
+        raise ValueError(
+            f"{path}: references need reference_timestamp_ns int [n={n}, K={k}] (-1 for an "
+            f"empty slot), got {got}."
+        )
+    return references.astype(np.float32), stamps.astype(np.int64)
 
 
 def _npz_settings(path, arrays, n: int) -> tuple[np.ndarray | None, tuple[str, ...]]:

@@ -13,6 +13,8 @@ Reasons used by `data_preparation` (besides the `get_traces` skip codes of
 * `no_settings`: a pulse earlier than the first beam-settings row.
 * `non_production`: a pulse whose settings fail the production-beam filter.
 * `gap_dropped`: a pulse within `split.gap_seconds` of a split boundary.
+* `no_reference`: a sample with fewer than `reference.min_count` reference pulses (none
+  earlier in its file, none among the earlier normal samples of its configuration group).
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ UNLABELLED_FOLDER = "unlabelled_folder"
 NO_SETTINGS = "no_settings"
 NON_PRODUCTION = "non_production"
 GAP_DROPPED = "gap_dropped"
+NO_REFERENCE = "no_reference"
 
 _SCOPES = ("file", "pulse")
 

@@ -1,6 +1,7 @@
 """The data steps the train and test flows call, in order.
 
-`prepare_samples` (pulses -> settings join -> filters -> configuration groups), then the flow
+`prepare_samples` (pulses -> settings join -> filters -> configuration groups -> reference
+pulses, `data_preparation.references`), then the flow
 splits (`data_scaling.split_indices`), fits scalers on the training part (`fit_scalers`),
 rebalances the training part (`balance_training`) and builds `tf.data` pipelines
 (`make_dataset`), in memory or streamed from the HDF5 cache.
@@ -32,7 +33,13 @@ from data_preparation.data_transformer import (
     production_mask,
     settings_columns,
 )
-from data_preparation.ledger import NO_SETTINGS, NON_PRODUCTION, DataLedger
+from data_preparation.ledger import NO_REFERENCE, NO_SETTINGS, NON_PRODUCTION, DataLedger
+from data_preparation.references import (
+    ReferenceView,
+    plan_references,
+    resolve_in_place,
+    source_counts,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -49,6 +56,10 @@ class SampleSet:
         settings_names: the k PV names.
         label: int8 [n]; timestamp_ns: int64 [n]; group: int64 [n] configuration group.
         file_index: int32 [n] into `files`; ledger: every skipped file and pulse.
+        references: float32 [n, K, L] (or [n, K, L, C]) reference windows each sample is
+            judged against (a lazy `ReferenceView` when streaming), None when off.
+        reference_timestamp_ns: int64 [n, K] their times (-1 empty); reference_source: int8
+            [n, K] where each came from (0 empty, 1 same file, 2 archive, 3 the sample itself).
     """
 
     traces: np.ndarray | TraceStore
@@ -61,6 +72,9 @@ class SampleSet:
     files: list[str]
     ledger: DataLedger = field(default_factory=DataLedger)
     one_file_per_acquisition: bool = True  # DCM: a file is one acquisition; npz: windows apart
+    references: np.ndarray | ReferenceView | None = None
+    reference_timestamp_ns: np.ndarray | None = None
+    reference_source: np.ndarray | None = None
 
     @property
     def acquisition(self) -> np.ndarray | None:
@@ -76,6 +90,11 @@ class SampleSet:
         return isinstance(self.traces, TraceStore)
 
     @property
+    def n_references(self) -> int:
+        """K, the reference pulses per sample (0 without references)."""
+        return 0 if self.references is None else int(self.references.shape[1])
+
+    @property
     def trace_shape(self) -> tuple[int, int]:
         """(length, channels) of one trace."""
         shape = tuple(self.traces.shape[1:])
@@ -87,6 +106,11 @@ class SampleSet:
         traces = (
             self.traces.take(indices) if self.streaming else self.traces[indices]
         )
+        references = self.references
+        if isinstance(references, ReferenceView):
+            references = references.take(indices)
+        elif references is not None:
+            references = references[indices]
         return dataclasses.replace(
             self,
             traces=traces,
@@ -95,11 +119,18 @@ class SampleSet:
             timestamp_ns=self.timestamp_ns[indices],
             group=self.group[indices],
             file_index=self.file_index[indices],
+            references=references,
+            reference_timestamp_ns=_rows_or_none(self.reference_timestamp_ns, indices),
+            reference_source=_rows_or_none(self.reference_source, indices),
         )
 
     def ledger_pulses(self, indices, reason: str, detail: str = "") -> None:
         """Ledger the pulses at `indices` as skipped for `reason`, one entry per file."""
         ledger_pulses(self.ledger, self.files, self.file_index[np.asarray(indices)], reason, detail)
+
+
+def _rows_or_none(array, indices):
+    return None if array is None else array[indices]
 
 
 def ledger_pulses(ledger: DataLedger, files, file_index, reason: str, detail: str = "") -> None:
@@ -128,14 +159,22 @@ def prepare_samples(
     Pulses before the first settings row are ledgered `no_settings`, pulses failing the
     production filter `non_production`. An npz source carries its own settings (the
     `beam_settings` section is not used for it).
+
+    With `reference.count` K > 0, each sample then gets K reference pulses by the rule of
+    `data_preparation.references` (in-file first, then earlier normal samples of its
+    configuration group in THIS data); samples without enough are ledgered `no_reference`.
+    The archive fallback sees only the pulses loaded here, so a test on another archive
+    (`dataset_loc`) draws references from that archive's own past only. An npz source has
+    references only when the npz holds them.
     """
     data_config = config.data
     if dataset_loc is not None:
         data_config = dataclasses.replace(data_config, dataset_loc=str(dataset_loc))
+    k = config.reference.count
     if data_config.source == "npz":
         pulses = load_npz_pulses(data_config.dataset_loc)
     else:
-        pulses = _load_dcm(data_config, config.train, progress)
+        pulses = _load_dcm(data_config, config.train, progress, k)
     n = len(pulses)
     keep = np.ones(n, dtype=bool)
     if pulses.settings is not None:
@@ -150,8 +189,13 @@ def prepare_samples(
     kept = np.flatnonzero(keep)
     settings = np.asarray(settings[kept], dtype=np.float32)
     traces = pulses.traces
+    references = pulses.references if k else None
     if kept.size != n:
         traces = traces.take(kept) if isinstance(traces, TraceStore) else traces[kept]
+        if isinstance(references, TraceStore):
+            references = references.take(kept)
+        elif references is not None:
+            references = _compact_rows(references, kept)  # in place: no second full copy
     samples = SampleSet(
         traces=traces,
         settings=settings,
@@ -164,6 +208,13 @@ def prepare_samples(
         ledger=pulses.ledger,
         one_file_per_acquisition=data_config.source != "npz",
     )
+    if references is not None:
+        samples = _with_references(
+            samples, references, pulses.reference_timestamp_ns[kept], config.reference
+        )
+    elif k:
+        logger.warning("reference.count=%d but the npz %s holds no references: samples have "
+                       "none (a reference model cannot be fed).", k, data_config.dataset_loc)
     logger.info(
         "%d samples (%d errant precursors), %d settings, %d configuration groups.",
         len(samples), int(samples.label.sum()), len(names),
@@ -172,21 +223,88 @@ def prepare_samples(
     return samples
 
 
-def _load_dcm(data_config, train_config, progress: bool):
-    """Load pulses in memory or streamed, per `train.streaming` (auto: by size)."""
+def _load_dcm(data_config, train_config, progress: bool, references: int = 0):
+    """Load pulses in memory or streamed, per `train.streaming` (auto: by size).
+
+    In-file references travel like the traces: in memory, or as a lazy store over the same
+    cache shards when streaming (they are K times the traces' size).
+    """
     mode = str(getattr(train_config, "streaming", "false")).lower()
     cached = data_config.cache_dir is not None
     if mode == "false" or (mode == "auto" and not cached):
-        return load_pulses(data_config, progress=progress)
-    pulses = load_pulses(data_config, progress=progress, stream=True)
+        return load_pulses(data_config, progress=progress, references=references)
+    pulses = load_pulses(data_config, progress=progress, stream=True, references=references)
     limit = int(train_config.streaming_threshold_mb) * 2**20
-    if mode == "auto" and pulses.traces.nbytes <= limit:
-        store = pulses.traces
-        pulses.traces = store.to_array()
-        store.close()
+    nbytes = pulses.traces.nbytes + (0 if pulses.references is None else pulses.references.nbytes)
+    if mode == "auto" and nbytes <= limit:
+        for name in ("traces", "references"):
+            store = getattr(pulses, name)
+            if store is not None:
+                setattr(pulses, name, store.to_array())
+                store.close()
     else:
-        logger.info("Streaming %.0f MB of traces from the cache.", pulses.traces.nbytes / 2**20)
+        logger.info("Streaming %.0f MB of traces (and references) from the cache.",
+                    nbytes / 2**20)
     return pulses
+
+
+def _compact_rows(array: np.ndarray, kept: np.ndarray, chunk: int = 256) -> np.ndarray:
+    """`array[kept]` for ascending `kept`, moved to the front in place; a view of the front.
+
+    Chunk by chunk: each destination row `i` <= its source `kept[i]`, so no row is
+    overwritten before it is read. Saves a full-size copy of the (large) references.
+    """
+    kept = np.asarray(kept, dtype=np.int64)
+    for start in range(0, kept.size, chunk):
+        part = kept[start : start + chunk]
+        array[start : start + part.size] = array[part]
+    return array[: kept.size]
+
+
+def _with_references(samples: SampleSet, references, in_file_stamps, reference_config
+                     ) -> SampleSet:
+    """Apply the reference rule; ledger and drop the samples left without enough references."""
+    plan = plan_references(
+        in_file_stamps, samples.timestamp_ns, samples.label, samples.group,
+        window_s=reference_config.window_s, min_count=reference_config.min_count,
+        missing=reference_config.missing,
+    )
+    if isinstance(references, TraceStore) or samples.streaming:
+        resolved = ReferenceView(references, samples.traces, plan)
+    else:
+        resolved = resolve_in_place(plan, references, samples.traces)
+    counts = source_counts(plan.source[~plan.missing])
+    samples = dataclasses.replace(
+        samples, references=resolved, reference_timestamp_ns=plan.timestamp_ns,
+        reference_source=plan.source,
+    )
+    dropped = np.flatnonzero(plan.missing)
+    if dropped.size:
+        samples.ledger_pulses(
+            dropped, NO_REFERENCE,
+            f"fewer than {reference_config.min_count} reference pulses (none earlier in its "
+            f"file or among the normal samples of its configuration group in the "
+            f"{reference_config.window_s:g} s before it)",
+        )
+        samples = _drop(samples, np.flatnonzero(~plan.missing))
+    logger.info(
+        "References (K=%d): %d samples from the same file only, %d completed from the "
+        "archive, %d judged against themselves, %d without (ledgered no_reference).",
+        plan.source.shape[1], counts["same_file"], counts["archive"], counts["self"],
+        dropped.size,
+    )
+    return samples
+
+
+def _drop(samples: SampleSet, keep: np.ndarray) -> SampleSet:
+    """`samples.take(keep)`, compacting in-memory traces and references in place."""
+    if samples.streaming or not isinstance(samples.references, np.ndarray):
+        return samples.take(keep)
+    traces = _compact_rows(samples.traces, keep)
+    references = _compact_rows(samples.references, keep)
+    empty = np.empty((len(samples), 0), dtype=np.float32)  # take() the small arrays only
+    taken = dataclasses.replace(samples, traces=empty, references=empty).take(keep)
+    return dataclasses.replace(taken, traces=traces, references=references)
 
 
 def _join_settings(pulses, bpm):
@@ -323,17 +441,26 @@ def make_dataset(
     In-memory traces are scaled once and sliced; a `TraceStore` is streamed batch by batch
     from the cache and scaled per batch, so memory holds only the index arrays (and the small
     settings matrix). With `shuffle`, the order changes every epoch, reproducibly from `seed`.
-    `sample_weight` (optional) is aligned with `indices`. Input names other than "trace" and
-    "settings" are not known.
+    `sample_weight` (optional) is aligned with `indices`. "reference" in `input_names` adds
+    the reference windows, float32 [b, K, L, C], scaled by the trace scaler (the model then
+    compares like with like). Other input names are not known.
     """
     import tensorflow as tf
 
     indices = np.asarray(indices, dtype=np.int64)
-    unknown = sorted(set(input_names) - {"trace", "settings"})
+    unknown = sorted(set(input_names) - {"trace", "settings", "reference"})
     if unknown or "trace" not in input_names:
         raise ValueError(
-            f"make_dataset: input_names must hold 'trace' and optionally 'settings', got "
-            f"{list(input_names)}."
+            f"make_dataset: input_names must hold 'trace' and optionally 'settings' and "
+            f"'reference', got {list(input_names)}."
+        )
+    with_references = "reference" in input_names
+    if with_references and samples.references is None:
+        raise ValueError(
+            "make_dataset: the model takes a 'reference' input but the samples carry no "
+            "references; set reference.count > 0 (DCM source), give the npz `references` and "
+            "`reference_timestamp_ns` arrays, and do not use scaling.imbalance=smote "
+            "(synthetic samples have no references)."
         )
     if indices.size == 0:
         raise ValueError("make_dataset: no samples (empty indices).")
@@ -349,11 +476,16 @@ def make_dataset(
         dataset = _streamed(
             samples.traces, indices, trace_scaler, settings, labels, weights,
             batch_size=batch_size, shuffle=shuffle, seed=seed,
+            references=samples.references if with_references else None,
         )
     else:
         inputs = {"trace": _channels_last(_scaled(samples.traces, indices, trace_scaler))}
         if with_settings:
             inputs["settings"] = settings
+        if with_references:
+            inputs["reference"] = _reference_channels(
+                _scaled(samples.references, indices, trace_scaler)
+            )
         parts = (inputs, labels) if weights is None else (inputs, labels, weights)
         dataset = tf.data.Dataset.from_tensor_slices(parts)
         if shuffle:
@@ -376,7 +508,13 @@ def _channels_last(traces: np.ndarray) -> np.ndarray:
     return traces[..., None] if traces.ndim == 2 else traces
 
 
-def _streamed(store, indices, trace_scaler, settings, labels, weights, *, batch_size, shuffle, seed):
+def _reference_channels(references: np.ndarray) -> np.ndarray:
+    """[b, K, L] -> [b, K, L, 1]; [b, K, L, C] stays."""
+    return references[..., None] if references.ndim == 3 else references
+
+
+def _streamed(store, indices, trace_scaler, settings, labels, weights, *, batch_size, shuffle, seed,
+              references=None):
     """Batches read from the cache by a generator; a new seeded order each epoch."""
     import tensorflow as tf
 
@@ -393,11 +531,17 @@ def _streamed(store, indices, trace_scaler, settings, labels, weights, *, batch_
             inputs = {"trace": _channels_last(trace_scaler.transform(store.read(indices[pos])))}
             if settings is not None:
                 inputs["settings"] = settings[pos]
+            if references is not None:
+                inputs["reference"] = _reference_channels(
+                    trace_scaler.transform(references.read(indices[pos]))
+                )
             yield (inputs, labels[pos]) if weights is None else (inputs, labels[pos], weights[pos])
 
     spec = {"trace": tf.TensorSpec((None, store.shift, 1), tf.float32)}
     if settings is not None:
         spec["settings"] = tf.TensorSpec((None, settings.shape[1]), tf.float32)
+    if references is not None:
+        spec["reference"] = tf.TensorSpec((None, references.shape[1], store.shift, 1), tf.float32)
     signature = (spec, tf.TensorSpec((None, 1), tf.float32))
     if weights is not None:
         signature += (tf.TensorSpec((None,), tf.float32),)

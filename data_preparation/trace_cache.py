@@ -8,6 +8,9 @@ one-time cost. Per set of extraction parameters (a hash of them names the folder
                                 mtime_ns), where its windows lie (shard, offset, count), its
                                 pulse timestamps, skips (JSON) and whole-file error (JSON)
         shard-<id>.h5           `traces` float32 [rows, shift]: many files' windows back to back
+                                (with references K > 0 also `references` float32 [rows, K,
+                                shift] beside them, and `reference_timestamps_ns` int64
+                                [rows, K] in the index: -1 marks an empty slot)
         pending/<sha1>.h5       one worker's result for one source file, before packing
 
 A source file hits when its key still matches its index row, so a changed or added file
@@ -47,6 +50,7 @@ CACHE_FORMAT = 2  # bump when the layout or the extraction rules change
 _INDEX = "index.h5"
 _PENDING = "pending"
 _STALE_S = 3600  # unreferenced shards / pending files older than this are removed
+_WINDOWS = ("traces", "references")  # the window datasets of a shard (references: K > 0)
 
 
 class FileKey(NamedTuple):
@@ -62,6 +66,8 @@ class FileResult(NamedTuple):
 
     `traces` holds the windows in memory (no cache), `pending` names a worker's entry not yet
     packed, `shard` + `offset` locate them in a shard (relative file name in the cache folder).
+    `references` [n, K, shift] (in memory, like `traces`) and `reference_timestamps_ns`
+    [n, K] are the in-file reference pulses; None when K = 0.
     """
 
     n: int
@@ -72,6 +78,8 @@ class FileResult(NamedTuple):
     pending: str | None = None
     shard: str | None = None
     offset: int = 0
+    references: np.ndarray | None = None
+    reference_timestamps_ns: np.ndarray | None = None
 
 
 def _atomic_h5(path: Path, write) -> None:
@@ -88,13 +96,16 @@ def write_pending(path: str, key: FileKey, result: FileResult) -> FileResult:
     def write(h5):
         h5.create_dataset("traces", data=result.traces)
         h5.create_dataset("timestamps_ns", data=result.timestamps_ns)
+        if result.reference_timestamps_ns is not None:
+            h5.create_dataset("references", data=result.references)
+            h5.create_dataset("reference_timestamps_ns", data=result.reference_timestamps_ns)
         h5.attrs.update(
             format=CACHE_FORMAT, path=key.path, size=key.size, mtime_ns=key.mtime_ns,
             skips=json.dumps(result.skips), error=json.dumps(result.error),
         )
 
     _atomic_h5(target, write)
-    return result._replace(traces=None, pending=str(target))
+    return result._replace(traces=None, references=None, pending=str(target))
 
 
 def _read_pending(path: Path, key: FileKey) -> FileResult | None:
@@ -110,10 +121,17 @@ def _read_pending(path: Path, key: FileKey) -> FileResult | None:
             stamps = h5["timestamps_ns"][()].astype(np.int64)
             skips = [tuple(s) for s in json.loads(attrs["skips"])]
             error = json.loads(attrs["error"])
+            ref_stamps = _optional(h5, "reference_timestamps_ns")
     except (OSError, KeyError, ValueError):
         return None
     error = None if error is None else tuple(error)
-    return FileResult(len(stamps), stamps, skips, error, pending=str(path))
+    return FileResult(len(stamps), stamps, skips, error, pending=str(path),
+                      reference_timestamps_ns=ref_stamps)
+
+
+def _optional(h5, name: str) -> np.ndarray | None:
+    """An int64 dataset that only caches with references hold (None when absent)."""
+    return h5[name][()].astype(np.int64) if name in h5 else None
 
 
 class _Row(NamedTuple):
@@ -170,6 +188,7 @@ class TraceCache:
                 size, mtime = h5["size"][()], h5["mtime_ns"][()]
                 count, offset = h5["count"][()], h5["offset"][()]
                 stamps = h5["timestamps_ns"][()]
+                ref_stamps = _optional(h5, "reference_timestamps_ns")
         except (OSError, KeyError, ValueError) as exc:
             logger.warning("Cache index %s is unreadable (%s); rebuilding the cache.", path, exc)
             return {}
@@ -184,6 +203,8 @@ class TraceCache:
                 int(count[i]), stamps[starts[i] : starts[i + 1]],
                 [tuple(s) for s in json.loads(skips[i])], None if error is None else tuple(error),
                 shard=shards[i] or None, offset=int(offset[i]),
+                reference_timestamps_ns=None if ref_stamps is None
+                else ref_stamps[starts[i] : starts[i + 1]],
             )
             rows[p] = _Row(FileKey(p, int(size[i]), int(mtime[i])), result)
         return rows
@@ -234,17 +255,20 @@ class TraceCache:
 
         def write(h5):
             nonlocal shift
-            dataset = None
+            datasets = {}
             start = 0
             for result in pending:
                 if not result.n:
                     continue
                 with h5py.File(result.pending, "r") as entry:
-                    block = entry["traces"][()]
-                if dataset is None:
-                    shift = block.shape[1]
-                    dataset = h5.create_dataset("traces", shape=(total, shift), dtype=np.float32)
-                dataset[start : start + result.n] = block
+                    blocks = {name: entry[name][()] for name in _WINDOWS if name in entry}
+                if not datasets:
+                    shift = blocks["traces"].shape[1]
+                    datasets = {name: h5.create_dataset(name, shape=(total, *block.shape[1:]),
+                                                        dtype=np.float32)
+                                for name, block in blocks.items()}
+                for name, block in blocks.items():
+                    datasets[name][start : start + result.n] = block
                 start += result.n
             h5.attrs["format"] = CACHE_FORMAT
 
@@ -267,16 +291,18 @@ class TraceCache:
         offsets = {}
 
         def write(h5):
-            dataset, start = None, 0
+            datasets, start = {}, 0
             for path in order:
                 result = rows[path].result
                 with h5py.File(self.folder / result.shard, "r") as old:
-                    block = old["traces"][result.offset : result.offset + result.n]
-                if dataset is None:
-                    dataset = h5.create_dataset(
-                        "traces", shape=(live, block.shape[1]), dtype=np.float32
-                    )
-                dataset[start : start + result.n] = block
+                    blocks = {name: old[name][result.offset : result.offset + result.n]
+                              for name in _WINDOWS if name in old}
+                if not datasets:
+                    datasets = {name: h5.create_dataset(name, shape=(live, *block.shape[1:]),
+                                                        dtype=np.float32)
+                                for name, block in blocks.items()}
+                for name, block in blocks.items():
+                    datasets[name][start : start + result.n] = block
                 offsets[path] = start
                 start += result.n
             h5.attrs["format"] = CACHE_FORMAT
@@ -321,6 +347,12 @@ class TraceCache:
                 "timestamps_ns",
                 data=np.concatenate(stamps).astype(np.int64) if stamps else np.zeros(0, np.int64),
             )
+            # Only files with pulses hold reference rows (an unreadable file has none).
+            ref_stamps = [r.reference_timestamps_ns for r in results if r.n]
+            if ref_stamps and all(r is not None for r in ref_stamps):
+                h5.create_dataset(
+                    "reference_timestamps_ns", data=np.concatenate(ref_stamps).astype(np.int64)
+                )
 
         self.folder.mkdir(parents=True, exist_ok=True)
         _atomic_h5(self.folder / _INDEX, write)
@@ -354,6 +386,7 @@ class TraceStore:
     Pulse `i` is row `row[i]` of the `traces` dataset in `sources[source_index[i]]`. Indexing
     with an int, a slice or an index array reads only those rows, grouped per file, through a
     small LRU of open files; it is thread-safe, so a `tf.data` generator can use it.
+    With `slots=K` it reads the `references` dataset instead: a `[n, K, shift]` array.
     """
 
     def __init__(
@@ -363,6 +396,7 @@ class TraceStore:
         row,
         shift: int,
         max_open: int = 16,
+        slots: int = 0,
     ):
         self.sources = [str(s) for s in sources]
         self.source_index = np.asarray(source_index, dtype=np.int32)
@@ -371,29 +405,36 @@ class TraceStore:
             raise ValueError("TraceStore: source_index and row must be 1-D and the same length.")
         self.shift = int(shift)
         self.max_open = int(max_open)
+        self.slots = int(slots)
+        self.dataset = "references" if self.slots else "traces"
+        self.item_shape = (self.slots, self.shift) if self.slots else (self.shift,)
         self._open: OrderedDict[int, h5py.File] = OrderedDict()
         self._lock = threading.Lock()
 
     dtype = np.dtype(np.float32)
-    ndim = 2
 
     def __len__(self) -> int:
         return int(self.row.size)
 
     @property
-    def shape(self) -> tuple[int, int]:
-        return (len(self), self.shift)
+    def ndim(self) -> int:
+        return 1 + len(self.item_shape)
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return (len(self), *self.item_shape)
 
     @property
     def nbytes(self) -> int:
         """Bytes the traces would take in memory."""
-        return len(self) * self.shift * 4
+        return len(self) * int(np.prod(self.item_shape)) * 4
 
     def take(self, indices) -> TraceStore:
         """A store of the pulses at `indices` (same files, nothing read)."""
         indices = _as_indices(indices, len(self))
         return TraceStore(
-            self.sources, self.source_index[indices], self.row[indices], self.shift, self.max_open
+            self.sources, self.source_index[indices], self.row[indices], self.shift, self.max_open,
+            self.slots,
         )
 
     def __getitem__(self, key) -> np.ndarray:
@@ -402,9 +443,9 @@ class TraceStore:
         return self.read(key)
 
     def read(self, indices) -> np.ndarray:
-        """float32 [m, shift]: the traces at `indices`, in that order."""
+        """float32 [m, shift] (or [m, K, shift]): the traces at `indices`, in that order."""
         indices = _as_indices(indices, len(self))
-        out = np.empty((indices.size, self.shift), dtype=np.float32)
+        out = np.empty((indices.size, *self.item_shape), dtype=np.float32)
         if indices.size == 0:
             return out
         src = self.source_index[indices]
@@ -412,7 +453,7 @@ class TraceStore:
         cuts = np.flatnonzero(np.diff(src[order])) + 1
         with self._lock:
             for positions in np.split(order, cuts):
-                dataset = self._file(int(src[positions[0]]))["traces"]
+                dataset = self._file(int(src[positions[0]]))[self.dataset]
                 rows, inverse = np.unique(self.row[indices[positions]], return_inverse=True)
                 if rows[-1] - rows[0] + 1 <= 2 * rows.size:  # dense: one contiguous read
                     block = dataset[rows[0] : rows[-1] + 1][rows - rows[0]]

@@ -684,11 +684,29 @@ class Skip:
 
 @dataclass
 class TraceSet:
-    """The samples of one file: windows, their pulse timestamps and what was skipped."""
+    """The samples of one file: windows, their pulse timestamps and what was skipped.
+
+    With ``get_traces(..., references=K)`` each sample also carries the windows of the K
+    well-formed, non-tripping pulses just before it in the same file (oldest first,
+    right-aligned: slot K-1 is the pulse immediately before; empty slots are zeros, with
+    timestamp -1). Left as None they are filled with K = 0 arrays.
+    """
 
     traces: np.ndarray  # float32 [n, shift]
     timestamps_ns: np.ndarray  # int64 [n]
     skipped: list[Skip] = field(default_factory=list)
+    references: np.ndarray | None = None  # float32 [n, K, shift]
+    reference_count: np.ndarray | None = None  # int16 [n]: filled slots (the last ones)
+    reference_timestamp_ns: np.ndarray | None = None  # int64 [n, K], -1 for empty slots
+
+    def __post_init__(self):
+        n, shift = len(self.timestamps_ns), int(np.shape(self.traces)[-1])
+        if self.references is None:
+            self.references = np.zeros((n, 0, shift), dtype=np.float32)
+        if self.reference_timestamp_ns is None:
+            self.reference_timestamp_ns = np.full((n, self.references.shape[1]), -1, np.int64)
+        if self.reference_count is None:
+            self.reference_count = (self.reference_timestamp_ns >= 0).sum(axis=1).astype(np.int16)
 
 
 @dataclass(frozen=True)
@@ -724,11 +742,16 @@ class QualityCut:
 
 
 class _Pick(NamedTuple):
-    """A sample to extract: the var_id record, the time it is filed under, its pulse's records."""
+    """A sample to extract: the var_id record, the time it is filed under, its pulse's records.
+
+    ``position`` is the pulse's index in the file's pulse list (triple rules; None under the
+    tag rules, whose files have no in-file references).
+    """
 
     index: int
     timestamp_ns: int
     pulse: tuple[int, ...]
+    position: int | None = None
 
 
 @dataclass
@@ -851,10 +874,13 @@ def _group_pulses(storage: ReadStorage, heads: list[dict], var_id: str) -> list[
 
 def _triple_rules(
     storage: ReadStorage, heads: list[dict], var_id: str, alarm: int
-) -> tuple[list[_Pick], list[Skip]]:
-    """Samples of a file with status records (spec §1); a skip is logged when a sample is lost."""
+) -> tuple[list[_Pick], list[Skip], list[_Pulse]]:
+    """Samples of a file with status records (spec §1); a skip is logged when a sample is lost.
+
+    Also returns the file's pulses, where the in-file references are looked up.
+    """
     if not any(head["name"].endswith(var_id) for head in heads):
-        return [], [Skip(SKIP_MISSING_TRACE, f"file has no record named *{var_id}", "file")]
+        return [], [Skip(SKIP_MISSING_TRACE, f"file has no record named *{var_id}", "file")], []
     pulses = _group_pulses(storage, heads, var_id)
     if alarm == 0:
         for i, head in enumerate(heads):
@@ -866,11 +892,13 @@ def _triple_rules(
                         f"normal file holds a pulse with Alarm={value!r}: {_describe(heads, i)}",
                         "file",
                     )
-                ]
+                ], pulses
         picks = [
-            _Pick(p.trace_index, p.timestamp_ns, p.records) for p in pulses if p.problem is None
+            _Pick(p.trace_index, p.timestamp_ns, p.records, k)
+            for k, p in enumerate(pulses)
+            if p.problem is None
         ]
-        return picks, [p.problem for p in pulses if p.problem is not None]
+        return picks, [p.problem for p in pulses if p.problem is not None], pulses
 
     picks: list[_Pick] = []
     skipped: list[Skip] = []
@@ -884,7 +912,7 @@ def _triple_rules(
     trips = [k for k, pulse in enumerate(pulses) if _alarm_matches(pulse.alarm, alarm)]
     if not trips:
         wanted = "any non-zero Alarm" if alarm == -1 else f"Alarm={alarm}"
-        return [], [Skip(SKIP_NO_TRIP, f"anomaly file has no pulse with {wanted}", "file")]
+        return [], [Skip(SKIP_NO_TRIP, f"anomaly file has no pulse with {wanted}", "file")], pulses
     for k in trips:
         trip = pulses[k]
         if trip.problem is not None:
@@ -896,8 +924,8 @@ def _triple_rules(
             log(k - 1)
         else:
             before = pulses[k - 1]
-            picks.append(_Pick(before.trace_index, before.timestamp_ns, before.records))
-    return picks, skipped
+            picks.append(_Pick(before.trace_index, before.timestamp_ns, before.records, k - 1))
+    return picks, skipped, pulses
 
 
 def _tag_rules(heads: list[dict], var_id: str, alarm: int) -> tuple[list[_Pick], list[Skip]]:
@@ -983,6 +1011,7 @@ def get_traces(
     alarm: int = 0,
     bwidth_cut: float | None = 900,
     quality_cut: QualityCut | None = None,
+    references: int = 0,
 ) -> TraceSet:
     """Extract the training windows ``[begin, begin + shift)`` of one DCM file (spec §1 rules).
 
@@ -994,23 +1023,33 @@ def get_traces(
             alarm) for an anomaly file, whose samples are the pulses before the trips.
         bwidth_cut: a file with any ``bWidth`` below it is skipped whole; None disables it.
         quality_cut: optional JLab beam-quality cut on the sampled pulse's ``Trace1`` window.
+        references: K, how many in-file reference pulses to return per sample (0: none).
+            A reference is a well-formed pulse of the same file, earlier than the sample's
+            pulse (strictly earlier timestamp), whose ``Alarm`` is 0 and whose trace holds
+            the window; the K nearest are taken. No quality cut applies to references (they
+            show the machine as it was). Tag-rule files (``Before``/``During``) have none.
 
     Returns:
         ``TraceSet`` with float32 windows, their int64 pulse timestamps (ns, UTC) and every
-        skipped file or pulse with its reason. ``CorruptFileError`` propagates.
+        skipped file or pulse with its reason, plus the references (K = ``references``).
+        ``CorruptFileError`` propagates.
     """
     _check_get_traces_args(begin, shift, alarm, bwidth_cut, quality_cut)
+    if isinstance(references, bool) or not isinstance(references, int) or references < 0:
+        raise ValueError(f"references must be an int >= 0, got {references!r}")
     with ReadStorage(path) as storage:
         # First pass decodes names, times and parameters only; waveforms stay descriptors.
         heads = [storage._record(i, lazy=True) for i in range(len(storage))]
         low = _low_bwidth(storage, heads, bwidth_cut)
         if low is not None:
-            return _trace_set([], [], [low], shift)
+            return _trace_set([], [], [low], shift, references)
+        pulses: list[_Pulse] = []
         if any("Alarm" in head["parameters"] for head in heads):
-            picks, skipped = _triple_rules(storage, heads, var_id, alarm)
+            picks, skipped, pulses = _triple_rules(storage, heads, var_id, alarm)
         else:
             picks, skipped = _tag_rules(heads, var_id, alarm)
         windows, stamps = [], []
+        refs = _References(storage, heads, pulses, references, begin, shift)
         for pick in picks:
             window, problem = _window(storage, heads, pick.index, begin, shift)
             if problem is None and quality_cut is not None:
@@ -1020,7 +1059,53 @@ def get_traces(
                 continue
             windows.append(window)
             stamps.append(pick.timestamp_ns)
-    return _trace_set(windows, stamps, skipped, shift)
+            refs.add(pick)
+    return _trace_set(windows, stamps, skipped, shift, references, refs)
+
+
+class _References:
+    """The in-file references of the picked samples (see ``get_traces(references=K)``)."""
+
+    def __init__(self, storage, heads, pulses: list[_Pulse], k: int, begin: int, shift: int):
+        self.storage, self.heads, self.pulses = storage, heads, pulses
+        self.k, self.begin, self.shift = k, begin, shift
+        self.windows: list[np.ndarray] = []  # [K, shift] per sample
+        self.stamps: list[list[int]] = []
+        self._decoded: dict[int, np.ndarray | None] = {}  # pulse position -> window
+
+    def _usable(self, position: int) -> np.ndarray | None:
+        """The window of pulse ``position`` when it may serve as a reference, else None."""
+        if position not in self._decoded:
+            pulse = self.pulses[position]
+            window = None
+            # A tripping pulse (any non-zero Alarm) or one whose Alarm cannot be read is no
+            # picture of normal beam; a malformed pulse has no trustworthy trace.
+            if pulse.problem is None and pulse.alarm == 0:
+                window, problem = _window(
+                    self.storage, self.heads, pulse.trace_index, self.begin, self.shift
+                )
+                window = None if problem is not None else window
+            self._decoded[position] = window
+        return self._decoded[position]
+
+    def add(self, pick: _Pick) -> None:
+        if self.k == 0:
+            return
+        windows = np.zeros((self.k, self.shift), dtype=np.float32)
+        stamps = [-1] * self.k
+        slot = self.k - 1
+        position = -1 if pick.position is None else pick.position - 1
+        while slot >= 0 and position >= 0:
+            pulse = self.pulses[position]
+            if pulse.timestamp_ns is not None and pulse.timestamp_ns < pick.timestamp_ns:
+                window = self._usable(position)
+                if window is not None:
+                    windows[slot] = window
+                    stamps[slot] = pulse.timestamp_ns
+                    slot -= 1
+            position -= 1
+        self.windows.append(windows)
+        self.stamps.append(stamps)
 
 
 def _quality_problem(storage, heads, pick: _Pick, begin, shift, cut: QualityCut) -> Skip | None:
@@ -1039,6 +1124,19 @@ def _quality_problem(storage, heads, pick: _Pick, begin, shift, cut: QualityCut)
     return Skip(SKIP_QUALITY, f"pulse of {_describe(heads, pick.index)}: {reason}", "pulse")
 
 
-def _trace_set(windows: list, stamps: list, skipped: list[Skip], shift: int) -> TraceSet:
+def _trace_set(
+    windows: list, stamps: list, skipped: list[Skip], shift: int, k: int = 0,
+    refs: _References | None = None,
+) -> TraceSet:
     traces = np.stack(windows) if windows else np.empty((0, shift), dtype=np.float32)
-    return TraceSet(traces, np.asarray(stamps, dtype=np.int64), skipped)
+    n = len(stamps)
+    if refs is not None and k and n:
+        references = np.stack(refs.windows)
+        reference_stamps = np.asarray(refs.stamps, dtype=np.int64)
+    else:
+        references = np.zeros((n, k, shift), dtype=np.float32)
+        reference_stamps = np.full((n, k), -1, dtype=np.int64)
+    return TraceSet(
+        traces, np.asarray(stamps, dtype=np.int64), skipped, references,
+        (reference_stamps >= 0).sum(axis=1).astype(np.int16), reference_stamps,
+    )

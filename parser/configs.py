@@ -50,6 +50,7 @@ __all__ = [
     "DCMDataConfig",
     "ModelConfig",
     "Problem",
+    "ReferenceConfig",
     "RunConfig",
     "ScalingConfig",
     "SECTION_CLASSES",
@@ -525,6 +526,30 @@ class ThresholdConfig(_Section):
     online_step: float = _option(0.2, gt=0, le=5)  # logit units per update
 
 
+@dataclass(frozen=True)
+class ReferenceConfig(_Section):
+    """``reference``: earlier pulses of the same configuration a pulse is judged against.
+
+    ``count`` 0 turns references off. A sample first takes the pulses just before it in its
+    own file, then the most recent earlier normal samples of its configuration group within
+    ``window_s``; with fewer than ``min_count`` it is ledgered ``no_reference`` (``missing:
+    skip``) or stands in as its own reference (``missing: self``).
+    """
+
+    section: ClassVar[str] = "reference"
+
+    count: int = _option(3, ge=0)
+    window_s: float = _option(3600.0, gt=0)
+    min_count: int = _option(1, ge=1)
+    missing: str = _option("skip", choices=("skip", "self"))
+
+    def _cross_check(self) -> list[tuple[str, str]]:
+        if self.count and self.min_count > self.count:
+            return [("min_count", f"received {self.min_count}; expected at most count "
+                                  f"({self.count})")]
+        return []
+
+
 SECTION_CLASSES: Mapping[str, type] = types.MappingProxyType({
     "run": RunConfig,
     "data": DCMDataConfig,
@@ -534,6 +559,7 @@ SECTION_CLASSES: Mapping[str, type] = types.MappingProxyType({
     "model": ModelConfig,
     "train": TrainConfig,
     "threshold": ThresholdConfig,
+    "reference": ReferenceConfig,
 })
 
 
@@ -549,6 +575,7 @@ class Config:
     model: ModelConfig = field(default_factory=ModelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     threshold: ThresholdConfig = field(default_factory=ThresholdConfig)
+    reference: ReferenceConfig = field(default_factory=ReferenceConfig)
 
     def __post_init__(self) -> None:
         problems = [

@@ -4,6 +4,13 @@ Loads a run folder (model, scalers, threshold, config), rebuilds the data with t
 config, scores the run's held-out test period (or the part named, or another archive given with
 `data_dir`), and writes metrics.json, predictions.csv and test_metrics_report.pdf into a new
 `<run>/tests/<time>/` folder. Nothing in the run folder itself is changed.
+
+Reference pulses follow the run's `reference` section through the same `prepare_samples`
+rule as training: in-file references first, then earlier normal samples of the same
+configuration group in the data loaded here. On the run's own data that is the whole archive's
+past (train and validation pulses may serve a test pulse, never a later one); with `data_dir`
+it is only the new archive's own past, so its first pulses of each configuration may be
+ledgered `no_reference`. metrics.json's split summary counts the samples by reference source.
 """
 
 from __future__ import annotations

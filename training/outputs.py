@@ -19,6 +19,7 @@ from analysis.evaluation import compute_metrics
 from analysis.plots import pick_examples
 from analysis.report import ReportContent, write_report
 from analysis.thresholds import ThresholdChoice, choose_threshold
+from data_preparation.references import source_counts
 from parser.configs import Config, dump_config
 from utils.run_folder import atomic_path, atomic_write_json, atomic_write_text
 
@@ -43,7 +44,7 @@ def publish_best_model(model, checkpoint: Path, target: Path):
 
 
 def input_names(model) -> tuple[str, ...]:
-    """The model's input names ("trace", and "settings" if it uses them), for make_dataset."""
+    """The model's input names ("trace", and "settings" / "reference" if it uses them)."""
     return tuple(t.name.split(":")[0] for t in model.inputs)
 
 
@@ -83,6 +84,9 @@ def split_summary(parts: dict, samples) -> dict:
             "start": _iso(ts.min()) if len(idx) else "",
             "end": _iso(ts.max()) if len(idx) else "",
         }
+        if getattr(samples, "reference_source", None) is not None:
+            # samples by where their references came from (same file / archive / self)
+            out[name]["references"] = source_counts(samples.reference_source[idx])
     return out
 
 

@@ -121,7 +121,7 @@ def train(
     # Step 6: the model, inside the strategy's scope.
     trace_length, n_channels = samples.trace_shape
     spec = InputSpec(trace_length=trace_length, n_channels=n_channels,
-                     n_settings=samples.settings.shape[1])
+                     n_settings=samples.settings.shape[1], n_references=samples.n_references)
     with strategy.scope():
         model = build_model(_model_config(config), spec)
         compile_model(model, config.model, config.train, jit_compile=_use_xla())

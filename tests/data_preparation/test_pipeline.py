@@ -11,6 +11,7 @@ from data_preparation.pipeline import (
 from parser.configs import (
     BPMDataConfig,
     Config,
+    ReferenceConfig,
     ScalingConfig,
     SplitConfig,
     TrainConfig,
@@ -71,6 +72,7 @@ def _config(tmp_path, **train):
         ),
         split=SplitConfig(train_fraction=0.6, val_fraction=0.2),
         train=TrainConfig(**({"streaming": "false"} | train)),
+        reference=ReferenceConfig(count=0),  # these tests are about the join, split and scaling
     )
 
 
@@ -109,7 +111,7 @@ def test_prepare_samples_without_settings_and_with_overridden_locations(setup, t
     (tmp_path / "dcm").rename(moved)
     config = setup.__class__(
         data=setup.data, beam_settings=BPMDataConfig(use=False), split=setup.split,
-        train=setup.train,
+        train=setup.train, reference=setup.reference,
     )
     samples = prepare_samples(config, dataset_loc=moved, progress=False)
     assert samples.settings.shape == (72, 0)
@@ -231,7 +233,7 @@ def test_npz_source_keeps_its_own_settings_and_channels(tmp_path):
         timestamp_ns=np.arange(6) * 10, settings=np.array([[1.0], [1], [2], [2], [2], [3]]),
         settings_names=np.array(["pv"]),
     )
-    config = Config(data=b.data_config(path, source="npz"))
+    config = Config(data=b.data_config(path, source="npz"), reference=ReferenceConfig(count=0))
     samples = prepare_samples(config, progress=False)
     assert samples.trace_shape == (8, 2) and samples.settings_names == ("pv",)
     assert samples.group.tolist() == [0, 0, 1, 1, 1, 2]

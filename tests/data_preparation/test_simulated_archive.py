@@ -7,7 +7,7 @@ import pytest
 
 from data_preparation.data_loader import load_pulses
 from data_preparation.pipeline import prepare_samples
-from parser.configs import BPMDataConfig, Config, DCMDataConfig, TrainConfig
+from parser.configs import BPMDataConfig, Config, DCMDataConfig, ReferenceConfig, TrainConfig
 
 SETTINGS_SKIP = "no_production_settings"
 
@@ -49,6 +49,7 @@ def test_pipeline_drops_non_production_pulses_like_the_truth(simulated_archive, 
                            cache_dir=str(tmp_path / "cache")),
         beam_settings=BPMDataConfig(data_location=str(simulated_archive / "beam_settings")),
         train=TrainConfig(streaming="true"),
+        reference=ReferenceConfig(count=0),  # compared with truth.csv, which has no references
     )
     samples = prepare_samples(config, progress=False)
     assert samples.streaming and samples.settings.shape == (len(samples), 22)

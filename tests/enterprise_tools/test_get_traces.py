@@ -432,3 +432,92 @@ def test_skip_is_frozen_and_codes_match_the_contract():
         "failed_quality_cut",
         "anomaly_file_without_trip",
     ]
+
+
+# -- in-file references (get_traces(references=K)) ------------------------------------------
+
+
+def refs_of(result):
+    """Per sample: the pulse numbers in its reference slots (None for an empty slot)."""
+    out = []
+    for windows, stamps in zip(result.references, result.reference_timestamp_ns, strict=True):
+        row = []
+        for window, ts in zip(windows, stamps, strict=True):
+            if ts == -1:
+                assert not window.any()  # empty slots are zeros
+                row.append(None)
+            else:
+                k = (int(ts) - T0) // PERIOD
+                np.testing.assert_array_equal(window, window_of(k))
+                row.append(k)
+        out.append(row)
+    return out
+
+
+def test_references_default_off_gives_k0_arrays(tmp_path):
+    result = get_traces(write(tmp_path, [r for k in range(3) for r in pulse(k)]), **WINDOW)
+    assert result.references.shape == (3, 0, SHIFT) and result.references.dtype == np.float32
+    assert result.reference_timestamp_ns.shape == (3, 0)
+    assert result.reference_count.dtype == np.int16 and result.reference_count.tolist() == [0] * 3
+
+
+def test_references_are_right_aligned_and_the_first_pulse_has_none(tmp_path):
+    path = write(tmp_path, [r for k in range(4) for r in pulse(k)])
+    result = get_traces(path, references=2, **WINDOW)
+    assert_samples(result, [0, 1, 2, 3])  # the samples themselves are unchanged
+    assert refs_of(result) == [[None, None], [None, 0], [0, 1], [1, 2]]
+    assert result.reference_count.tolist() == [0, 1, 2, 2]
+    assert result.reference_timestamp_ns.dtype == np.int64
+
+
+def test_anomaly_sample_references_precede_the_precursor(tmp_path):
+    records = [r for k in range(5) for r in pulse(k, alarm=48 if k == 4 else 0)]
+    result = get_traces(write(tmp_path, records), alarm=48, references=3, **WINDOW)
+    assert_samples(result, [3])
+    assert refs_of(result) == [[0, 1, 2]]
+
+
+def test_tripping_and_malformed_pulses_are_never_references(tmp_path):
+    records = [r for k in range(5) for r in pulse(k, alarm=48 if k == 4 else 0)]
+    records[4] = {**records[4], "timestamp_ns": stamp(1) + 5}  # pulse 1 malformed
+    records[8] = {**records[8], "parameters": {"Alarm": 16, "bWidth": 1000.0}}  # pulse 2 trips
+    result = get_traces(write(tmp_path, records), alarm=48, references=3, **WINDOW)
+    assert_samples(result, [3])
+    assert refs_of(result) == [[None, None, 0]]  # 2 tripped, 1 malformed: only pulse 0
+    assert result.reference_count.tolist() == [1]
+    records[8] = {**records[8], "parameters": {"Alarm": 0, "bWidth": 1000.0}}
+    result = get_traces(write(tmp_path, records, name="g.bin.gz"), alarm=48, references=3,
+                        **WINDOW)
+    assert refs_of(result) == [[None, 0, 2]]  # the same file with pulse 2 normal again
+
+
+def test_short_trace_is_no_reference_and_quality_cut_does_not_apply(tmp_path):
+    records = [r for k in range(4) for r in pulse(k, length=LENGTH if k != 1 else 4)]
+    result = get_traces(write(tmp_path, records), references=2, **WINDOW)
+    assert_samples(result, [0, 2, 3])
+    assert refs_of(result) == [[None, None], [None, 0], [0, 2]]
+
+
+def test_references_are_strictly_earlier_in_time(tmp_path):
+    # Pulse 2 is stored after pulse 3 but its time is later: it precedes 3 in the file only.
+    records = [r for k in (0, 1, 3, 2) for r in pulse(k)]
+    result = get_traces(write(tmp_path, records), references=3, **WINDOW)
+    by_time = dict(zip(((t - T0) // PERIOD for t in result.timestamps_ns), refs_of(result),
+                       strict=True))
+    assert by_time[2] == [None, 0, 1]  # pulse 3 is later in time: never a reference of 2
+    for stamps, ts in zip(result.reference_timestamp_ns, result.timestamps_ns, strict=True):
+        assert np.all(stamps[stamps >= 0] < ts)
+
+
+@pytest.mark.parametrize("alarm", [0, 48])
+def test_tag_rule_files_have_no_references(tmp_path, alarm):
+    result = get_traces(tagged_file(tmp_path, ("Before", "Before", "During")), alarm=alarm,
+                        references=2, **WINDOW)
+    assert len(result.timestamps_ns) == 2
+    assert result.reference_count.tolist() == [0, 0]
+    assert result.references.shape == (2, 2, SHIFT) and not result.references.any()
+
+
+def test_references_argument_is_checked(tmp_path):
+    with pytest.raises(ValueError, match="references"):
+        get_traces(tmp_path / "never_read.bin", references=-1)
