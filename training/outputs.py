@@ -84,7 +84,7 @@ def split_summary(parts: dict, samples) -> dict:
             "start": _iso(ts.min()) if len(idx) else "",
             "end": _iso(ts.max()) if len(idx) else "",
         }
-        if getattr(samples, "reference_source", None) is not None:
+        if samples.reference_source is not None:
             # samples by where their references came from (same file / archive / self)
             out[name]["references"] = source_counts(samples.reference_source[idx])
     return out
@@ -136,9 +136,8 @@ class _PartTraces:
 def example_traces(samples, idx, labels, scores, threshold) -> dict:
     """Up to N_EXAMPLES raw traces each of caught, missed and false-alarm pulses, with their
     reference pulses [K, L] when the samples carry them."""
-    # SampleSet.references arrives with the reference-pulse branch (CONTRACT section 3); until
-    # then (and for sources without references) the examples are drawn alone.
-    references = getattr(samples, "references", None)
+    # Samples without references (reference.count 0, npz without them) are drawn alone.
+    references = samples.references
     return pick_examples(_PartTraces(samples.traces, idx), labels, scores, threshold,
                          per_category=N_EXAMPLES,
                          references=None if references is None else _PartTraces(references, idx, 2))
