@@ -129,9 +129,12 @@ def test_score_stays_float32_under_mixed_precision():
     assert model.output.dtype == "float32"
 
 
-def test_builds_compiles_and_trains_inside_a_distribution_strategy():
+@pytest.mark.parametrize(
+    "name, loss", [("sns_cnn_lstm", "bce"), ("sns_conditional_siamese", "contrastive")]
+)
+def test_builds_compiles_and_trains_inside_a_distribution_strategy(name, loss):
     strategy = tf.distribute.MirroredStrategy(devices=["/cpu:0"])
-    config = model_config()
+    config = model_config(name=name, loss=loss)
     with strategy.scope():
         model = compile_model(build_model(config, SPEC), config, train_config())
     x, y = random_batch(model, 8, seed=1)

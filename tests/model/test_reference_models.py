@@ -85,7 +85,7 @@ def test_one_encoder_serves_pulse_and_every_reference(name):
     )
 
 
-def test_siamese_trains_with_contrastive_loss_and_reports_the_usual_metrics():
+def test_siamese_trains_with_contrastive_loss_and_reports_the_usual_metrics(tmp_path):
     keras.utils.set_random_seed(0)
     config = model_config(name="sns_conditional_siamese", loss="contrastive")
     model = compile_model(build_model(config, SPEC), config, train_config())
@@ -97,6 +97,10 @@ def test_siamese_trains_with_contrastive_loss_and_reports_the_usual_metrics():
     assert precision.thresholds == pytest.approx([0.25])  # half the margin of 1, over distance 2
     scores = model.predict(x, verbose=0)
     assert np.all((scores >= 0) & (scores <= 1))
+    model.save(tmp_path / "siamese.keras")
+    loaded = keras.saving.load_model(tmp_path / "siamese.keras", safe_mode=True)
+    np.testing.assert_array_equal(loaded.predict(x, verbose=0), scores)
+    assert loaded.loss.get_config() == model.loss.get_config()
 
 
 def test_contrastive_loss_is_refused_for_a_probability_model():
