@@ -24,7 +24,6 @@ import shutil
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from types import SimpleNamespace
 
 import numpy as np
 import pandas as pd
@@ -206,9 +205,7 @@ def fit_neural(samples, parts: dict, config: Config, work_dir: Path, *,
     length, channels = samples.trace_shape
     spec = InputSpec(trace_length=int(length), n_channels=int(channels),
                      n_settings=int(samples.settings.shape[1]) if config.beam_settings.use else 0)
-    model_config = SimpleNamespace(**dataclasses.asdict(config.model),
-                                   per_trace=config.scaling.per_trace)
-    model = build_model(model_config, spec)
+    model = build_model(config.model, spec)
     compile_model(model, config.model, config.train)
     input_names = tuple(model.input.keys()) if isinstance(model.input, dict) else ("trace",)
     sample_weight = None

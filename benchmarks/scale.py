@@ -27,7 +27,6 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from types import SimpleNamespace
 
 import numpy as np
 
@@ -103,7 +102,7 @@ def child_epoch(archive: Path, workdir: Path, workers: int, epochs: int) -> dict
     if weights is not None:
         sample_weight = np.where(train_samples.label[idx] == 1, weights[1], weights[0])
     keras.utils.set_random_seed(0)
-    model = build_model(SimpleNamespace(**dataclasses.asdict(config.model), per_trace=False),
+    model = build_model(dataclasses.replace(config.model, per_trace=False),
                         InputSpec(trace_length=samples.trace_shape[0], n_channels=1,
                                   n_settings=samples.settings.shape[1]))
     compile_model(model, config.model, config.train)

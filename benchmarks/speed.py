@@ -156,7 +156,7 @@ def training_throughput(settings: SpeedSettings, archive: Path, workdir: Path,
     for name in ("sns_cnn_lstm", "sns_prototype"):
         keras.utils.set_random_seed(0)
         model_config = dataclasses.replace(config.model, name=name)
-        model = build_model(_with_per_trace(model_config, config), InputSpec(
+        model = build_model(model_config, InputSpec(
             trace_length=int(length), n_channels=1, n_settings=int(samples.settings.shape[1])))
         compile_model(model, model_config, config.train)
         timer = _EpochTimer()
@@ -182,12 +182,6 @@ def training_throughput(settings: SpeedSettings, archive: Path, workdir: Path,
     out["throughput_ratio"] = stats.ratio(cnn["samples_per_second"], proto["samples_per_second"])
     out["target_ratio"] = THROUGHPUT_TARGET_RATIO
     return out
-
-
-def _with_per_trace(model_config, config):
-    from types import SimpleNamespace
-
-    return SimpleNamespace(**dataclasses.asdict(model_config), per_trace=config.scaling.per_trace)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -255,7 +249,7 @@ def latency_child(out_json: Path, iterations: int, batch_repeats: int, workdir: 
         source = str(model_path)
     else:
         keras.utils.set_random_seed(0)
-        model = build_model(_with_per_trace(config.model, config), InputSpec(
+        model = build_model(config.model, InputSpec(
             trace_length=config.data.shift, n_channels=1,
             n_settings=len(config.beam_settings.features)))
         source = "untrained default sns_cnn_lstm (weights do not change the cost)"

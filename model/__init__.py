@@ -6,15 +6,27 @@ what lets `keras.saving.load_model(path, safe_mode=True)` load a saved beamwatch
 
 from model import architectures  # noqa: F401  (registers the builders)
 from model.compile import compile_model
-from model.layers import AttentionPooling, PerTraceNormalization
-from model.losses import BinaryFocalLoss, make_loss
+from model.layers import (
+    AttentionPooling,
+    FeatureWiseAffine,
+    PerTraceNormalization,
+    ReferenceDistanceScore,
+    ReferenceReduction,
+    SiameseEncoder,
+)
+from model.losses import BinaryFocalLoss, ContrastiveLoss, make_loss
 from model.registry import InputSpec, build_model, list_models, register_model
 
 __all__ = [
     "AttentionPooling",
     "BinaryFocalLoss",
+    "ContrastiveLoss",
+    "FeatureWiseAffine",
     "InputSpec",
     "PerTraceNormalization",
+    "ReferenceDistanceScore",
+    "ReferenceReduction",
+    "SiameseEncoder",
     "build_model",
     "compile_model",
     "list_models",

@@ -1,17 +1,17 @@
 """The registered beamwatch architectures and the branches they share.
 
 Every builder takes `(model_config, input_spec)` and returns an uncompiled functional
-`keras.Model` whose inputs are a dict: `"trace"` (`[trace_length, n_channels]`) and, for models
-that use them, `"settings"` (`[n_settings]`). Feed data as a dict with exactly the keys of
-`model.input`. The output is one float32 sigmoid unit named `"score"`, shape `[batch, 1]`, also
-under mixed precision. Builders only create layers, so they can run inside any
-`tf.distribute` strategy scope.
+`keras.Model` whose inputs are a dict: `"trace"` (`[trace_length, n_channels]`), for models
+that use them `"settings"` (`[n_settings]`), and for the reference models `"reference"`
+(`[n_references, trace_length, n_channels]`: earlier normal pulses of the same configuration).
+Feed data as a dict with exactly the keys of `model.input`. The output is one float32 unit
+named `"score"` in [0, 1], shape `[batch, 1]`, also under mixed precision (higher = more likely
+errant). Builders only create layers, so they can run inside any `tf.distribute` strategy scope.
 
-Config fields read (by attribute): conv_filters, conv_kernels, conv_strides, lstm_units,
-bidirectional, attention, settings_units, head_units, dropout, and optionally `per_trace`
-(`getattr(model_config, "per_trace", False)`: the `scaling.per_trace` switch; a builder
-cannot take extra arguments through the registry, so the caller must put it on the config
-object it passes).
+Config fields read (by attribute, a `parser.configs.ModelConfig`): per_trace, input_pool,
+conv_filters, conv_kernels, conv_strides, lstm_units, bidirectional, attention, global_pooling,
+settings_units, head_units, dropout; the reference models also use_settings, reference_reduce,
+and sns_conditional_siamese siamese_filters, siamese_kernel, embedding_units.
 """
 
 from __future__ import annotations
@@ -19,7 +19,14 @@ from __future__ import annotations
 import keras
 from keras import layers
 
-from model.layers import AttentionPooling, PerTraceNormalization
+from model.layers import (
+    AttentionPooling,
+    FeatureWiseAffine,
+    PerTraceNormalization,
+    ReferenceDistanceScore,
+    ReferenceReduction,
+    SiameseEncoder,
+)
 from model.registry import InputSpec, register_model
 
 
@@ -31,6 +38,14 @@ def trace_branch(trace, model_config):
     `input_pool`=10 -> 1000 -> 500 -> 250 -> 125 for strides 2, 2, 2) and the LSTM runs over far
     fewer steps than the raw samples.
     """
+    return sequence_summary(conv_front_end(trace, model_config), model_config, "trace_summary")
+
+
+def conv_front_end(x, model_config):
+    """Per-trace normalisation (optional), the 1 us input average and the Conv1D blocks.
+
+    Returns the feature sequence `[batch, steps, conv_filters[-1]]`.
+    """
     filters = tuple(model_config.conv_filters)
     kernels = tuple(model_config.conv_kernels)
     strides = tuple(model_config.conv_strides)
@@ -40,34 +55,46 @@ def trace_branch(trace, model_config):
             f"length (one entry per Conv1D block); received {len(filters)}, {len(kernels)} "
             f"and {len(strides)}."
         )
-    x = trace
-    if getattr(model_config, "per_trace", False):
-        # float32 even under mixed precision: a quiet trace's spread underflows in float16.
-        x = PerTraceNormalization(dtype="float32", name="per_trace_norm")(x)
-    pool = getattr(model_config, "input_pool", 1)
-    if pool > 1:
-        # The chopper cuts the macropulse into ~1 us mini-pulses (10 samples at 10 MS/s) with a
-        # random phase per pulse; averaging over one period removes that carrier and keeps the
-        # loss envelope where the precursors live (ramps, bursts, sags, RF jitter at kHz).
-        x = layers.AveragePooling1D(pool, padding="same", name="minipulse_average")(x)
+    x = _input_stage(x, model_config)
     for i, (n_filters, kernel, stride) in enumerate(zip(filters, kernels, strides, strict=True)):
         x = layers.Conv1D(n_filters, kernel, strides=stride, padding="same", name=f"conv{i}")(x)
         x = layers.BatchNormalization(name=f"conv{i}_bn")(x)
         x = layers.ReLU(name=f"conv{i}_relu")(x)
+    return x
+
+
+def sequence_summary(x, model_config, name: str):
+    """Spatial dropout, the (Bi)LSTM/attention summary and, with `global_pooling`, the mean
+    and max of each feature over the pulse, concatenated (layer `name`)."""
     if model_config.dropout > 0:
         x = layers.SpatialDropout1D(model_config.dropout, name="conv_dropout")(x)
     pooled = _recurrent_pooling(
         x, model_config.lstm_units, model_config.bidirectional, model_config.attention
     )
-    if not getattr(model_config, "global_pooling", False):
+    if not model_config.global_pooling:
         return pooled
     # Whole-pulse level and peak of each conv feature beside the LSTM summary: the loss level
     # relative to what the settings predict is much of the signal, and these carry it directly.
-    return layers.Concatenate(name="trace_summary")([
+    return layers.Concatenate(name=name)([
         pooled,
         layers.GlobalAveragePooling1D(name="conv_mean")(x),
         layers.GlobalMaxPooling1D(name="conv_max")(x),
     ])
+
+
+def _input_stage(x, model_config):
+    """Per-trace normalisation (optional) and the average over one chopper mini-pulse."""
+    if model_config.per_trace:
+        # float32 even under mixed precision: a quiet trace's spread underflows in float16.
+        x = PerTraceNormalization(dtype="float32", name="per_trace_norm")(x)
+    if model_config.input_pool > 1:
+        # The chopper cuts the macropulse into ~1 us mini-pulses (10 samples at 10 MS/s) with a
+        # random phase per pulse; averaging over one period removes that carrier and keeps the
+        # loss envelope where the precursors live (ramps, bursts, sags, RF jitter at kHz).
+        x = layers.AveragePooling1D(
+            model_config.input_pool, padding="same", name="minipulse_average"
+        )(x)
+    return x
 
 
 def settings_branch(settings, model_config):
@@ -108,6 +135,31 @@ def _settings_input(spec: InputSpec, model_name: str, trace_only: str):
         raise ValueError(
             f"Model {model_name!r} needs beam settings but input_spec.n_settings is 0. "
             f"Use model.name={trace_only!r} for trace-only data, or enable beam settings."
+        )
+    return keras.Input(shape=(spec.n_settings,), name="settings")
+
+
+def _reference_input(spec: InputSpec, model_name: str):
+    if spec.n_references < 1:
+        raise ValueError(
+            f"Model {model_name!r} compares each pulse with its reference pulses but "
+            "input_spec.n_references is 0. Set reference.count >= 1, or use "
+            "model.name='sns_cnn_lstm' to judge pulses alone."
+        )
+    return keras.Input(
+        shape=(spec.n_references, spec.trace_length, spec.n_channels), name="reference"
+    )
+
+
+def _optional_settings_input(model_config, spec: InputSpec, model_name: str):
+    """The "settings" input when `model_config.use_settings`, else None."""
+    if not model_config.use_settings:
+        return None
+    if spec.n_settings < 1:
+        raise ValueError(
+            f"Model {model_name!r} uses beam settings (model.use_settings is true) but "
+            "input_spec.n_settings is 0. Set model.use_settings=false for trace-only data, "
+            "or enable beam settings."
         )
     return keras.Input(shape=(spec.n_settings,), name="settings")
 
@@ -164,7 +216,7 @@ def sns_prototype(model_config, input_spec: InputSpec) -> keras.Model:
     trace = _trace_input(input_spec)
     settings = _settings_input(input_spec, "sns_prototype", "sns_cnn_lstm_trace_only")
     x = trace
-    if getattr(model_config, "per_trace", False):
+    if model_config.per_trace:
         x = PerTraceNormalization(dtype="float32", name="per_trace_norm")(x)
     for i, (n_filters, kernel) in enumerate(((64, 5), (128, 3))):
         x = layers.Conv1D(n_filters, kernel, padding="same", activation="relu", name=f"conv{i}")(x)
@@ -176,3 +228,125 @@ def sns_prototype(model_config, input_spec: InputSpec) -> keras.Model:
     return keras.Model(
         inputs={"trace": trace, "settings": settings}, outputs=score, name="sns_prototype"
     )
+
+
+@register_model
+def sns_reference_cnn_lstm(model_config, input_spec: InputSpec) -> keras.Model:
+    """The pulse judged against its K reference pulses of the same configuration.
+
+    One shared (Siamese) front end, `conv_front_end` (1 us input average, Conv1D blocks),
+    encodes the pulse and each reference in one batch (`SiameseEncoder`). The references'
+    feature sequences are reduced per step and channel by `reference_reduce` (median by
+    default); the pulse's features, the reference features and their difference, joined on
+    channels, go through the (Bi)LSTM/attention summary with global mean/max pooling, joined
+    with the settings branch when `use_settings`, to the head. The difference channel is what
+    a new beam configuration cannot move: it is the pulse's departure from its own normal.
+
+    Inputs: "trace", "reference", and "settings" when `use_settings`.
+    """
+    name = "sns_reference_cnn_lstm"
+    trace = _trace_input(input_spec)
+    reference = _reference_input(input_spec, name)
+    settings = _optional_settings_input(model_config, input_spec, name)
+    encoder_input = keras.Input((input_spec.trace_length, input_spec.n_channels), name="pulse")
+    encoder = keras.Model(
+        encoder_input, conv_front_end(encoder_input, model_config), name="trace_encoder"
+    )
+    pulse, references = SiameseEncoder(encoder, name="siamese_encoder")([trace, reference])
+    typical = ReferenceReduction(model_config.reference_reduce, name="reference_reduce")(
+        references
+    )
+    difference = layers.Subtract(name="reference_difference")([pulse, typical])
+    joined = layers.Concatenate(name="pulse_reference_join")([pulse, typical, difference])
+    features = sequence_summary(joined, model_config, "trace_summary")
+    inputs = {"trace": trace, "reference": reference}
+    if settings is not None:
+        inputs["settings"] = settings
+        features = layers.Concatenate(name="join")(
+            [features, settings_branch(settings, model_config)]
+        )
+    score = classification_head(features, model_config.head_units, model_config.dropout)
+    return keras.Model(inputs=inputs, outputs=score, name=name)
+
+
+def residual_block(x, filters: int, kernel: int, index: int, condition=None):
+    """1-D residual block that halves the length: two convolutions beside a strided 1x1
+    projection, with the second one's features scaled and shifted by `condition` (FiLM) when
+    given. Zero-initialised FiLM generators make the conditioning start as the identity."""
+    prefix = f"res{index}"
+    shortcut = layers.Conv1D(filters, 1, strides=2, padding="same", name=f"{prefix}_shortcut")(x)
+    shortcut = layers.BatchNormalization(name=f"{prefix}_shortcut_bn")(shortcut)
+    y = layers.Conv1D(filters, kernel, strides=2, padding="same", name=f"{prefix}_conv_a")(x)
+    y = layers.BatchNormalization(name=f"{prefix}_bn_a")(y)
+    y = layers.ReLU(name=f"{prefix}_relu_a")(y)
+    y = layers.Conv1D(filters, kernel, padding="same", name=f"{prefix}_conv_b")(y)
+    y = layers.BatchNormalization(name=f"{prefix}_bn_b")(y)
+    if condition is not None:
+        scale = layers.Dense(filters, kernel_initializer="zeros", name=f"{prefix}_film_scale")(
+            condition
+        )
+        shift = layers.Dense(filters, kernel_initializer="zeros", name=f"{prefix}_film_shift")(
+            condition
+        )
+        y = FeatureWiseAffine(name=f"{prefix}_film")([y, scale, shift])
+    y = layers.Add(name=f"{prefix}_add")([y, shortcut])
+    return layers.ReLU(name=f"{prefix}_relu")(y)
+
+
+@register_model
+def sns_conditional_siamese(model_config, input_spec: InputSpec) -> keras.Model:
+    """Conditional Siamese network: the score is the distance between the pulse's embedding
+    and its references' embeddings, in the embedding the beam settings condition.
+
+    The shared encoder averages over 1 us (`input_pool`), runs one residual block per entry of
+    `siamese_filters` (stride 2 each, kernel `siamese_kernel`), pools the mean and max of each
+    feature over the pulse and projects to `embedding_units`, normalised to unit length. With
+    `use_settings`, the settings branch (`settings_units`) scales and shifts every block's
+    features (FiLM), so what counts as normal variation can depend on the configuration.
+    Score: the median (`reference_reduce`) of the K pulse-to-reference distances, divided by 2
+    (the largest distance between unit vectors): linear in the distance, in [0, 1].
+
+    Why unit length: the distance is bounded, so the contrastive margin means the same for
+    every network and configuration, the score needs no saturating squash, and the encoder
+    cannot meet the margin just by inflating errant embeddings. No dropout in the encoder:
+    different masks on a pulse and its references would add distance that is only noise.
+
+    Train with `loss: contrastive` (or bce/focal on the score). Inputs: "trace", "reference",
+    and "settings" when `use_settings`.
+    """
+    name = "sns_conditional_siamese"
+    trace = _trace_input(input_spec)
+    reference = _reference_input(input_spec, name)
+    settings = _optional_settings_input(model_config, input_spec, name)
+
+    pulse = keras.Input((input_spec.trace_length, input_spec.n_channels), name="pulse")
+    encoder_inputs = [pulse]
+    condition = None
+    if settings is not None:
+        pulse_settings = keras.Input((input_spec.n_settings,), name="pulse_settings")
+        encoder_inputs.append(pulse_settings)
+        condition = settings_branch(pulse_settings, model_config)
+    x = _input_stage(pulse, model_config)
+    for i, filters in enumerate(model_config.siamese_filters):
+        x = residual_block(x, filters, model_config.siamese_kernel, i, condition)
+    x = layers.Concatenate(name="embedding_pool")([
+        layers.GlobalAveragePooling1D(name="embedding_mean")(x),
+        layers.GlobalMaxPooling1D(name="embedding_max")(x),
+    ])
+    x = layers.Dense(model_config.embedding_units, name="embedding_dense")(x)
+    # float32: the norm of a float16 vector can underflow or overflow.
+    embedding = layers.UnitNormalization(dtype="float32", name="embedding")(x)
+    encoder = keras.Model(encoder_inputs, embedding, name="pulse_encoder")
+
+    inputs = {"trace": trace, "reference": reference}
+    encoder_args = [trace, reference]
+    if settings is not None:
+        inputs["settings"] = settings
+        encoder_args.append(settings)
+    pulse_embedding, reference_embeddings = SiameseEncoder(encoder, name="siamese_encoder")(
+        encoder_args
+    )
+    score = ReferenceDistanceScore(model_config.reference_reduce, dtype="float32", name="score")(
+        [pulse_embedding, reference_embeddings]
+    )
+    return keras.Model(inputs=inputs, outputs=score, name=name)

@@ -28,7 +28,7 @@ class AttentionPooling(keras.layers.Layer):
     Example:
 
     >>> x = keras.ops.ones((2, 5, 3))
-    >>> AttentionPooling(units=4)(x).shape
+    >>> tuple(AttentionPooling(units=4)(x).shape)
     (2, 3)
     """
 
@@ -117,3 +117,240 @@ class PerTraceNormalization(keras.layers.Layer):
 
     def get_config(self):
         return {**super().get_config(), "method": self.method, "epsilon": self.epsilon}
+
+
+# --------------------------------------------------------------------------------------------
+# Reference pulses: one shared encoder, a robust reduction over the K references, a distance.
+
+# Largest Euclidean distance between two unit-length embeddings (antipodal points).
+UNIT_EMBEDDING_MAX_DISTANCE = 2.0
+
+_REDUCTIONS = ("median", "mean")
+
+
+def reduce_references(x, method: str, axis: int):
+    """Median (for an even count the mean of the two middle values) or mean along `axis`.
+
+    The count along `axis` must be static: the median picks fixed positions of the sorted values.
+    """
+    if method == "mean":
+        return ops.mean(x, axis=axis)
+    count = x.shape[axis]
+    ordered = ops.sort(x, axis=axis)
+    lower = ops.take(ordered, (count - 1) // 2, axis=axis)
+    upper = ops.take(ordered, count // 2, axis=axis)
+    return (lower + upper) * 0.5
+
+
+def _check_reduction(layer: str, method: str) -> None:
+    if method not in _REDUCTIONS:
+        raise ValueError(
+            f"{layer}: unknown method={method!r}; expected one of {list(_REDUCTIONS)}."
+        )
+
+
+@keras.saving.register_keras_serializable(package=_PACKAGE)
+class ReferenceReduction(keras.layers.Layer):
+    """Reduces the reference axis of `[batch, K, ...]` to `[batch, ...]` by median or mean.
+
+    The median of K values per position and channel (for even K the mean of the two middle
+    ones) is the robust choice: one odd reference, say a pulse just before a trip that was not
+    recorded, does not move it. It has no weights.
+
+    Args:
+        method: "median" (default) or "mean".
+        axis: the reference axis. Defaults to 1 (`[batch, K, ...]`).
+        **kwargs: base `Layer` arguments.
+
+    Example:
+
+    >>> x = keras.ops.convert_to_tensor([[[1.0], [5.0], [2.0]]])  # batch 1, K=3, 1 feature
+    >>> keras.ops.convert_to_numpy(ReferenceReduction()(x)).tolist()
+    [[2.0]]
+    """
+
+    def __init__(self, method: str = "median", axis: int = 1, **kwargs):
+        super().__init__(**kwargs)
+        _check_reduction("ReferenceReduction", method)
+        self.method = method
+        self.axis = int(axis)
+
+    def build(self, input_shape):
+        if input_shape[self.axis] is None:
+            raise ValueError(
+                f"ReferenceReduction: the reference axis {self.axis} of shape "
+                f"{tuple(input_shape)} must have a known size (the K of the reference input)."
+            )
+
+    def call(self, inputs):
+        return reduce_references(inputs, self.method, self.axis)
+
+    def compute_output_shape(self, input_shape):
+        shape = list(input_shape)
+        del shape[self.axis]
+        return tuple(shape)
+
+    def get_config(self):
+        return {**super().get_config(), "method": self.method, "axis": self.axis}
+
+
+@keras.saving.register_keras_serializable(package=_PACKAGE)
+class SiameseEncoder(keras.layers.Wrapper):
+    """Runs one encoder over a pulse and each of its K references, as one batch.
+
+    Inputs: `[trace [b, L, C], reference [b, K, L, C]]`, optionally followed by per-sample
+    conditioning inputs (`[b, S]`, e.g. the beam settings) that the encoder also takes. The
+    pulse and its references are stacked to `[b * (K + 1), L, C]`, encoded once, and split
+    again: outputs `(trace_features [b, ...], reference_features [b, K, ...])`. Conditioning
+    inputs are repeated for the K + 1 pulses of their sample.
+
+    One pass rather than one call per input is deliberate: in training, batch normalisation
+    then normalises pulses and references with the same batch statistics. Separate calls would
+    normalise each by its own batch mean and so subtract much of a systematic pulse-to-reference
+    difference, which is the signal. Weight sharing holds by construction: there is one encoder.
+
+    Args:
+        layer: the encoder (a layer or functional model); it takes `[b', L, C]` (or a list of
+            that and the conditioning inputs) and returns `[b', ...]`.
+        **kwargs: base `Layer` arguments. The wrapper only stacks and reshapes, in float32 by
+            default, so raw traces reach the encoder un-rounded under mixed precision (the
+            encoder's layers keep their own dtype policies).
+
+    Example:
+
+    >>> encoder = keras.layers.Dense(4)
+    >>> pulse, refs = SiameseEncoder(encoder)([keras.ops.ones((2, 3)), keras.ops.ones((2, 5, 3))])
+    >>> tuple(pulse.shape), tuple(refs.shape)
+    ((2, 4), (2, 5, 4))
+    """
+
+    def __init__(self, layer, **kwargs):
+        kwargs.setdefault("dtype", "float32")
+        super().__init__(layer, **kwargs)
+
+    def build(self, input_shape):
+        trace_shape, reference_shape, *condition_shapes = input_shape
+        if (
+            len(reference_shape) != len(trace_shape) + 1
+            or reference_shape[1] is None
+            or tuple(reference_shape[2:]) != tuple(trace_shape[1:])
+        ):
+            raise ValueError(
+                "SiameseEncoder expects reference pulses of shape [batch, K, *trace_shape] with a "
+                f"known K; received trace {tuple(trace_shape)} and reference "
+                f"{tuple(reference_shape)}."
+            )
+        if not self.layer.built:
+            encoder_shape = (None, *trace_shape[1:])
+            if condition_shapes:
+                encoder_shape = [encoder_shape, *((None, *s[1:]) for s in condition_shapes)]
+            self.layer.build(encoder_shape)
+
+    def call(self, inputs, training=None):
+        trace, references, *conditions = inputs
+        copies = references.shape[1] + 1
+        references = ops.cast(references, trace.dtype)
+        stacked = ops.concatenate([ops.expand_dims(trace, axis=1), references], axis=1)
+        # Row-major folding keeps the K + 1 pulses of one sample next to each other, which is
+        # what `ops.repeat(..., axis=0)` gives for the per-sample conditioning inputs.
+        folded = ops.reshape(stacked, (-1, *stacked.shape[2:]))
+        if conditions:
+            repeated = [ops.repeat(c, copies, axis=0) for c in conditions]
+            features = self.layer([folded, *repeated], training=training)
+        else:
+            features = self.layer(folded, training=training)
+        features = ops.reshape(features, (-1, copies, *features.shape[1:]))
+        return features[:, 0], features[:, 1:]
+
+
+@keras.saving.register_keras_serializable(package=_PACKAGE)
+class FeatureWiseAffine(keras.layers.Layer):
+    """FiLM: scales and shifts each channel of a sequence by per-sample factors.
+
+    `call([x, scale, shift])` with `x` `[b, steps, channels]` and `scale`, `shift`
+    `[b, channels]` returns `x * (1 + scale) + shift`. The `1 +` makes zero factors (zero-
+    initialised generator layers) the identity, so conditioning starts neutral and is learned.
+    Used to condition a pulse's features on the beam settings (Perez et al., 2018).
+
+    Example:
+
+    >>> x = keras.ops.ones((1, 2, 3))
+    >>> y = FeatureWiseAffine()([x, keras.ops.ones((1, 3)), keras.ops.zeros((1, 3))])
+    >>> float(keras.ops.convert_to_numpy(y).max())
+    2.0
+    """
+
+    def call(self, inputs):
+        x, scale, shift = inputs
+        return x * (1.0 + ops.expand_dims(scale, axis=1)) + ops.expand_dims(shift, axis=1)
+
+    def compute_output_shape(self, input_shape):
+        return input_shape[0]
+
+
+@keras.saving.register_keras_serializable(package=_PACKAGE)
+class ReferenceDistanceScore(keras.layers.Layer):
+    """Score in [0, 1] from the distance between a pulse's embedding and its references'.
+
+    `call([pulse [b, E], references [b, K, E]])` computes the Euclidean distance from the pulse
+    to each reference, reduces the K distances by median (or mean) and divides by
+    `max_distance`: `score = distance / max_distance`, clipped to [0, 1]. For unit-length
+    embeddings (`max_distance=2`) the map is linear and exact, so the score keeps every
+    distance distinction (no saturating squash), a distance loss can recover the distance as
+    `score * max_distance`, and AUC-PR of the score is that of the distance.
+
+    The median of the K distances (rather than the distance to a median embedding) keeps the
+    distances on the unit sphere's scale and lets one odd reference not move the score.
+
+    Args:
+        method: "median" (default) or "mean" over the K distances.
+        max_distance: distance that maps to a score of 1. Defaults to 2.0 (unit embeddings).
+        **kwargs: base `Layer` arguments; the builders pass `dtype="float32"`.
+
+    Example:
+
+    >>> pulse = keras.ops.convert_to_tensor([[1.0, 0.0]])
+    >>> refs = keras.ops.convert_to_tensor([[[1.0, 0.0], [0.0, 1.0], [-1.0, 0.0]]])
+    >>> round(float(ReferenceDistanceScore()([pulse, refs])[0, 0]), 4)  # median of 0, 1.414, 2
+    0.7071
+    """
+
+    # Floor under the squared distance: the gradient of sqrt is infinite at 0, and a normal
+    # pulse pulled onto its references gets there.
+    _EPSILON = 1e-12
+
+    def __init__(
+        self, method: str = "median", max_distance: float = UNIT_EMBEDDING_MAX_DISTANCE, **kwargs
+    ):
+        super().__init__(**kwargs)
+        _check_reduction("ReferenceDistanceScore", method)
+        if not float(max_distance) > 0:
+            raise ValueError(
+                f"ReferenceDistanceScore: max_distance must be > 0, received {max_distance}."
+            )
+        self.method = method
+        self.max_distance = float(max_distance)
+
+    def distances(self, inputs):
+        """The pulse's distance to each reference, shape `[batch, K]`."""
+        pulse, references = inputs
+        squared = ops.sum(ops.square(references - ops.expand_dims(pulse, axis=1)), axis=-1)
+        return ops.sqrt(ops.maximum(squared, self._EPSILON))
+
+    def call(self, inputs):
+        pulse, references = inputs
+        pulse = ops.cast(pulse, self.compute_dtype)
+        references = ops.cast(references, self.compute_dtype)
+        distance = reduce_references(self.distances([pulse, references]), self.method, axis=1)
+        score = ops.clip(distance / self.max_distance, 0.0, 1.0)
+        return ops.expand_dims(score, axis=-1)
+
+    def compute_output_shape(self, input_shape):
+        return (input_shape[0][0], 1)
+
+    def get_config(self):
+        return {
+            **super().get_config(),
+            "method": self.method,
+            "max_distance": self.max_distance,
+        }

@@ -25,7 +25,8 @@ class InputSpec:
         trace_length: samples per trace (the `"trace"` input is `[trace_length, n_channels]`).
         n_channels: channels per sample (1 for a DCM `Trace2` window).
         n_settings: length of the `"settings"` input; 0 means no settings.
-        n_references: K of the `"reference"` input `[K, trace_length, n_channels]`; 0: none.
+        n_references: reference pulses per sample (the `"reference"` input is
+            `[n_references, trace_length, n_channels]`); 0 means no references.
     """
 
     trace_length: int
@@ -34,8 +35,12 @@ class InputSpec:
     n_references: int = 0
 
     def __post_init__(self):
-        for field, minimum in (("trace_length", 1), ("n_channels", 1), ("n_settings", 0),
-                               ("n_references", 0)):
+        for field, minimum in (
+            ("trace_length", 1),
+            ("n_channels", 1),
+            ("n_settings", 0),
+            ("n_references", 0),
+        ):
             value = getattr(self, field)
             if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
                 raise ValueError(

@@ -35,6 +35,7 @@ import numbers
 import os
 import types
 import typing
+import warnings
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, NamedTuple
@@ -427,7 +428,6 @@ class ScalingConfig(_Section):
     section: ClassVar[str] = "scaling"
 
     trace_scaler: str = _option("robust", choices=_SCALERS)
-    per_trace: bool = False
     settings_scaler: str = _option("minmax", choices=_SCALERS)
     imbalance: str = _option(
         "class_weight", choices=("class_weight", "smote", "undersample", "none")
@@ -441,12 +441,14 @@ class ModelConfig(_Section):
     """``model``: which registered architecture to build and its sizes.
 
     ``name`` is not checked against the model registry here (the parser imports nothing from
-    the project); ``model.build_model`` reports an unknown name.
+    the project); ``model.build_model`` reports an unknown name, and ``model.compile_model``
+    refuses ``loss: contrastive`` for a model whose score is not a distance.
     """
 
     section: ClassVar[str] = "model"
 
     name: str = "sns_cnn_lstm"
+    per_trace: bool = False
     input_pool: int = _option(10, ge=1)
     conv_filters: tuple[int, ...] = _option((16, 32, 32), ge=1)
     conv_kernels: tuple[int, ...] = _option((7, 5, 5), ge=1)
@@ -458,9 +460,17 @@ class ModelConfig(_Section):
     settings_units: tuple[int, ...] = _option((32,), ge=1)
     head_units: tuple[int, ...] = _option((32,), ge=1)
     dropout: float = _option(0.2, ge=0, lt=1)
-    loss: str = _option("bce", choices=("bce", "focal"))
+    loss: str = _option("bce", choices=("bce", "focal", "contrastive"))
     focal_alpha: float = _option(0.25, gt=0, lt=1)
     focal_gamma: float = _option(2.0, ge=0)
+    # The reference models (sns_reference_cnn_lstm, sns_conditional_siamese):
+    use_settings: bool = True
+    reference_reduce: str = _option("median", choices=("median", "mean"))
+    siamese_filters: tuple[int, ...] = _option((16, 32, 64, 128), ge=1)
+    siamese_kernel: int = _option(5, ge=1)
+    embedding_units: int = _option(32, ge=1)
+    # Unit-length embeddings are at most 2 apart, so a larger margin could never be met.
+    contrastive_margin: float = _option(1.0, gt=0, le=2)
 
     def _cross_check(self) -> list[tuple[str, str]]:
         lengths = (len(self.conv_filters), len(self.conv_kernels), len(self.conv_strides))
@@ -617,6 +627,28 @@ def _unknown_section(name: Any) -> str:
     return f"unknown section; valid sections: {', '.join(SECTION_CLASSES)}"
 
 
+# Keys that moved: old (section, key) -> new (section, key). Old configs and saved run folders
+# still load; each use warns once with the new place.
+_MOVED_KEYS: Mapping[tuple[str, str], tuple[str, str]] = types.MappingProxyType({
+    ("scaling", "per_trace"): ("model", "per_trace"),
+})
+
+
+def _move_key(kwargs: dict[str, dict[str, Any]], old: tuple[str, str], value: Any,
+              source: str) -> Problem | None:
+    """Put a value given under a moved key at its new place, with a FutureWarning."""
+    new = _MOVED_KEYS[old]
+    old_path, new_path = ".".join(old), ".".join(new)
+    if new[1] in kwargs[new[0]] and kwargs[new[0]][new[1]] != value:
+        return Problem(old_path, f"received {_show(value)}, but {new_path} is "
+                                 f"{_show(kwargs[new[0]][new[1]])}; {old_path} is the old name "
+                                 f"of {new_path}: give only {new_path}")
+    warnings.warn(f"{source}: {old_path} is deprecated; it is now {new_path}.",
+                  FutureWarning, stacklevel=4)
+    kwargs[new[0]][new[1]] = value
+    return None
+
+
 def _build(data: Any, source: str, origins: Mapping[str, str]) -> Config:
     """Check the sections and keys of ``data``, then construct every section over its defaults."""
     if data is None:
@@ -629,6 +661,7 @@ def _build(data: Any, source: str, origins: Mapping[str, str]) -> Config:
         )
     problems: list[Problem] = []
     kwargs: dict[str, dict[str, Any]] = {name: {} for name in SECTION_CLASSES}
+    moved: dict[tuple[str, str], Any] = {}
     for name, body in data.items():
         if name not in SECTION_CLASSES:
             problems.append(Problem(str(name), _unknown_section(name)))
@@ -640,8 +673,14 @@ def _build(data: Any, source: str, origins: Mapping[str, str]) -> Config:
             for key, value in (body or {}).items():
                 if key in valid:
                     kwargs[name][key] = value
+                elif (name, key) in _MOVED_KEYS:
+                    moved[(name, key)] = value
                 else:
                     problems.append(Problem(f"{name}.{key}", _unknown_key(name, key)))
+    for old, value in moved.items():  # after the loop: the new key wins wherever it stands
+        problem = _move_key(kwargs, old, value, source)
+        if problem is not None:
+            problems.append(problem)
     sections = {}
     for name, cls in SECTION_CLASSES.items():
         try:

@@ -12,7 +12,6 @@ import logging
 import sys
 from collections.abc import Mapping
 from pathlib import Path
-from types import SimpleNamespace
 
 import numpy as np
 
@@ -123,7 +122,7 @@ def train(
     spec = InputSpec(trace_length=trace_length, n_channels=n_channels,
                      n_settings=samples.settings.shape[1], n_references=samples.n_references)
     with strategy.scope():
-        model = build_model(_model_config(config), spec)
+        model = build_model(config.model, spec)
         compile_model(model, config.model, config.train, jit_compile=_use_xla())
     input_names = outputs.input_names(model)
     log.info("model %s: %d parameters, inputs %s", config.model.name, model.count_params(),
@@ -177,11 +176,6 @@ def _use_xla() -> bool | str:
     import tensorflow as tf
 
     return "auto" if tf.config.list_physical_devices("GPU") else False
-
-
-def _model_config(config: Config) -> SimpleNamespace:
-    """The model section plus the one scaling option the model implements (per-trace norm)."""
-    return SimpleNamespace(**dataclasses.asdict(config.model), per_trace=config.scaling.per_trace)
 
 
 def _ledger_gap(samples, parts) -> None:

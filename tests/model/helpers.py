@@ -1,13 +1,23 @@
-"""Tiny configs and data for the model tests (duck-typed like parser.configs dataclasses)."""
+"""Tiny configs and data for the model tests.
+
+`model_config` is a namespace with every field of `parser.configs.ModelConfig` (its defaults,
+then the tiny sizes, then the test's changes) but without the parser's validation, so a test
+can hand a builder a value the parser would refuse and see the builder's own error.
+"""
 
 from __future__ import annotations
 
+import dataclasses
 import types
 
 import numpy as np
 
+from parser.configs import ModelConfig
+
 TINY_MODEL = dict(
     name="sns_cnn_lstm",
+    input_pool=1,
+    global_pooling=False,
     conv_filters=(4, 4),
     conv_kernels=(5, 3),
     conv_strides=(4, 4),
@@ -21,25 +31,18 @@ TINY_MODEL = dict(
     focal_alpha=0.25,
     focal_gamma=2.0,
     per_trace=False,
+    siamese_filters=(4, 8),
+    siamese_kernel=3,
+    embedding_units=8,
 )
 
-# The sizes of configs/default.yaml's model section.
-DEFAULT_MODEL = dict(
-    TINY_MODEL,
-    input_pool=10,
-    global_pooling=True,
-    conv_filters=(16, 32, 32),
-    conv_kernels=(7, 5, 5),
-    conv_strides=(2, 2, 2),
-    lstm_units=32,
-    settings_units=(32,),
-    head_units=(32,),
-)
+# The sizes of configs/default.yaml's model section (the parser checks the file against these).
+DEFAULT_MODEL = dataclasses.asdict(ModelConfig())
 
 
 def model_config(**changes) -> types.SimpleNamespace:
     """A tiny model config; keyword arguments replace fields."""
-    return types.SimpleNamespace(**{**TINY_MODEL, **changes})
+    return types.SimpleNamespace(**{**dataclasses.asdict(ModelConfig()), **TINY_MODEL, **changes})
 
 
 def train_config(**changes) -> types.SimpleNamespace:

@@ -8,8 +8,9 @@ import tensorflow as tf
 from model import InputSpec, build_model, compile_model, list_models
 from tests.model.helpers import DEFAULT_MODEL, model_config, random_batch, train_config
 
-SPEC = InputSpec(trace_length=256, n_channels=1, n_settings=3)
+SPEC = InputSpec(trace_length=256, n_channels=1, n_settings=3, n_references=2)
 TRACE_ONLY = {"sns_cnn_lstm_trace_only"}
+WITH_REFERENCES = {"sns_reference_cnn_lstm", "sns_conditional_siamese"}
 
 
 @pytest.fixture(scope="module", params=list_models())
@@ -26,10 +27,14 @@ def trained(request):
 def test_model_has_named_inputs_and_one_float32_score(trained):
     name, model, _, _ = trained
     expected = {"trace"} if name in TRACE_ONLY else {"trace", "settings"}
+    if name in WITH_REFERENCES:
+        expected.add("reference")
     assert set(model.input) == expected
     assert tuple(model.input["trace"].shape) == (None, 256, 1)
     if "settings" in expected:
         assert tuple(model.input["settings"].shape) == (None, 3)
+    if "reference" in expected:
+        assert tuple(model.input["reference"].shape) == (None, 2, 256, 1)
     assert tuple(model.output.shape) == (None, 1)
     assert model.output.dtype == "float32"
     assert model.layers[-1].name == "score"
@@ -124,9 +129,12 @@ def test_score_stays_float32_under_mixed_precision():
     assert model.output.dtype == "float32"
 
 
-def test_builds_compiles_and_trains_inside_a_distribution_strategy():
+@pytest.mark.parametrize(
+    "name, loss", [("sns_cnn_lstm", "bce"), ("sns_conditional_siamese", "contrastive")]
+)
+def test_builds_compiles_and_trains_inside_a_distribution_strategy(name, loss):
     strategy = tf.distribute.MirroredStrategy(devices=["/cpu:0"])
-    config = model_config()
+    config = model_config(name=name, loss=loss)
     with strategy.scope():
         model = compile_model(build_model(config, SPEC), config, train_config())
     x, y = random_batch(model, 8, seed=1)

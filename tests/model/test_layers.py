@@ -1,10 +1,17 @@
-"""Tests for model.layers: attention pooling and per-trace normalisation."""
+"""Tests for model.layers: attention pooling, per-trace normalisation and the reference layers."""
 
 import keras
 import numpy as np
 import pytest
 
-from model.layers import AttentionPooling, PerTraceNormalization
+from model.layers import (
+    AttentionPooling,
+    FeatureWiseAffine,
+    PerTraceNormalization,
+    ReferenceDistanceScore,
+    ReferenceReduction,
+    SiameseEncoder,
+)
 
 
 def _sequences(seed=0, shape=(3, 7, 5)):
@@ -77,3 +84,96 @@ def test_per_trace_normalization_config_round_trip_and_bad_method():
     assert (clone.method, clone.epsilon) == ("mean", 1e-3)
     with pytest.raises(ValueError, match="median"):
         PerTraceNormalization(method="iqr")
+
+
+@pytest.mark.parametrize("k", [1, 2, 3, 4, 5])
+def test_reference_median_matches_numpy_for_odd_and_even_k(k):
+    x = _sequences(seed=5, shape=(3, k, 6, 2))
+    out = keras.ops.convert_to_numpy(ReferenceReduction("median")(x))
+    # numpy's median of an even count is the mean of the two middle values, as ours
+    np.testing.assert_allclose(out, np.median(x, axis=1), rtol=1e-6, atol=1e-7)
+
+
+def test_reference_median_ignores_one_outlying_reference_and_mean_does_not():
+    x = np.array([[[1.0], [2.0], [100.0]]], "float32")  # batch 1, K=3, one feature
+    assert keras.ops.convert_to_numpy(ReferenceReduction("median")(x)).tolist() == [[2.0]]
+    assert keras.ops.convert_to_numpy(ReferenceReduction("mean")(x)).tolist() == [[pytest.approx(
+        103.0 / 3)]]
+
+
+def test_reference_reduction_config_round_trip_and_bad_method():
+    clone = ReferenceReduction.from_config(ReferenceReduction("mean", axis=2).get_config())
+    assert (clone.method, clone.axis) == ("mean", 2)
+    with pytest.raises(ValueError, match="'mode'.*median"):
+        ReferenceReduction("mode")
+
+
+def test_distance_score_is_median_distance_over_two():
+    pulse = np.array([[1.0, 0.0]], "float32")
+    refs = np.array([[[1.0, 0.0], [0.0, 1.0], [-1.0, 0.0]]], "float32")  # distances 0, 1.414, 2
+    layer = ReferenceDistanceScore()
+    distances = keras.ops.convert_to_numpy(layer.distances([pulse, refs]))
+    np.testing.assert_allclose(distances, [[1e-6, np.sqrt(2.0), 2.0]], rtol=1e-6)
+    score = keras.ops.convert_to_numpy(layer([pulse, refs]))
+    assert score.shape == (1, 1)
+    assert float(score[0, 0]) == pytest.approx(np.sqrt(2.0) / 2, rel=1e-6)
+    mean = ReferenceDistanceScore("mean", max_distance=4.0)([pulse, refs])
+    assert float(mean[0, 0]) == pytest.approx((np.sqrt(2.0) + 2.0) / 3 / 4, rel=1e-5)
+
+
+def test_distance_score_clips_to_one_and_has_finite_gradient_at_zero_distance():
+    import tensorflow as tf
+
+    far = ReferenceDistanceScore(max_distance=1.0)(
+        [np.zeros((1, 2), "float32"), np.full((1, 1, 2), 3.0, "float32")])
+    assert float(far[0, 0]) == 1.0
+    pulse = tf.Variable(np.ones((1, 3), "float32"))
+    with tf.GradientTape() as tape:
+        score = ReferenceDistanceScore()([pulse, tf.ones((1, 2, 3))])
+    assert np.isfinite(tape.gradient(score, pulse).numpy()).all()
+
+
+def test_feature_wise_affine_is_identity_at_zero_and_scales_per_channel():
+    x = _sequences(seed=6, shape=(2, 4, 3))
+    zeros = np.zeros((2, 3), "float32")
+    layer = FeatureWiseAffine()
+    np.testing.assert_array_equal(keras.ops.convert_to_numpy(layer([x, zeros, zeros])), x)
+    scale = np.array([[1.0, 0.0, -1.0], [0.0, 0.0, 0.0]], "float32")
+    shift = np.array([[0.0, 5.0, 0.0], [1.0, 1.0, 1.0]], "float32")
+    out = keras.ops.convert_to_numpy(layer([x, scale, shift]))
+    np.testing.assert_allclose(out, x * (1 + scale[:, None]) + shift[:, None], rtol=1e-6)
+
+
+def test_siamese_encoder_encodes_each_pulse_with_its_own_conditioning():
+    # Encoder f(x, c) = Dense(concat(x, c)): the fold must keep each sample's K + 1 pulses
+    # together with that sample's conditioning row.
+    x_in, c_in = keras.Input((3,)), keras.Input((2,))
+    dense = keras.layers.Dense(4)
+    encoder = keras.Model([x_in, c_in], dense(keras.layers.Concatenate()([x_in, c_in])))
+    rng = np.random.default_rng(7)
+    trace = rng.normal(size=(5, 3)).astype("float32")
+    refs = rng.normal(size=(5, 2, 3)).astype("float32")
+    cond = rng.normal(size=(5, 2)).astype("float32")
+    pulse_out, refs_out = SiameseEncoder(encoder)([trace, refs, cond])
+    kernel, bias = (keras.ops.convert_to_numpy(w) for w in dense.weights)
+
+    def expected(v, c):
+        return np.concatenate([v, c], axis=-1) @ kernel + bias
+
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(pulse_out), expected(trace, cond),
+                               rtol=1e-5, atol=1e-6)
+    for k in range(2):
+        np.testing.assert_allclose(keras.ops.convert_to_numpy(refs_out)[:, k],
+                                   expected(refs[:, k], cond), rtol=1e-5, atol=1e-6)
+
+
+def test_siamese_encoder_rejects_references_of_another_shape():
+    with pytest.raises(ValueError, match="K, \\*trace_shape"):
+        SiameseEncoder(keras.layers.Dense(2))([np.ones((2, 3), "float32"),
+                                               np.ones((2, 4, 5), "float32")])
+
+
+def test_siamese_encoder_config_round_trip():
+    layer = SiameseEncoder(keras.layers.Dense(3, name="inner"), name="pair")
+    clone = SiameseEncoder.from_config(layer.get_config())
+    assert clone.name == "pair" and clone.layer.units == 3 and clone.dtype_policy.name == "float32"

@@ -4,7 +4,7 @@ import keras
 import numpy as np
 import pytest
 
-from model.losses import BinaryFocalLoss, binary_focal_loss, make_loss
+from model.losses import BinaryFocalLoss, ContrastiveLoss, binary_focal_loss, make_loss
 from tests.model.helpers import model_config
 
 Y_TRUE = np.array([[1.0], [0.0], [1.0], [0.0]], "float32")
@@ -50,5 +50,34 @@ def test_make_loss_follows_config():
     assert isinstance(make_loss(model_config(loss="bce")), keras.losses.BinaryCrossentropy)
     focal = make_loss(model_config(loss="focal", focal_alpha=0.3, focal_gamma=1.0))
     assert isinstance(focal, BinaryFocalLoss) and (focal.alpha, focal.gamma) == (0.3, 1.0)
-    with pytest.raises(ValueError, match="bce"):
+    contrastive = make_loss(model_config(loss="contrastive", contrastive_margin=0.5))
+    assert isinstance(contrastive, ContrastiveLoss) and contrastive.margin == 0.5
+    with pytest.raises(ValueError, match="bce.*contrastive"):
         make_loss(model_config(loss="hinge"))
+
+
+def test_contrastive_loss_matches_hand_computed_value():
+    # distance = score * 2; per sample 0.5 * d**2 (normal) or 0.5 * max(0, 1 - d)**2 (errant):
+    #   y=0 s=0.1 d=0.2: 0.5 * 0.04         = 0.02
+    #   y=1 s=0.1 d=0.2: 0.5 * 0.8**2       = 0.32
+    #   y=1 s=0.7 d=1.4: beyond the margin  = 0
+    #   y=0 s=0.3 d=0.6: 0.5 * 0.36         = 0.18
+    y_true = np.array([[0.0], [1.0], [1.0], [0.0]], "float32")
+    y_pred = np.array([[0.1], [0.1], [0.7], [0.3]], "float32")
+    loss = float(ContrastiveLoss(margin=1.0)(y_true, y_pred))
+    assert loss == pytest.approx((0.02 + 0.32 + 0.0 + 0.18) / 4, rel=1e-5)
+
+
+def test_contrastive_loss_uses_margin_and_max_distance():
+    # d = 0.25 * 4 = 1: errant pulse short of margin 1.5 by 0.5 -> 0.5 * 0.25
+    loss = ContrastiveLoss(margin=1.5, max_distance=4.0)([[1.0]], [[0.25]])
+    assert float(loss) == pytest.approx(0.125, rel=1e-6)
+
+
+def test_contrastive_loss_serialization_and_bad_margin():
+    restored = keras.losses.deserialize(keras.losses.serialize(ContrastiveLoss(margin=0.7)))
+    assert isinstance(restored, ContrastiveLoss) and restored.margin == pytest.approx(0.7)
+    with pytest.raises(ValueError, match="margin"):
+        ContrastiveLoss(margin=2.5)
+    with pytest.raises(ValueError, match="margin"):
+        ContrastiveLoss(margin=0.0)

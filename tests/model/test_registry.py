@@ -9,11 +9,25 @@ from tests.model.helpers import model_config
 
 
 def test_all_architectures_are_registered_on_import():
-    assert list_models() == ["cnn_lstm", "sns_cnn_lstm", "sns_cnn_lstm_trace_only", "sns_prototype"]
+    assert list_models() == [
+        "cnn_lstm",
+        "sns_cnn_lstm",
+        "sns_cnn_lstm_trace_only",
+        "sns_conditional_siamese",
+        "sns_prototype",
+        "sns_reference_cnn_lstm",
+    ]
 
 
 def test_list_models_filters_with_fnmatch_pattern():
-    assert list_models("sns_*") == ["sns_cnn_lstm", "sns_cnn_lstm_trace_only", "sns_prototype"]
+    assert list_models("sns_*") == [
+        "sns_cnn_lstm",
+        "sns_cnn_lstm_trace_only",
+        "sns_conditional_siamese",
+        "sns_prototype",
+        "sns_reference_cnn_lstm",
+    ]
+    assert list_models("*reference*") == ["sns_reference_cnn_lstm"]
     assert list_models("*trace_only") == ["sns_cnn_lstm_trace_only"]
     assert list_models("nothing*") == []
 
@@ -59,6 +73,8 @@ def test_register_model_refuses_a_different_builder_with_a_taken_name():
         ({"trace_length": 10, "n_channels": 0}, "n_channels"),
         ({"trace_length": 10, "n_settings": -1}, "n_settings"),
         ({"trace_length": 10.5}, "trace_length"),
+        ({"trace_length": 10, "n_references": -1}, "n_references"),
+        ({"trace_length": 10, "n_references": True}, "n_references"),
     ],
 )
 def test_input_spec_rejects_bad_sizes_naming_the_field(kwargs, field):

@@ -335,3 +335,31 @@ def test_replace_section_changes_one_key_and_validates():
         replace_section(Config(), "train", learnig_rate=0.1)
     with pytest.raises(ConfigError, match="did you mean 'train'"):
         replace_section(Config(), "trian", epochs=2)
+
+
+# --- moved keys -------------------------------------------------------------------------------
+
+
+def test_old_scaling_per_trace_loads_as_model_per_trace_with_a_warning(tmp_path):
+    path = write_yaml(tmp_path, "scaling:\n  per_trace: true\n")
+    with pytest.warns(FutureWarning, match=r"scaling\.per_trace is deprecated.*model\.per_trace"):
+        config = load_config(path)
+    assert config.model.per_trace is True
+    with pytest.warns(FutureWarning):
+        assert load_config(None, ["scaling.per_trace=true"]).model.per_trace is True
+
+
+def test_old_and_new_per_trace_must_agree():
+    message = error_of(config_from_dict,
+                       {"scaling": {"per_trace": True}, "model": {"per_trace": False}})
+    assert "scaling.per_trace" in message and "give only model.per_trace" in message
+
+
+def test_reference_model_keys_are_validated():
+    assert "model.contrastive_margin" in error_of(config_from_dict,
+                                                  {"model": {"contrastive_margin": 2.5}})
+    assert "model.siamese_filters" in error_of(config_from_dict,
+                                               {"model": {"siamese_filters": [16, 0]}})
+    message = error_of(config_from_dict, {"model": {"reference_reduce": "max"}})
+    assert "'median', 'mean'" in message
+    assert ModelConfig(loss="contrastive").loss == "contrastive"
