@@ -99,7 +99,8 @@ def test_load_settings_reads_features_and_filter_pvs(tmp_path):
     )
     assert settings_columns(config) == ["A:pv", "B:pv", "RR"]
     table = load_settings(config)
-    assert list(table.columns) == ["timestamps", "A:pv", "B:pv", "RR"]
+    # load_settings returns the typed SettingsTable now (was a DataFrame with "timestamps")
+    assert table.pvs == ("A:pv", "B:pv", "RR") and table.timestamp_ns.dtype == np.int64
     pulses = b.T0 + np.array([0, 2, 6]) * S
     values = attach_settings(pulses, table, settings_columns(config))
     assert np.isnan(values[0]).all()  # B:pv has no value yet: the table starts at T0 + 1 s
