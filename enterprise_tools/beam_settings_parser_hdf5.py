@@ -87,18 +87,13 @@ class PVHistory:
     nan_values: int = 0
 
     def __post_init__(self) -> None:
-        stamps = np.asarray(self.timestamp_ns)
-        if stamps.dtype.kind not in "iu":
-            raise TypeError(f"PVHistory.timestamp_ns must be int64 ns, got dtype {stamps.dtype}")
-        stamps = stamps.astype(np.int64, copy=False)
+        stamps = ns_timestamps(self.timestamp_ns, "PVHistory", strictly_increasing=False)
         values = np.asarray(self.value, dtype=np.float64)
-        if stamps.ndim != 1 or values.shape != stamps.shape:
+        if values.shape != stamps.shape:
             raise ValueError(
-                f"PVHistory needs 1-D timestamp_ns and value of one length, got shapes "
+                f"PVHistory needs timestamp_ns and value of one length, got shapes "
                 f"{stamps.shape} and {values.shape}"
             )
-        if stamps.size and np.any(np.diff(stamps) < 0):
-            raise ValueError("PVHistory.timestamp_ns must be sorted (non-decreasing)")
         object.__setattr__(self, "timestamp_ns", stamps)
         object.__setattr__(self, "value", values)
 
@@ -108,6 +103,21 @@ class PVHistory:
     def rows(self) -> np.ndarray:
         """The JLab ``(N, 2)`` float64 ``[timestamp_ns, value]`` layout (times to ~256 ns)."""
         return np.column_stack([self.timestamp_ns.astype(np.float64), self.value])
+
+
+def ns_timestamps(stamps: Any, owner: str, *, strictly_increasing: bool) -> np.ndarray:
+    """Check a 1-D int64 ns time axis (sorted; unique too where asked) and return it as int64."""
+    stamps = np.asarray(stamps)
+    if stamps.dtype.kind not in "iu":
+        raise TypeError(f"{owner}.timestamp_ns must be int64 ns, got dtype {stamps.dtype}")
+    if stamps.ndim != 1:
+        raise ValueError(f"{owner}.timestamp_ns must be 1-D, got shape {stamps.shape}")
+    stamps = stamps.astype(np.int64, copy=False)
+    steps = np.diff(stamps)
+    if np.any(steps <= 0 if strictly_increasing else steps < 0):
+        order = "strictly increasing" if strictly_increasing else "sorted (non-decreasing)"
+        raise ValueError(f"{owner}.timestamp_ns must be {order}")
+    return stamps
 
 
 def missing_pv_message(missing: Sequence[str], available: Iterable[str]) -> str:

@@ -34,6 +34,7 @@ from enterprise_tools.beam_settings_parser_hdf5 import (
     BeamSettingsConfigError,
     PVHistory,
     missing_pv_message,
+    ns_timestamps,
     pv_selection,
 )
 
@@ -60,19 +61,14 @@ class SettingsTable:
     rows_before_all_pvs_set: int = 0
 
     def __post_init__(self) -> None:
-        stamps = np.asarray(self.timestamp_ns)
-        if stamps.dtype.kind not in "iu":
-            raise TypeError(f"SettingsTable.timestamp_ns must be int64 ns, got dtype {stamps.dtype}")
-        stamps = stamps.astype(np.int64, copy=False)
+        stamps = ns_timestamps(self.timestamp_ns, "SettingsTable", strictly_increasing=True)
         pvs = tuple(self.pvs)
         values = np.asarray(self.values, dtype=np.float64)
-        if stamps.ndim != 1 or values.shape != (stamps.size, len(pvs)):
+        if values.shape != (stamps.size, len(pvs)):
             raise ValueError(
                 f"SettingsTable needs timestamp_ns [m] and values [m, {len(pvs)}] for PVs "
                 f"{list(pvs)}, got shapes {stamps.shape} and {values.shape}"
             )
-        if stamps.size and np.any(np.diff(stamps) <= 0):
-            raise ValueError("SettingsTable.timestamp_ns must be strictly increasing")
         object.__setattr__(self, "timestamp_ns", stamps)
         object.__setattr__(self, "values", values)
         object.__setattr__(self, "pvs", pvs)
