@@ -71,6 +71,21 @@ def settings_timestamps_ns(settings: SettingsTable | pd.DataFrame) -> np.ndarray
     return times.to_numpy(dtype="datetime64[ns]").view(np.int64)
 
 
+def _frame_rows(settings_df: pd.DataFrame, columns: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+    """A DataFrame's int64 ns times, sorted (stable), and the named columns' values."""
+    missing = [c for c in columns if c not in settings_df.columns]
+    if missing:
+        raise KeyError(
+            f"Settings table has no column(s) {missing}; it has {list(settings_df.columns)}."
+        )
+    row_ns = settings_timestamps_ns(settings_df)
+    values = settings_df[list(columns)].to_numpy(dtype=np.float64)
+    if row_ns.size and np.any(np.diff(row_ns) < 0):
+        order = np.argsort(row_ns, kind="stable")
+        row_ns, values = row_ns[order], values[order]
+    return row_ns, values
+
+
 def attach_settings(
     timestamp_ns, settings: SettingsTable | pd.DataFrame, columns: Sequence[str]
 ) -> np.ndarray:
@@ -97,21 +112,6 @@ def attach_settings(
     known = row >= 0
     out[known] = values[row[known]]
     return out
-
-
-def _frame_rows(settings_df: pd.DataFrame, columns: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
-    """A DataFrame's int64 ns times, sorted (stable), and the named columns' values."""
-    missing = [c for c in columns if c not in settings_df.columns]
-    if missing:
-        raise KeyError(
-            f"Settings table has no column(s) {missing}; it has {list(settings_df.columns)}."
-        )
-    row_ns = settings_timestamps_ns(settings_df)
-    values = settings_df[list(columns)].to_numpy(dtype=np.float64)
-    if row_ns.size and np.any(np.diff(row_ns) < 0):
-        order = np.argsort(row_ns, kind="stable")
-        row_ns, values = row_ns[order], values[order]
-    return row_ns, values
 
 
 def production_mask(values, columns: Sequence[str], rules: Mapping[str, float]) -> np.ndarray:
