@@ -95,21 +95,17 @@ def settings_table(
             from ``histories`` raises ``BeamSettingsConfigError`` naming the closest names.
     """
     names = require_pvs(pvs, histories)
-    stamps, columns = [], []
-    for pv in names:
-        t, v = _last_per_timestamp(pv, histories[pv])
-        stamps.append(t)
-        columns.append((t, v))
-    joined = np.unique(np.concatenate(stamps))
-    values = np.empty((joined.size, len(names)))
+    columns = [_last_per_timestamp(pv, histories[pv]) for pv in names]
+    joined = np.sort(np.concatenate([t for t, _ in columns]))  # sort + dedupe: np.unique
+    joined = joined[np.r_[True, joined[1:] != joined[:-1]]]   # hashes, far slower here
+    # rows before every PV has a value are dropped: start at the latest first reading
+    start = int(np.searchsorted(joined, max(int(t[0]) for t, _ in columns)))
+    kept = joined[start:]
+    values = np.empty((kept.size, len(names)))
     for j, (t, v) in enumerate(columns):
-        # forward fill: each joined time takes the PV's latest value at or before it
-        row = np.searchsorted(t, joined, side="right") - 1
-        values[:, j] = np.where(row >= 0, v[np.maximum(row, 0)], np.nan)
-    complete = ~np.isnan(values).any(axis=1)
-    return SettingsTable(
-        joined[complete], values[complete], tuple(names), int((~complete).sum())
-    )
+        # forward fill: each change time takes the PV's latest value at or before it
+        values[:, j] = v[np.searchsorted(t, kept, side="right") - 1]
+    return SettingsTable(kept, values, tuple(names), start)
 
 
 def require_pvs(pvs: Sequence[str] | None, available: Mapping[str, Any], what: str = "pvs") -> list[str]:
