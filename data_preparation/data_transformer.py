@@ -2,18 +2,23 @@
 
 The join is a backward as-of join on int64 nanoseconds: a pulse gets the latest settings row at
 or before its own timestamp, never a later one (the original prototype's `nearest` join let a
-pulse see settings from its future). Everything here is vectorised over pulses.
+pulse see settings from its future). Times stay int64 ns from the HDF5 file to the join
+(`enterprise_tools` `read_pv_histories` -> `settings_table`). Everything here is vectorised
+over pulses.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping, Sequence
 
 import numpy as np
 import pandas as pd
 
-from enterprise_tools.beam_settings_parser_hdf5 import BeamConfigParserHDF5
-from enterprise_tools.beam_settings_prep import BeamConfigPreProcessor
+from enterprise_tools.beam_settings_parser_hdf5 import read_pv_histories
+from enterprise_tools.beam_settings_prep import SettingsTable, settings_table
+
+logger = logging.getLogger(__name__)
 
 
 def settings_columns(config) -> list[str]:
@@ -25,36 +30,40 @@ def settings_columns(config) -> list[str]:
     return columns
 
 
-def load_settings(config) -> pd.DataFrame:
+def load_settings(config) -> SettingsTable:
     """Read the beam-settings archive of a `BPMDataConfig` into one time-indexed PV table.
 
-    The table has a `timestamps` column (UTC) and one float column per PV of
+    The table holds int64 ns change times and one float64 column per PV of
     `settings_columns(config)`, sorted by time and forward-filled (see
-    `enterprise_tools.beam_settings_prep`). Values are not rescaled here: scaling is fitted on the
-    training part later.
+    `enterprise_tools.beam_settings_prep.settings_table`). Values are not rescaled here: scaling
+    is fitted on the training part later.
     """
-    columns = settings_columns(config)
-    mapping = {
-        "data_location": str(config.data_location),
-        "features": columns or None,
-        "rescale": False,
-        "scaling_min_max": None,
-    }
-    data, _ = BeamConfigParserHDF5(mapping).run(save=False)
-    table, _ = BeamConfigPreProcessor(mapping).run(data)
+    columns = settings_columns(config) or None
+    table = settings_table(read_pv_histories(config.data_location, columns), columns)
+    if len(table):
+        logger.info(
+            "beam settings: %d rows x %d PVs from %s (%d earlier rows before every PV was set)",
+            len(table), len(table.pvs), config.data_location, table.rows_before_all_pvs_set,
+        )
     return table
 
 
-def settings_timestamps_ns(settings_df: pd.DataFrame) -> np.ndarray:
-    """The settings table's times as int64 ns since the Unix epoch (UTC)."""
-    if "timestamps" in settings_df.columns:
-        times = settings_df["timestamps"]
-    elif isinstance(settings_df.index, pd.DatetimeIndex):
-        times = settings_df.index.to_series()
+def settings_timestamps_ns(settings: SettingsTable | pd.DataFrame) -> np.ndarray:
+    """The settings table's times as int64 ns since the Unix epoch (UTC).
+
+    A `SettingsTable` carries them as is; a DataFrame (e.g. `BeamConfigPreProcessor`'s) has a
+    `timestamps` column (datetime or int64 ns) or a DatetimeIndex.
+    """
+    if isinstance(settings, SettingsTable):
+        return settings.timestamp_ns
+    if "timestamps" in settings.columns:
+        times = settings["timestamps"]
+    elif isinstance(settings.index, pd.DatetimeIndex):
+        times = settings.index.to_series()
     else:
         raise ValueError(
             "Settings table: expected a 'timestamps' column or a DatetimeIndex, "
-            f"found columns {list(settings_df.columns)[:8]}."
+            f"found columns {list(settings.columns)[:8]}."
         )
     if pd.api.types.is_integer_dtype(times.dtype):
         return times.to_numpy(dtype=np.int64)
@@ -62,29 +71,42 @@ def settings_timestamps_ns(settings_df: pd.DataFrame) -> np.ndarray:
     return times.to_numpy(dtype="datetime64[ns]").view(np.int64)
 
 
-def attach_settings(timestamp_ns, settings_df: pd.DataFrame, columns: Sequence[str]) -> np.ndarray:
-    """Give each pulse the latest settings row at or before it (backward as-of join).
-
-    Args:
-        timestamp_ns: int64 [n] pulse times in ns since the Unix epoch (any order).
-        settings_df: table from `load_settings` (a `timestamps` column plus one column per PV).
-        columns: the PV columns to return, in this order.
-
-    Returns:
-        float64 [n, len(columns)]; a row is all NaN when the pulse precedes the first settings
-        row (the caller ledgers those pulses as `no_settings`).
-    """
+def _frame_rows(settings_df: pd.DataFrame, columns: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+    """A DataFrame's int64 ns times, sorted (stable), and the named columns' values."""
     missing = [c for c in columns if c not in settings_df.columns]
     if missing:
         raise KeyError(
             f"Settings table has no column(s) {missing}; it has {list(settings_df.columns)}."
         )
-    pulse_ns = np.asarray(timestamp_ns, dtype=np.int64)
     row_ns = settings_timestamps_ns(settings_df)
     values = settings_df[list(columns)].to_numpy(dtype=np.float64)
     if row_ns.size and np.any(np.diff(row_ns) < 0):
         order = np.argsort(row_ns, kind="stable")
         row_ns, values = row_ns[order], values[order]
+    return row_ns, values
+
+
+def attach_settings(
+    timestamp_ns, settings: SettingsTable | pd.DataFrame, columns: Sequence[str]
+) -> np.ndarray:
+    """Give each pulse the latest settings row at or before it (backward as-of join).
+
+    Args:
+        timestamp_ns: int64 [n] pulse times in ns since the Unix epoch (any order).
+        settings: the `SettingsTable` from `load_settings`, or a DataFrame with a `timestamps`
+            column plus one column per PV (a user's table, e.g. `BeamConfigPreProcessor`'s).
+        columns: the PV columns to return, in this order.
+
+    Returns:
+        float64 [n, len(columns)]; a row is all NaN when the pulse precedes the first settings
+        row (the caller ledgers those pulses as `no_settings`). A pulse exactly at a row's
+        timestamp gets that row.
+    """
+    pulse_ns = np.asarray(timestamp_ns, dtype=np.int64)
+    if isinstance(settings, SettingsTable):
+        row_ns, values = settings.timestamp_ns, settings.select(columns)  # sorted, unique
+    else:
+        row_ns, values = _frame_rows(settings, columns)
     row = np.searchsorted(row_ns, pulse_ns, side="right") - 1
     out = np.full((pulse_ns.size, len(columns)), np.nan)
     known = row >= 0

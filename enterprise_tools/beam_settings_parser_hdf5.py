@@ -1,34 +1,38 @@
 """Read beam-settings PV histories exported from the EPICS archiver to HDF5.
 
-``BeamConfigParserHDF5(config).run()`` turns one HDF5 file, or a folder of them, into
-``{pv_name: (N, 2) float64 array of [timestamp_ns, value]}`` sorted by time, the input of
-``beam_settings_prep``. It keeps the JLab class name and plain-mapping config so existing
-scripts carry over, and none of the original's habits (``sys.exit``, pickle, silent skips).
+The core is ``read_pv_histories(location, pvs) -> {pv: PVHistory}``: per PV, int64 ns
+timestamps (sorted) and float64 values, exact to the nanosecond. ``beam_settings_prep.
+settings_table`` turns histories into one time-indexed table; the pipeline calls both directly.
+
+``BeamConfigParserHDF5(config).run()`` is a thin wrapper kept for users' scripts: it keeps the
+JLab class name and plain-mapping config and returns ``{pv_name: (N, 2) float64 array of
+[timestamp_ns, value]}`` plus a ``configurations`` summary, without the original's habits
+(``sys.exit``, pickle, silent skips).
 
 Layout rules (``shared/specs/sns-data-formats.md`` section 2):
 
+* ``location`` is one ``.hdf5``/``.h5`` file or a folder of them (not searched recursively).
 * Groups are walked recursively. A PV's name is its dataset path relative to the root without
   the leading ``/``: ``LEBT:Chop_N:V_Set`` at the root, ``LEBT/Chop_N:V_Set`` inside group
   ``LEBT`` (``:`` is legal in HDF5 names; ``/`` can only come from a group).
 * A PV dataset is an ``(N, 2)`` array of ``[timestamp_ns, value]`` rows (numeric, or strings),
   or a compound array with fields ``timestamp`` (int64 ns) and ``value``. Rows may be unsorted.
-  Values that do not parse as numbers become NaN (counted in ``configurations["nan_values"]``
-  and logged); a timestamp that does not parse is an error naming file, dataset and row.
+  Values that do not parse as numbers become NaN (counted in ``PVHistory.nan_values`` and
+  logged); a timestamp that does not parse is an error naming file, dataset and row.
 * Several files are read in name order. Their rows are merged per PV; where the same PV has a
   row at the same timestamp in more than one file, the first file wins (the JLab rule) and the
   dropped rows are counted and logged. Merging rows rather than whole PVs is what lets one file
   per day (the simulator's and the archiver's export layout) form one history.
 
-Precision: the output is float64 by contract, and ns since the Unix epoch (~1.8e18) exceed
-2**53, so a timestamp is stored to the nearest multiple of 256 ns (whole seconds and
-multiples of 512 ns are exact). That is far below the 16.7 ms pulse spacing; the prep step
-recovers int64 ns by rounding.
+Precision: ``PVHistory`` keeps int64 ns as read. Only the wrapper's ``(N, 2)`` float64 output
+rounds them: ns since the Unix epoch (~1.8e18) exceed 2**53, so there a timestamp is stored to
+the nearest multiple of 256 ns (whole seconds and multiples of 512 ns are exact).
 
 Example:
 
->>> data, used = BeamConfigParserHDF5({"data_location": "data/demo/beam_settings"}).run()
->>> data["ICS_Tim:Gate_BeamOn:RR"][:2]       # doctest: +SKIP
-array([[1.7675712e+18, 6.0000000e+01], ...])
+>>> histories = read_pv_histories("data/demo/beam_settings", ["ICS_Tim:Gate_BeamOn:RR"])
+>>> histories["ICS_Tim:Gate_BeamOn:RR"].timestamp_ns[:2]     # doctest: +SKIP
+array([1767571200000000000, 1767571260000000000])
 """
 
 from __future__ import annotations
@@ -38,6 +42,7 @@ import json
 import logging
 import os
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -61,6 +66,60 @@ class BeamSettingsFileError(ValueError):
     """A beam-settings HDF5 file cannot be read or holds a dataset of the wrong layout."""
 
 
+@dataclass(frozen=True, eq=False)
+class PVHistory:
+    """One PV's archived history: when it was set, and to what.
+
+    Attributes:
+        timestamp_ns: int64 [n] ns since the Unix epoch (UTC), sorted (non-decreasing: rows one
+            file repeats at one timestamp are kept in file order; ``settings_table`` keeps the
+            last of them).
+        value: float64 [n]; NaN where the archived value did not parse (an absent reading).
+        files: names of the files the rows came from, in read order.
+        duplicate_rows: rows dropped because an earlier file held the same timestamp.
+        nan_values: values read that did not parse (before the merge).
+    """
+
+    timestamp_ns: np.ndarray
+    value: np.ndarray
+    files: tuple[str, ...] = ()
+    duplicate_rows: int = 0
+    nan_values: int = 0
+
+    def __post_init__(self) -> None:
+        stamps = ns_timestamps(self.timestamp_ns, "PVHistory", strictly_increasing=False)
+        values = np.asarray(self.value, dtype=np.float64)
+        if values.shape != stamps.shape:
+            raise ValueError(
+                f"PVHistory needs timestamp_ns and value of one length, got shapes "
+                f"{stamps.shape} and {values.shape}"
+            )
+        object.__setattr__(self, "timestamp_ns", stamps)
+        object.__setattr__(self, "value", values)
+
+    def __len__(self) -> int:
+        return int(self.timestamp_ns.size)
+
+    def rows(self) -> np.ndarray:
+        """The JLab ``(N, 2)`` float64 ``[timestamp_ns, value]`` layout (times to ~256 ns)."""
+        return np.column_stack([self.timestamp_ns.astype(np.float64), self.value])
+
+
+def ns_timestamps(stamps: Any, owner: str, *, strictly_increasing: bool) -> np.ndarray:
+    """Check a 1-D int64 ns time axis (sorted; unique too where asked) and return it as int64."""
+    stamps = np.asarray(stamps)
+    if stamps.dtype.kind not in "iu":
+        raise TypeError(f"{owner}.timestamp_ns must be int64 ns, got dtype {stamps.dtype}")
+    if stamps.ndim != 1:
+        raise ValueError(f"{owner}.timestamp_ns must be 1-D, got shape {stamps.shape}")
+    stamps = stamps.astype(np.int64, copy=False)
+    steps = np.diff(stamps)
+    if np.any(steps <= 0 if strictly_increasing else steps < 0):
+        order = "strictly increasing" if strictly_increasing else "sorted (non-decreasing)"
+        raise ValueError(f"{owner}.timestamp_ns must be {order}")
+    return stamps
+
+
 def missing_pv_message(missing: Sequence[str], available: Iterable[str]) -> str:
     """Name each missing PV with the closest names that do exist (a typo is the usual cause)."""
     available = sorted(available)
@@ -76,8 +135,89 @@ def missing_pv_message(missing: Sequence[str], available: Iterable[str]) -> str:
     )
 
 
+def pv_selection(pvs: Sequence[str] | None, what: str = "pvs") -> list[str] | None:
+    """Check a PV selection: None (every PV) or a non-empty list of distinct names."""
+    if pvs is None:
+        return None
+    if isinstance(pvs, str) or not all(isinstance(pv, str) for pv in pvs):
+        raise BeamSettingsConfigError(f"{what} must be a list of PV names or None, got {pvs!r}")
+    pvs = list(pvs)
+    if not pvs:
+        raise BeamSettingsConfigError(f"{what} is empty; list PVs or pass None for all")
+    if len(set(pvs)) != len(pvs):
+        raise BeamSettingsConfigError(f"{what} lists a PV twice: {pvs}")
+    return pvs
+
+
+def settings_files(location: str | os.PathLike) -> list[Path]:
+    """The beam-settings files at ``location`` (one file, or a folder's files by name)."""
+    path = Path(location)
+    if str(location) == "":
+        raise BeamSettingsConfigError(
+            "beam-settings location is empty; give an .hdf5/.h5 file or a folder of them"
+        )
+    if path.is_file():
+        return [path]
+    if path.is_dir():
+        files = sorted(
+            p for p in path.iterdir() if p.is_file() and p.suffix.lower() in HDF5_SUFFIXES
+        )
+        if not files:
+            raise BeamSettingsConfigError(
+                f"data_location {str(path)!r} holds no {'/'.join(HDF5_SUFFIXES)} files"
+            )
+        return files
+    raise BeamSettingsConfigError(f"data_location {str(path)!r} does not exist")
+
+
+def read_pv_histories(
+    location: str | os.PathLike, pvs: Sequence[str] | None = None
+) -> dict[str, PVHistory]:
+    """Read the PV histories at ``location`` (file or folder), in PV-name order.
+
+    Args:
+        location: an ``.hdf5``/``.h5`` file or a folder holding them.
+        pvs: the PVs to read (None: every PV found). A name not found raises
+            ``BeamSettingsConfigError`` listing it with the closest names that exist.
+
+    Several files are merged row by row per PV; on a timestamp two files share, the first
+    file by name wins and the dropped rows are logged.
+    """
+    wanted = pv_selection(pvs)
+    files = settings_files(location)
+    per_pv: dict[str, list[tuple[np.ndarray, np.ndarray]]] = {}
+    sources: dict[str, list[str]] = {}
+    for path in files:
+        for pv, part in _read_file(path, wanted).items():
+            per_pv.setdefault(pv, []).append(part)
+            sources.setdefault(pv, []).append(path.name)
+    if wanted is not None:
+        missing = [pv for pv in wanted if pv not in per_pv]
+        if missing:
+            raise BeamSettingsConfigError(
+                missing_pv_message(missing, _all_pv_names(files)) + f" Searched: {location}"
+            )
+    histories: dict[str, PVHistory] = {}
+    for pv in sorted(per_pv):
+        stamps, values, dropped = _merge_first_wins(per_pv[pv])
+        nan_values = sum(int(np.isnan(v).sum()) for _, v in per_pv[pv])
+        if dropped:
+            logger.warning(
+                "PV %s: %d row(s) at timestamps already read from an earlier file were "
+                "dropped (first file by name wins; files: %s)",
+                pv, dropped, ", ".join(sources[pv]),
+            )
+        if nan_values:
+            logger.warning("PV %s: %d value(s) did not parse as numbers; kept as NaN", pv, nan_values)
+        histories[pv] = PVHistory(stamps, values, tuple(sources[pv]), dropped, nan_values)
+    logger.info("read %d PVs from %d beam-settings file(s)", len(histories), len(files))
+    return histories
+
+
 class BeamConfigParserHDF5:
     """Parse beam-settings HDF5 archives into per-PV ``[timestamp_ns, value]`` arrays.
+
+    A thin wrapper over ``read_pv_histories`` for scripts written against the JLab class.
 
     Args:
         config: plain mapping. ``data_location`` (required): an ``.hdf5``/``.h5`` file or a
@@ -95,82 +235,29 @@ class BeamConfigParserHDF5:
 
     def run(self, save: bool = False) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
         """Read every file and return ``(data, configurations)``; optionally save both."""
-        files = self._files()
-        features = self._features()
-        per_pv: dict[str, list[tuple[np.ndarray, np.ndarray]]] = {}
-        nan_values: dict[str, int] = {}
-        sources: dict[str, list[str]] = {}
-        for path in files:
-            for pv, (stamps, values) in _read_file(path, features).items():
-                per_pv.setdefault(pv, []).append((stamps, values))
-                sources.setdefault(pv, []).append(path.name)
-                nan_values[pv] = nan_values.get(pv, 0) + int(np.isnan(values).sum())
-        if features is not None:
-            missing = [pv for pv in features if pv not in per_pv]
-            if missing:
-                raise BeamSettingsConfigError(
-                    missing_pv_message(missing, _all_pv_names(files))
-                    + f" Searched: {self.config['data_location']}"
-                )
-        data: dict[str, np.ndarray] = {}
-        duplicates: dict[str, int] = {}
-        for pv in sorted(per_pv):
-            data[pv], dropped = _merge_first_wins(per_pv[pv])
-            if dropped:
-                duplicates[pv] = dropped
-                logger.warning(
-                    "PV %s: %d row(s) at timestamps already read from an earlier file were "
-                    "dropped (first file by name wins; files: %s)",
-                    pv, dropped, ", ".join(sources[pv]),
-                )
-        nan_values = {pv: n for pv, n in sorted(nan_values.items()) if n}
-        for pv, n in nan_values.items():
-            logger.warning("PV %s: %d value(s) did not parse as numbers; kept as NaN", pv, n)
-        configurations = {
-            "name": self.name,
-            "data_location": str(self.config["data_location"]),
-            "files": [str(p) for p in files],
-            "features": list(data),
-            "n_pvs": len(data),
-            "rows": {pv: int(len(arr)) for pv, arr in data.items()},
-            "duplicate_rows": duplicates,
-            "nan_values": nan_values,
-        }
-        logger.info("read %d PVs from %d beam-settings file(s)", len(data), len(files))
-        if save:
-            self._save(data, configurations)
-        return data, configurations
-
-    def _files(self) -> list[Path]:
         location = self.config.get("data_location")
         if location is None or str(location) == "":
             raise BeamSettingsConfigError(
                 "beam-settings config has no 'data_location'; set it to an .hdf5/.h5 file "
                 "or a folder of them"
             )
-        path = Path(location)
-        if path.is_file():
-            return [path]
-        if path.is_dir():
-            files = sorted(
-                p for p in path.iterdir() if p.is_file() and p.suffix.lower() in HDF5_SUFFIXES
-            )
-            if not files:
-                raise BeamSettingsConfigError(
-                    f"data_location {str(path)!r} holds no {'/'.join(HDF5_SUFFIXES)} files"
-                )
-            return files
-        raise BeamSettingsConfigError(f"data_location {str(path)!r} does not exist")
-
-    def _features(self) -> list[str] | None:
-        features = self.config.get("features")
-        if features is None:
-            return None
-        if isinstance(features, str) or not all(isinstance(f, str) for f in features):
-            raise BeamSettingsConfigError(
-                f"'features' must be a list of PV names or None, got {features!r}"
-            )
-        return list(features)
+        features = pv_selection(self.config.get("features"), "'features'")
+        files = settings_files(location)
+        histories = read_pv_histories(location, features)
+        data = {pv: history.rows() for pv, history in histories.items()}
+        configurations = {
+            "name": self.name,
+            "data_location": str(location),
+            "files": [str(p) for p in files],
+            "features": list(data),
+            "n_pvs": len(data),
+            "rows": {pv: len(h) for pv, h in histories.items()},
+            "duplicate_rows": {pv: h.duplicate_rows for pv, h in histories.items() if h.duplicate_rows},
+            "nan_values": {pv: h.nan_values for pv, h in histories.items() if h.nan_values},
+        }
+        if save:
+            self._save(data, configurations)
+        return data, configurations
 
     def _save(self, data: Mapping[str, np.ndarray], configurations: dict) -> None:
         save_dir = self.config.get("save_dir")
@@ -293,11 +380,14 @@ def _to_float(value: Any) -> float:
         return float("nan")
 
 
-def _merge_first_wins(parts: list[tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarray, int]:
+def _merge_first_wins(
+    parts: list[tuple[np.ndarray, np.ndarray]],
+) -> tuple[np.ndarray, np.ndarray, int]:
     """Merge one PV's rows from several files (in file order); first file wins per timestamp.
 
-    Rows repeated at one timestamp within a single file are all kept (the prep step collapses
-    them, last wins).
+    Returns sorted int64 timestamps, their values and the number of rows dropped. Rows
+    repeated at one timestamp within a single file are all kept in file order
+    (``settings_table`` collapses them, last wins).
     """
     stamps = np.concatenate([s for s, _ in parts])
     values = np.concatenate([v for _, v in parts])
@@ -310,7 +400,7 @@ def _merge_first_wins(parts: list[tuple[np.ndarray, np.ndarray]]) -> tuple[np.nd
         starts = _run_starts(stamps)
         first_file = np.minimum.reduceat(file_index, starts)
         keep = file_index == np.repeat(first_file, np.diff(np.append(starts, len(stamps))))
-    return np.column_stack([stamps[keep].astype(np.float64), values[keep]]), int((~keep).sum())
+    return stamps[keep], values[keep], int((~keep).sum())
 
 
 def _run_starts(sorted_stamps: np.ndarray) -> np.ndarray:

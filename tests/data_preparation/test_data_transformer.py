@@ -1,3 +1,4 @@
+import h5py
 import numpy as np
 import pandas as pd
 import pytest
@@ -99,8 +100,23 @@ def test_load_settings_reads_features_and_filter_pvs(tmp_path):
     )
     assert settings_columns(config) == ["A:pv", "B:pv", "RR"]
     table = load_settings(config)
-    assert list(table.columns) == ["timestamps", "A:pv", "B:pv", "RR"]
+    # load_settings returns the typed SettingsTable now (was a DataFrame with "timestamps")
+    assert table.pvs == ("A:pv", "B:pv", "RR") and table.timestamp_ns.dtype == np.int64
     pulses = b.T0 + np.array([0, 2, 6]) * S
     values = attach_settings(pulses, table, settings_columns(config))
     assert np.isnan(values[0]).all()  # B:pv has no value yet: the table starts at T0 + 1 s
     assert values[1:].tolist() == [[1.0, 10.0, 60.0], [2.0, 10.0, 60.0]]
+
+
+def test_load_settings_keeps_exact_ns_so_a_pulse_at_a_change_gets_that_row(tmp_path):
+    # float64 holds these times only to 256 ns: UP would round later, DOWN earlier
+    up, down = b.T0 + 123_456_968, b.T0 + 5 * S + 123_456_789
+    rows = np.array([(b.T0, 1.0), (up, 2.0), (down, 3.0)], dtype=[("timestamp", "<i8"), ("value", "<f8")])
+    (tmp_path / "bs").mkdir()
+    with h5py.File(tmp_path / "bs" / "day.h5", "w") as h5:
+        h5.create_dataset("A:pv", data=rows)
+    config = BPMDataConfig(data_location=str(tmp_path / "bs"), features=["A:pv"], production_filter={})
+    table = load_settings(config)
+    assert table.timestamp_ns.tolist() == [b.T0, up, down]
+    pulses = np.array([up - 1, up, down - 1, down])
+    assert attach_settings(pulses, table, ["A:pv"])[:, 0].tolist() == [1.0, 2.0, 2.0, 3.0]
