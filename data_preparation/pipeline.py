@@ -2,7 +2,7 @@
 
 `prepare_samples` (pulses -> settings join -> filters -> configuration groups -> reference
 pulses, `data_preparation.references`), then the flow
-splits (`data_scaling.split_indices`), fits scalers on the training part (`fit_scalers`),
+splits (`split.split_indices`), fits scalers on the training part (`fit_scalers`),
 rebalances the training part (`balance_training`) and builds `tf.data` pipelines
 (`make_dataset`), in memory or streamed from the HDF5 cache.
 
@@ -19,13 +19,6 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from data_preparation.data_loader import TraceStore, load_npz_pulses, load_pulses
-from data_preparation.data_scaling import (
-    SettingsScaler,
-    TraceScaler,
-    class_weights,
-    smote,
-    undersample,
-)
 from data_preparation.data_transformer import (
     attach_settings,
     config_groups,
@@ -33,6 +26,7 @@ from data_preparation.data_transformer import (
     production_mask,
     settings_columns,
 )
+from data_preparation.imbalance import class_weights, smote, undersample
 from data_preparation.ledger import NO_REFERENCE, NO_SETTINGS, NON_PRODUCTION, DataLedger
 from data_preparation.references import (
     ReferenceView,
@@ -40,6 +34,7 @@ from data_preparation.references import (
     resolve_in_place,
     source_counts,
 )
+from data_preparation.scalers import SettingsScaler, TraceScaler
 
 logger = logging.getLogger(__name__)
 
