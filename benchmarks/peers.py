@@ -48,6 +48,14 @@ class PeerData:
         self.labels = np.asarray(samples.label, dtype=np.int64)
         self.settings = np.asarray(samples.settings, dtype=np.float64)
         self._cache: dict[str, np.ndarray] = {}
+        self.seconds: dict[str, float] = {}  # time spent computing each cached array
+
+    def _cached(self, key: str, compute) -> np.ndarray:
+        if key not in self._cache:
+            started = time.perf_counter()
+            self._cache[key] = compute()
+            self.seconds[key] = time.perf_counter() - started
+        return self._cache[key]
 
     @property
     def has_references(self) -> bool:
@@ -55,39 +63,34 @@ class PeerData:
 
     def pulse(self) -> np.ndarray:
         """float32 [n, L] traces (first channel)."""
-        if "pulse" not in self._cache:
-            self._cache["pulse"] = _first_channel(np.asarray(self.samples.traces[
-                np.arange(len(self.samples))], dtype=np.float32))
-        return self._cache["pulse"]
+        return self._cached("pulse", lambda: _first_channel(np.asarray(
+            self.samples.traces[np.arange(len(self.samples))], dtype=np.float32)))
 
     def difference(self) -> np.ndarray:
         """float32 [n, L]: each pulse minus the sample-wise median of its K references."""
-        if "difference" not in self._cache:
-            refs = self.samples.references
-            out = np.empty_like(self.pulse())
-            for start in range(0, len(out), CHUNK):
-                rows = np.arange(start, min(start + CHUNK, len(out)))
-                block = np.asarray(refs[rows], dtype=np.float32)
-                if block.ndim == 4:  # [n, K, L, C]
-                    block = block[..., 0]
-                out[rows] = self.pulse()[rows] - np.median(block, axis=1)
-            self._cache["difference"] = out
-        return self._cache["difference"]
+        return self._cached("difference", self._difference)
+
+    def _difference(self) -> np.ndarray:
+        refs = self.samples.references
+        pulse = self.pulse()
+        out = np.empty_like(pulse)
+        for start in range(0, len(out), CHUNK):
+            rows = np.arange(start, min(start + CHUNK, len(out)))
+            block = np.asarray(refs[rows], dtype=np.float32)
+            if block.ndim == 4:  # [n, K, L, C]
+                block = block[..., 0]
+            out[rows] = pulse[rows] - np.median(block, axis=1)
+        return out
 
     def averaged(self, which: str) -> np.ndarray:
         """[n, 1, L // pool]: `which` ("pulse" | "difference") averaged over `pool` samples."""
-        key = f"averaged_{which}"
-        if key not in self._cache:
-            self._cache[key] = average_pool(getattr(self, which)(), self.pool)[:, None, :]
-        return self._cache[key]
+        return self._cached(f"averaged_{which}", lambda: average_pool(
+            getattr(self, which)(), self.pool)[:, None, :])
 
     def features(self, which: str) -> np.ndarray:
         """Hand-made features of `which` plus the settings, float64 [n, f + k]."""
-        key = f"features_{which}"
-        if key not in self._cache:
-            self._cache[key] = np.concatenate([trace_features(getattr(self, which)()),
-                                               self.settings], axis=1)
-        return self._cache[key]
+        return self._cached(f"features_{which}", lambda: np.concatenate(
+            [trace_features(getattr(self, which)()), self.settings], axis=1))
 
 
 def average_pool(x: np.ndarray, pool: int) -> np.ndarray:

@@ -363,6 +363,7 @@ def run(archive: Path, workdir: Path, settings: RollingSettings, *, preset: str)
     if settings.leaky:
         out["leaky"] = leaky.compare(data.features("pulse"), data.labels, folds,
                                      smote_ratio=config.scaling.smote_ratio, seed=0)
+    out["peer_data_seconds"] = dict(data.seconds)
     if score_rows:
         _save_scores(workdir / "scores" / f"rolling-{preset}.csv", pd.concat(score_rows))
     return out
@@ -474,6 +475,7 @@ def render_preset(preset: str, result: dict) -> list[str]:
     if result["skipped"]:
         lines += ["Not run: " + "; ".join(f"`{k}` ({v})" for k, v in result["skipped"].items())
                   + ".", ""]
+    hour = result["pulse_rate_hz"] * 3600.0  # false alarms per hour -> rate
     headers = ["model", "block", "PR AUC", "ROC AUC", "recall", "false-alarm rate (target "
                f"{_pct(target)})", "online recall", "online FAR"]
     rows = []
@@ -483,8 +485,12 @@ def render_preset(preset: str, result: dict) -> list[str]:
             online = [x.get("online", {}) for x in fold["seeds"]]
             rec = [o.get("recall") for o in online if "recall" in o]
             far = [o.get("false_alarm_rate") for o in online if "false_alarm_rate" in o]
+            per_hour = s["false_alarms_per_hour"]
+            far_ci = stats.format_interval(*(None if v is None else 100 * v / hour
+                                             for v in (per_hour["lo"], per_hour["hi"])), 1)
             rows.append([name, str(fold["block"]), _interval(s["pr_auc"]), _interval(s["roc_auc"]),
-                         _interval(s["recall"]), _pct(s["false_alarm_rate"]["mean"]),
+                         _interval(s["recall"]),
+                         f"{_pct(s['false_alarm_rate']['mean'])} {far_ci}".strip(),
                          _pct(float(np.mean(rec))) if rec else "",
                          _pct(float(np.mean(far))) if far else ""])
     lines += [render_table(headers, rows, align="lrrrrrrr"), ""]

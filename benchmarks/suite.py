@@ -55,15 +55,15 @@ PROFILES = {
                                   batch_repeats=3),
         scale=scale.ScaleSettings(unit_hours=6.0, factors=(1, 4), epochs=2),
         rolling=rolling.RollingSettings(n_blocks=5, last_folds=2, seeds=(0,), epochs=15,
-                                        neural=("sns_cnn_lstm", *rolling.REFERENCE_MODELS),
+                                        neural=("sns_cnn_lstm", "sns_reference_cnn_lstm"),
                                         n_boot=200),
         rolling_presets=("demo",),
         scale_skipped=(16,),
         note="1 seed per model, 15 epochs (early stopping); sns_prototype trained 1 epoch on "
              "192 training pulses "
-             "(plus SMOTE); rolling: demo preset, the 2 newest of 5 blocks, the default and "
-             "reference networks plus every peer; scale 16x left out to stay under 10 minutes "
-             "on 2 cores.",
+             "(plus SMOTE); rolling: demo preset, the 2 newest of 5 blocks, sns_cnn_lstm and "
+             "sns_reference_cnn_lstm plus every peer; scale 16x left out to stay under 10 "
+             "minutes on 2 cores.",
     ),
     # About 90 minutes on 2 cores, run once and committed to benchmarks/results/: the rolling
     # evaluation of every model on both simulator presets, 5 blocks (3 test blocks), 3 seeds
@@ -158,7 +158,7 @@ def run_sections(profile: Profile, sections: tuple[str, ...], workdir: Path,
         detection_result = previous["detection"].get("result")
     for name in sections:
         load_before = list(os.getloadavg())
-        started = time.perf_counter()
+        started, cpu_started = time.perf_counter(), _cpu_seconds()
         log.info("benchmark section %s (%s profile)", name, profile.name)
         if name == "detection":
             result = detection.run(Path(archive["path"]), workdir, profile.detection)
@@ -173,10 +173,21 @@ def run_sections(profile: Profile, sections: tuple[str, ...], workdir: Path,
         else:
             raise ValueError(f"unknown section {name!r}; expected one of {SECTIONS}")
         out[name] = {"result": result, "wall_seconds": time.perf_counter() - started,
+                     "cpu_seconds": _cpu_seconds() - cpu_started,
                      "load_average_before": load_before,
                      "load_average_after": list(os.getloadavg()),
                      "profile": profile.name, "profile_note": profile.note}
     return out
+
+
+def _cpu_seconds() -> float:
+    """CPU time of this process and its finished children (reader pools, child builds).
+
+    On a shared machine the wall time says how long a section waited for the CPUs; the CPU
+    time says how much work it was.
+    """
+    t = os.times()
+    return t.user + t.system + t.children_user + t.children_system
 
 
 def record(sections: dict, *, command: str, commit: str, machine: dict, results_dir: Path,
@@ -218,11 +229,12 @@ def render_document(results: dict, results_file: str) -> str:
             continue
         rows.append([name, f"`{s['command']}`", f"`{s['commit'][:12]}{'+dirty' if s['commit'].endswith('+dirty') else ''}`",
                      s["finished"], f"{s['wall_seconds']:.0f}",
+                     f"{s['cpu_seconds']:.0f}" if "cpu_seconds" in s else "",
                      " / ".join(f"{x:.2f}" for x in s["load_average_before"]),
                      s.get("profile_note", "")])
     lines += [report.render_table(["section", "command", "commit", "finished (UTC)", "wall s",
-                                   "load avg before (1/5/15 min)", "profile"], rows,
-                                  align="lllllrl"), ""]
+                                   "CPU s", "load avg before (1/5/15 min)", "profile"], rows,
+                                  align="llllrrrl"), ""]
     renderers = {"detection": detection.render, "rolling": rolling.render,
                  "speed": speed.render, "scale": scale.render}
     for name in SECTIONS:

@@ -154,7 +154,8 @@ def test_summary_and_tables_state_the_comparison():
     part = {"n": 50, "n_errant": 6}
     result = {"archive": "/w/archive-42h", "samples": 250, "n_blocks": 5, "val_fraction": 0.25,
               "blocks": [part] * 5, "folds": [{"block": 2}, {"block": 3}],
-              "target_false_alarm_rate": 0.01, "n_boot": 10, "seeds": [0], "epochs": 2,
+              "target_false_alarm_rate": 0.01, "pulse_rate_hz": 60.0, "n_boot": 10, "seeds": [0],
+              "epochs": 2,
               "recalibration": "x", "skipped": {"minirocket_reference": "no references"},
               "models": {"sns_cnn_lstm": {"folds": folds_a, "runs": [{"train_seconds": 1.0}],
                                           "summary": summary},
@@ -166,6 +167,8 @@ def test_summary_and_tables_state_the_comparison():
     text = render({"demo": result, "realistic": {"skipped": "no preset"}})
     assert "`minirocket` is better than the default" in text
     assert "-0.150 [-0.250, -0.050]" in text
+    assert "| sns_cnn_lstm | 2 | 0.700 [0.600, 0.800] |" in text
+    assert "5.0 % [5.0, 5.0]" in text  # the false-alarm interval, per hour back to a rate
     assert "onset >=4" in text and text.index("onset 2") < text.index("onset >=4")
     assert "`minirocket_reference` (no references)" in text
     assert "realistic" in text and "no preset" in text
