@@ -50,7 +50,7 @@ class RollingSettings:
     peers: tuple[str, ...] = peers.PEERS
     minirocket_kernels: int = 10_000
     n_boot: int = 200
-    recalibration_step: float = 0.05  # analysis.recalibration step (see that module)
+    recalibration_step: float = 0.05  # online_thresholds step, used only when it has no default
     leaky: bool = True
 
 
@@ -228,6 +228,16 @@ def _recalibration():
     return online_thresholds
 
 
+def _step_argument(recalibrate, step: float) -> dict:
+    """`{"step": step}` unless `online_thresholds` has its own default step (then use that)."""
+    import inspect
+
+    parameter = inspect.signature(recalibrate).parameters.get("step")
+    if parameter is not None and parameter.default is not inspect.Parameter.empty:
+        return {}
+    return {"step": step}
+
+
 def fold_figures(labels, scores, threshold: float, *, target: float, n_boot: int, seed: int,
                  pulse_rate_hz: float, recalibrate=None, step: float = 0.05) -> dict:
     """Test figures of one model in one block: PR/ROC AUC (intervals), recall and achieved
@@ -242,13 +252,14 @@ def fold_figures(labels, scores, threshold: float, *, target: float, n_boot: int
     figures["target_false_alarm_rate"] = float(target)
     if recalibrate is not None:
         try:
-            online = recalibrate(s, y, float(threshold), float(target), step=step)
+            online = recalibrate(s, y, float(threshold), float(target), **_step_argument(
+                recalibrate, step))
             alarms = np.asarray(online.alarms, dtype=bool)
             figures["online"] = {
                 "recall": float(np.mean(alarms[y == 1])) if np.any(y == 1) else None,
                 "false_alarm_rate": float(np.mean(alarms[y == 0])) if np.any(y == 0) else None,
                 "final_threshold": float(np.asarray(online.thresholds)[-1]),
-                "step": step}
+                **_step_argument(recalibrate, step)}
         except (TypeError, ValueError) as error:  # a contract mismatch is reported, not fatal
             figures["online"] = {"error": f"{type(error).__name__}: {error}"}
     return figures
@@ -314,11 +325,13 @@ def run(archive: Path, workdir: Path, settings: RollingSettings, *, preset: str)
     }
     test_scores: dict[str, list[list[np.ndarray]]] = {}
     score_rows = []
-    for name in models:
+
+    def evaluate(name: str) -> tuple[dict, list]:
+        """One model on every fold: its record and its test scores per fold and seed."""
         neural = name in settings.neural
         seeds = settings.seeds if neural else (0,)
         per_fold, runs = [], []
-        test_scores[name] = []
+        model_scores = []
         for fold in folds:
             parts = {p: fold[p] for p in ("train", "val", "test")}
             seed_figures, seed_scores = [], []
@@ -355,15 +368,23 @@ def run(archive: Path, workdir: Path, settings: RollingSettings, *, preset: str)
                              "summary": stats.combine_seeds(seed_figures)
                              | {"false_alarm_rate": stats.mean_spread(
                                  [f["false_alarm_rate"] for f in seed_figures])}})
-            test_scores[name].append(seed_scores)
-        out["models"][name] = {"kind": "neural" if neural else "peer", "folds": per_fold,
-                               "runs": runs, "summary": summarize_model(per_fold, target)}
+            model_scores.append(seed_scores)
+        return ({"kind": "neural" if neural else "peer", "folds": per_fold, "runs": runs,
+                 "summary": summarize_model(per_fold, target)}, model_scores)
+
+    for name in models:
+        try:
+            out["models"][name], test_scores[name] = evaluate(name)
+        except Exception as error:  # noqa: BLE001  one broken model must not end a long run
+            log.exception("rolling %s: %s failed", preset, name)
+            skipped[name] = f"failed: {type(error).__name__}: {error}"
     out["paired"] = paired_comparisons(out, test_scores, [samples.label[f["test"]]
                                                           for f in folds], settings)
     if settings.leaky:
         out["leaky"] = leaky.compare(data.features("pulse"), data.labels, folds,
                                      smote_ratio=config.scaling.smote_ratio, seed=0)
     out["peer_data_seconds"] = dict(data.seconds)
+    score_rows = [rows for rows in score_rows if rows["model"].iloc[0] in out["models"]]
     if score_rows:
         _save_scores(workdir / "scores" / f"rolling-{preset}.csv", pd.concat(score_rows))
     return out

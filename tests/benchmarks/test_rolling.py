@@ -172,3 +172,24 @@ def test_summary_and_tables_state_the_comparison():
     assert "onset >=4" in text and text.index("onset 2") < text.index("onset >=4")
     assert "`minirocket_reference` (no references)" in text
     assert "realistic" in text and "no preset" in text
+
+
+def test_models_missing_here_are_skipped_with_the_reason():
+    from benchmarks.peers import PeerData
+    from benchmarks.rolling import RollingSettings, available_models
+
+    class Samples:  # no `references` attribute: the pipeline before reference pulses
+        traces = np.zeros((4, 20, 1), np.float32)
+        settings = np.zeros((4, 1), np.float32)
+        label = np.array([0, 1, 0, 1], np.int8)
+
+        def __len__(self):
+            return 4
+
+    settings = RollingSettings(neural=("sns_cnn_lstm", "not_a_model", "sns_reference_cnn_lstm"),
+                               peers=("logistic_reference", "logistic_regression"))
+    run, skipped = available_models(settings, Samples(), PeerData(Samples(), pool=2))
+    assert run == ["sns_cnn_lstm", "logistic_regression"]
+    assert "not a registered model" in skipped["not_a_model"]
+    assert "reference" in skipped["logistic_reference"]
+    assert "sns_reference_cnn_lstm" in skipped
