@@ -210,8 +210,8 @@ def fit_neural(samples, parts: dict, config: Config, work_dir: Path, *,
     The data steps are the pipeline's (`fit_scalers`, `balance_training` on the training part
     only); build, fit, best weights, scores and the validation threshold are
     `training.fit.fit_and_threshold`, the train flow's own code. Returns `{"scores": {part:
-    array}, "indices": {part: array}, "threshold", "epochs_trained", "train_seconds",
-    "params", "train_samples"}`. `max_train` keeps every errant training pulse and a seeded
+    array}, "indices": {part: array}, "epochs_trained", "train_seconds", "params",
+    "train_samples"}` (all JSON-able but the arrays). `max_train` keeps every errant training pulse and a seeded
     random subset of the normal ones (for slow models on a small budget).
     """
     import keras
@@ -238,7 +238,7 @@ def fit_neural(samples, parts: dict, config: Config, work_dir: Path, *,
         settings_scaler=settings_scaler, work_dir=work_dir, logger=log, log_epochs=False)
     return {"scores": {p: fitted.scores[p] for p in score_parts},
             "indices": {p: indices[p] for p in score_parts},
-            "threshold": fitted.threshold, "train_seconds": fitted.train_seconds,
+            "train_seconds": fitted.train_seconds,
             "epochs_trained": fitted.epochs_trained, "params": fitted.params,
             "train_samples": int(len(fit_idx))}
 

@@ -357,7 +357,7 @@ def run(archive: Path, workdir: Path, settings: RollingSettings, *, preset: str)
                 seed_figures.append(figures)
                 seed_scores.append(np.asarray(fitted["scores"]["test"], dtype=np.float64))
                 runs.append({k: v for k, v in fitted.items()
-                             if k not in ("scores", "indices", "threshold")}
+                             if k not in ("scores", "indices")}
                             | {"seed": seed, "block": fold["block"]})
                 score_rows.append(pd.DataFrame({
                     "model": name, "block": fold["block"], "seed": seed,
