@@ -193,3 +193,31 @@ def test_models_missing_here_are_skipped_with_the_reason():
     assert "not a registered model" in skipped["not_a_model"]
     assert "reference" in skipped["logistic_reference"]
     assert "sns_reference_cnn_lstm" in skipped
+
+
+def test_rolling_run_on_a_tiny_archive_writes_json_and_tables(tmp_path):
+    """The whole wiring (pipeline, blocks, peers, thresholds, paired bootstrap, leaky recipe,
+    scores CSV, JSON, tables) on a tiny simulated archive with two cheap peers."""
+    import json
+
+    from benchmarks.rolling import RollingSettings, run
+    from enterprise_tools.sns_simulator import SimulatorParams, simulate_archive
+    from utils.run_folder import atomic_write_json
+
+    archive = tmp_path / "archive"
+    simulate_archive(archive, SimulatorParams.tiny(seed=3, hours=0.6))
+    settings = RollingSettings(n_blocks=4, seeds=(0,), neural=(), n_boot=20,
+                               peers=("logistic_regression", "isolation_forest",
+                                      "logistic_reference"))
+    result = run(archive, tmp_path / "work", settings, preset="tiny")
+    assert [f["block"] for f in result["folds"]] == [2, 3]
+    assert set(result["models"]) == {"logistic_regression", "isolation_forest"}
+    assert "logistic_reference" in result["skipped"]
+    assert result["paired"]["note"].startswith("sns_cnn_lstm did not run")
+    assert set(result["leaky"]["recipes"]) == {"leaky", "random_split", "honest"}
+    atomic_write_json(tmp_path / "r.json", result)  # JSON-able as the suite writes it
+    assert json.loads((tmp_path / "r.json").read_text())["preset"] == "tiny"
+    scores = (tmp_path / "work" / "scores" / "rolling-tiny.csv").read_text().splitlines()
+    assert scores[0] == "model,block,seed,timestamp_ns,label,score,alarm" and len(scores) > 10
+    text = render({"tiny": result})
+    assert "| logistic_regression | 2 |" in text and "Leaky against honest" in text
