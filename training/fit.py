@@ -168,6 +168,6 @@ def fit_and_threshold(
 
 
 def _make_ds(samples, idx, **kwargs):
-    from data_preparation.pipeline import make_dataset
+    from training.dataset import make_dataset
 
     return make_dataset(samples, idx, **kwargs)
