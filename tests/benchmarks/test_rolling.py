@@ -221,3 +221,30 @@ def test_rolling_run_on_a_tiny_archive_writes_json_and_tables(tmp_path):
     assert scores[0] == "model,block,seed,timestamp_ns,label,score,alarm" and len(scores) > 10
     text = render({"tiny": result})
     assert "| logistic_regression | 2 |" in text and "Leaky against honest" in text
+
+
+def test_fold_figures_use_online_recalibration_when_it_exists():
+    from types import SimpleNamespace
+
+    from benchmarks.rolling import fold_figures
+
+    calls = []
+
+    def tracker(scores, labels, initial_threshold, target_false_alarm_rate, *, step=0.01):
+        calls.append((initial_threshold, target_false_alarm_rate))
+        alarms = scores >= initial_threshold + 0.1  # a stand-in that raised its threshold
+        return SimpleNamespace(thresholds=np.full(scores.size, initial_threshold + 0.1),
+                               alarms=alarms)
+
+    y = np.array([0] * 8 + [1] * 4)
+    s = np.array([0.1] * 7 + [0.55] + [0.9, 0.9, 0.58, 0.2])
+    out = fold_figures(y, s, 0.5, target=0.01, n_boot=10, seed=0, pulse_rate_hz=60.0,
+                       recalibrate=tracker)
+    assert calls == [(0.5, 0.01)]
+    assert out["false_alarm_rate"] == pytest.approx(1 / 8)
+    assert out["recall"]["value"] == pytest.approx(0.75)
+    assert out["online"]["false_alarm_rate"] == 0.0 and out["online"]["recall"] == 0.5
+    assert "step" not in out["online"]  # the tracker's own default step was used
+    broken = fold_figures(y, s, 0.5, target=0.01, n_boot=10, seed=0, pulse_rate_hz=60.0,
+                          recalibrate=lambda *a, **k: (_ for _ in ()).throw(TypeError("x")))
+    assert broken["online"]["error"].startswith("TypeError")
