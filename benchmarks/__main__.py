@@ -1,4 +1,4 @@
-"""python -m benchmarks [--quick | --full] [--only NAME] [--workdir DIR]
+"""python -m benchmarks [--quick | --standard | --full] [--only NAME] [--workdir DIR]
 
 Measures detection quality against baselines, speed, and memory/scale side by side on this
 machine, writes benchmarks/results/<YYYY-mm-dd>-<machine>.json and regenerates the tables of
@@ -26,11 +26,14 @@ def build_parser() -> argparse.ArgumentParser:
         prog="python -m benchmarks",
         description="Benchmarks: detection quality against baselines, speed, memory and scale.",
         epilog="examples:\n  python -m benchmarks --quick\n"
+               "  python -m benchmarks --standard --only rolling\n"
                "  python -m benchmarks --full --only detection\n",
         formatter_class=argparse.RawDescriptionHelpFormatter)
     size = parser.add_mutually_exclusive_group()
     size.add_argument("--quick", dest="profile", action="store_const", const="quick",
                       help=f"under 10 minutes on 2 cores (default): {PROFILES['quick'].note}")
+    size.add_argument("--standard", dest="profile", action="store_const", const="standard",
+                      help=f"about 90 minutes on 2 cores: {PROFILES['standard'].note}")
     size.add_argument("--full", dest="profile", action="store_const", const="full",
                       help="a workstation / GPU: more days, more epochs, 3 seeds")
     parser.set_defaults(profile="quick")

@@ -44,6 +44,8 @@ PROTOTYPE_OVERRIDES = (
     "scaling.imbalance=smote", "scaling.smote_ratio=0.6",
 )
 STRENGTH_BINS = ("weak", "medium", "strong")
+ONSET = "precursor_onset"  # truth.csv: pulses before the trip where the precursor began (0 none)
+ONSET_BINS = 4             # onsets of this many pulses or more share one bin
 # Calibration: what "clearly below" means for the simulator checks (PR AUC points).
 CLEAR_MARGIN = 0.05
 WEAK_RECALL_MAX = 0.8     # weak precursors caught less often than this: not trivial
@@ -130,11 +132,16 @@ def strength_edges(truth: pd.DataFrame) -> list[float]:
 
 
 def join_truth(timestamp_ns, label, truth: pd.DataFrame, edges: Sequence[float]) -> pd.DataFrame:
-    """Per pulse: precursor kind and strength bin ("" for normal pulses or no precursor)."""
+    """Per pulse: precursor kind, strength bin and (when truth has it) onset bin.
+
+    Bins are "" for normal pulses and trips without a precursor.
+    """
     pulses = pd.DataFrame({"timestamp_ns": np.asarray(timestamp_ns, dtype=np.int64),
                            "label": np.asarray(label, dtype=np.int64)})
-    joined = pulses.merge(truth[["timestamp_ns", "label", "precursor_kind", "precursor_strength"]],
-                          on=["timestamp_ns", "label"], how="left")
+    columns = ["timestamp_ns", "label", "precursor_kind", "precursor_strength"]
+    if ONSET in truth.columns:  # the realistic simulator's truth.csv has it; older ones do not
+        columns.append(ONSET)
+    joined = pulses.merge(truth[columns], on=["timestamp_ns", "label"], how="left")
     kind = joined["precursor_kind"].fillna("unknown").astype(str)
     strength = joined["precursor_strength"].astype(float).to_numpy()
     bins = np.array(STRENGTH_BINS)[np.searchsorted(np.asarray(edges), strength, side="right")
@@ -142,11 +149,21 @@ def join_truth(timestamp_ns, label, truth: pd.DataFrame, edges: Sequence[float])
     has_precursor = (joined["label"] == 1) & ~kind.isin(["none", "unknown"])
     joined["strength_bin"] = np.where(has_precursor, bins, "")
     joined["precursor_kind"] = kind
+    if ONSET in joined.columns:
+        onset = joined[ONSET].fillna(0).astype(np.int64).to_numpy()
+        joined["onset_bin"] = np.where(has_precursor & (onset > 0), _onset_bin(onset), "")
     return joined
 
 
+def _onset_bin(onset: np.ndarray) -> np.ndarray:
+    """"1", "2", ... pulses before the trip, the longest lead times pooled as ">=N"."""
+    last = ONSET_BINS
+    return np.where(onset >= last, f">={last}", onset.astype(str))
+
+
 def recall_breakdown(joined: pd.DataFrame, scores, threshold: float) -> dict:
-    """Recall at the operating point by precursor kind and by strength bin, and the ceiling."""
+    """Recall at the operating point by precursor kind, strength bin and onset (when joined),
+    and the ceiling."""
     errant = (joined["label"] == 1).to_numpy()
     alarm = np.asarray(scores) >= threshold
     kinds = joined["precursor_kind"].to_numpy()
@@ -159,6 +176,10 @@ def recall_breakdown(joined: pd.DataFrame, scores, threshold: float) -> dict:
         members = errant & (bins == name)
         if members.any():
             out["by_strength"][name] = _caught(alarm, members)
+    if "onset_bin" in joined.columns:
+        onsets = joined["onset_bin"].to_numpy()
+        out["by_onset"] = {name: _caught(alarm, errant & (onsets == name))
+                           for name in sorted(set(onsets[errant]) - {""})}
     with_precursor = errant & ~np.isin(kinds, ["none", "unknown"])
     out["ceiling"] = {"with_precursor": int(with_precursor.sum()), "trips": int(errant.sum()),
                       "share": stats.ratio(int(with_precursor.sum()), int(errant.sum()))}
@@ -186,15 +207,17 @@ def fit_neural(samples, parts: dict, config: Config, work_dir: Path, *,
                max_train: int | None = None, max_score: int | None = None) -> dict:
     """Train `config.model.name` on the training part as the train flow does; score the parts.
 
-    Returns `{"scores": {part: array}, "indices": {part: array}, "epochs_trained",
-    "train_seconds", "params", "train_samples"}`. `max_train` keeps every errant training
-    pulse and a seeded random subset of the normal ones (for slow models on a small budget).
+    The data steps are the pipeline's (`fit_scalers`, `balance_training` on the training part
+    only); build, fit, best weights, scores and the validation threshold are
+    `training.fit.fit_and_threshold`, the train flow's own code. Returns `{"scores": {part:
+    array}, "indices": {part: array}, "epochs_trained", "train_seconds", "params",
+    "train_samples"}` (all JSON-able but the arrays). `max_train` keeps every errant training pulse and a seeded
+    random subset of the normal ones (for slow models on a small budget).
     """
     import keras
 
-    from data_preparation.pipeline import balance_training, fit_scalers, make_dataset
-    from model import InputSpec, build_model, compile_model
-    from training.callbacks import standard_callbacks
+    from data_preparation.pipeline import balance_training, fit_scalers
+    from training.fit import TrainingPart, class_sample_weight, fit_and_threshold
 
     seed = config.run.seed
     keras.utils.set_random_seed(seed)
@@ -202,37 +225,32 @@ def fit_neural(samples, parts: dict, config: Config, work_dir: Path, *,
     trace_scaler, settings_scaler = fit_scalers(samples, train_idx, config.scaling, seed=seed)
     train_samples, fit_idx, weights = balance_training(
         samples, train_idx, config.scaling, trace_scaler, settings_scaler, seed=seed)
-    length, channels = samples.trace_shape
-    spec = InputSpec(trace_length=int(length), n_channels=int(channels),
-                     n_settings=int(samples.settings.shape[1]) if config.beam_settings.use else 0)
-    model = build_model(config.model, spec)
-    compile_model(model, config.model, config.train)
-    input_names = tuple(model.input.keys()) if isinstance(model.input, dict) else ("trace",)
-    sample_weight = None
-    if weights is not None:
-        sample_weight = np.where(train_samples.label[fit_idx] == 1, weights[1], weights[0])
-    common = dict(trace_scaler=trace_scaler, settings_scaler=settings_scaler,
-                  input_names=input_names, seed=seed)
-    train_ds = make_dataset(train_samples, fit_idx, batch_size=config.train.batch_size,
-                            shuffle=True, sample_weight=sample_weight, **common)
-    val_ds = make_dataset(samples, parts["val"], batch_size=256, shuffle=False, **common)
+    sample_weight = class_sample_weight(train_samples.label[fit_idx], weights)
     if work_dir.exists():
         shutil.rmtree(work_dir)  # BackupAndRestore would resume an old run
     work_dir.mkdir(parents=True)
-    callbacks = standard_callbacks(work_dir, config.train, log, log_epochs=False)
-    started = time.perf_counter()
-    history = model.fit(train_ds, validation_data=val_ds, epochs=config.train.epochs,
-                        callbacks=callbacks, verbose=0).history
-    train_seconds = time.perf_counter() - started
-    scores, indices = {}, {}
-    for part in score_parts:
-        idx = subsample(parts[part], samples.label, max_score, seed)
-        ds = make_dataset(samples, idx, batch_size=256, shuffle=False, **common)
-        scores[part] = np.asarray(model.predict(ds, verbose=0), dtype=np.float64).reshape(-1)
-        indices[part] = idx
-    return {"scores": scores, "indices": indices, "train_seconds": train_seconds,
-            "epochs_trained": len(history.get("loss", [])), "params": int(model.count_params()),
+    indices = {part: subsample(parts[part], samples.label, max_score, seed)
+               for part in dict.fromkeys(("val", *score_parts))}
+    fitted = fit_and_threshold(
+        config, input_spec(samples, config), train=TrainingPart(train_samples, fit_idx,
+                                                                sample_weight),
+        samples=samples, score_parts=indices, trace_scaler=trace_scaler,
+        settings_scaler=settings_scaler, work_dir=work_dir, logger=log, log_epochs=False)
+    return {"scores": {p: fitted.scores[p] for p in score_parts},
+            "indices": {p: indices[p] for p in score_parts},
+            "train_seconds": fitted.train_seconds,
+            "epochs_trained": fitted.epochs_trained, "params": fitted.params,
             "train_samples": int(len(fit_idx))}
+
+
+def input_spec(samples, config: Config):
+    """The `InputSpec` of `samples`: trace shape, settings when used, reference count if any."""
+    from model import InputSpec
+
+    length, channels = samples.trace_shape
+    n_settings = int(samples.settings.shape[1]) if config.beam_settings.use else 0
+    return InputSpec(trace_length=int(length), n_channels=int(channels), n_settings=n_settings,
+                     n_references=samples.n_references)
 
 
 def subsample(idx, labels, limit: int | None, seed: int) -> np.ndarray:

@@ -82,13 +82,9 @@ def child_epoch(archive: Path, workdir: Path, workers: int, epochs: int) -> dict
     import keras
 
     from data_preparation.data_scaling import split_indices
-    from data_preparation.pipeline import (
-        balance_training,
-        fit_scalers,
-        make_dataset,
-        prepare_samples,
-    )
+    from data_preparation.pipeline import balance_training, fit_scalers, prepare_samples
     from model import InputSpec, build_model, compile_model
+    from training.dataset import make_dataset
 
     config = _config(archive, workdir, workers)
     started = time.perf_counter()

@@ -1,4 +1,4 @@
-"""The benchmark suite: profiles (quick, full), running the sections, recording where and how.
+"""The benchmark suite: profiles (quick, standard, full), running the sections, recording them.
 
 A run records, per section, the machine, the commit measured, the exact command, the load
 average before and after, and the figures, into `benchmarks/results/<date>-<machine>.json`
@@ -15,11 +15,13 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
-from benchmarks import detection, report, scale, speed
+from benchmarks import detection, report, rolling, scale, speed
 
 log = logging.getLogger("beamwatch.benchmarks")
 
-SECTIONS = ("detection", "speed", "scale")
+SECTIONS = ("detection", "rolling", "speed", "scale")
+# Simulator presets the rolling evaluation can run on (SimulatorParams classmethods).
+PRESETS = ("demo", "realistic")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -32,6 +34,8 @@ class Profile:
     detection: detection.DetectionSettings
     speed: speed.SpeedSettings
     scale: scale.ScaleSettings
+    rolling: rolling.RollingSettings = rolling.RollingSettings()
+    rolling_presets: tuple[str, ...] = ("demo",)
     scale_skipped: tuple[int, ...] = ()
     note: str = ""
 
@@ -50,10 +54,35 @@ PROFILES = {
                                   train_epochs=3, eval_samples=256, latency_iterations=300,
                                   batch_repeats=3),
         scale=scale.ScaleSettings(unit_hours=6.0, factors=(1, 4), epochs=2),
+        rolling=rolling.RollingSettings(n_blocks=5, last_folds=2, seeds=(0,), epochs=15,
+                                        neural=("sns_cnn_lstm", "sns_reference_cnn_lstm"),
+                                        n_boot=200),
+        rolling_presets=("demo",),
         scale_skipped=(16,),
         note="1 seed per model, 15 epochs (early stopping); sns_prototype trained 1 epoch on "
              "192 training pulses "
-             "(plus SMOTE); scale 16x left out to stay under 10 minutes on 2 cores.",
+             "(plus SMOTE); rolling: demo preset, the 2 newest of 5 blocks, sns_cnn_lstm and "
+             "sns_reference_cnn_lstm plus every peer; scale 16x left out to stay under 10 "
+             "minutes on 2 cores.",
+    ),
+    # About 90 minutes on 2 cores, run once and committed to benchmarks/results/: the rolling
+    # evaluation of every model on both simulator presets, 5 blocks (3 test blocks), 3 seeds
+    # per network; the other sections as in quick.
+    "standard": Profile(
+        name="standard",
+        archive_hours=42.0,
+        archive_seed=20201,
+        detection=detection.DetectionSettings(seeds=(0,), epochs=15, prototype_epochs=1,
+                                              prototype_max_train=192, n_boot=200),
+        speed=speed.SpeedSettings(read_repeat=5, build_workers=(1, 2), train_samples=128,
+                                  train_epochs=3, eval_samples=256, latency_iterations=300,
+                                  batch_repeats=3),
+        scale=scale.ScaleSettings(unit_hours=6.0, factors=(1, 4), epochs=2),
+        rolling=rolling.RollingSettings(n_blocks=5, seeds=(0, 1, 2), epochs=15, n_boot=1000),
+        rolling_presets=PRESETS,
+        scale_skipped=(16,),
+        note="rolling: both presets, 5 blocks (3 test blocks), 3 seeds per network, every "
+             "peer; detection/speed/scale as in quick (1 seed, scale 16x left out).",
     ),
     # A workstation or GPU: five days of beam, the train flow's epochs, three seeds.
     "full": Profile(
@@ -66,7 +95,10 @@ PROFILES = {
                                   train_epochs=4, eval_samples=1024, latency_iterations=2000,
                                   batch_repeats=10),
         scale=scale.ScaleSettings(unit_hours=6.0, factors=(1, 4, 16), epochs=2),
-        note="3 seeds per model, 15 epochs each (early stopping on validation PR AUC).",
+        rolling=rolling.RollingSettings(n_blocks=8, seeds=(0, 1, 2), epochs=15, n_boot=1000),
+        rolling_presets=PRESETS,
+        note="3 seeds per model, 15 epochs each (early stopping on validation PR AUC); "
+             "rolling: both presets, 8 blocks (6 test blocks).",
     ),
 }
 
@@ -78,6 +110,39 @@ def detection_archive(profile: Profile, workdir: Path) -> dict:
     params = SimulatorParams.demo(hours=profile.archive_hours, seed=profile.archive_seed)
     name = f"archive-{profile.archive_hours:g}h-seed{profile.archive_seed}"
     return detection.ensure_archive(workdir / name, params)
+
+
+def preset_archive(profile: Profile, preset: str, workdir: Path) -> dict | None:
+    """The profile's archive of simulator `preset` (None when this code base lacks the preset).
+
+    The demo preset's archive is the detection section's; others get the same hours and seed.
+    """
+    from enterprise_tools.sns_simulator import SimulatorParams
+
+    if preset == "demo":
+        return detection_archive(profile, workdir)
+    make = getattr(SimulatorParams, preset, None)  # presets arrive on other branches
+    if make is None:
+        return None
+    params = make(hours=profile.archive_hours, seed=profile.archive_seed)
+    name = f"archive-{preset}-{profile.archive_hours:g}h-seed{profile.archive_seed}"
+    return detection.ensure_archive(workdir / name, params)
+
+
+def run_rolling(profile: Profile, workdir: Path) -> dict:
+    """The rolling evaluation on each of the profile's presets: `{preset: result}`."""
+    out = {}
+    for preset in profile.rolling_presets:
+        archive = preset_archive(profile, preset, workdir)
+        if archive is None:
+            log.info("rolling: preset %s skipped: SimulatorParams.%s() does not exist here",
+                     preset, preset)
+            out[preset] = {"skipped": f"SimulatorParams.{preset}() is not in this code base"}
+            continue
+        result = rolling.run(Path(archive["path"]), workdir, profile.rolling, preset=preset)
+        result["archive_info"] = archive
+        out[preset] = result
+    return out
 
 
 def run_sections(profile: Profile, sections: tuple[str, ...], workdir: Path,
@@ -93,12 +158,14 @@ def run_sections(profile: Profile, sections: tuple[str, ...], workdir: Path,
         detection_result = previous["detection"].get("result")
     for name in sections:
         load_before = list(os.getloadavg())
-        started = time.perf_counter()
+        started, cpu_started = time.perf_counter(), _cpu_seconds()
         log.info("benchmark section %s (%s profile)", name, profile.name)
         if name == "detection":
             result = detection.run(Path(archive["path"]), workdir, profile.detection)
             result["archive_info"] = archive
             detection_result = result
+        elif name == "rolling":
+            result = run_rolling(profile, workdir)
         elif name == "speed":
             result = speed.run(profile.speed, Path(archive["path"]), workdir, detection_result)
         elif name == "scale":
@@ -106,10 +173,21 @@ def run_sections(profile: Profile, sections: tuple[str, ...], workdir: Path,
         else:
             raise ValueError(f"unknown section {name!r}; expected one of {SECTIONS}")
         out[name] = {"result": result, "wall_seconds": time.perf_counter() - started,
+                     "cpu_seconds": _cpu_seconds() - cpu_started,
                      "load_average_before": load_before,
                      "load_average_after": list(os.getloadavg()),
                      "profile": profile.name, "profile_note": profile.note}
     return out
+
+
+def _cpu_seconds() -> float:
+    """CPU time of this process and its finished children (reader pools, child builds).
+
+    On a shared machine the wall time says how long a section waited for the CPUs; the CPU
+    time says how much work it was.
+    """
+    t = os.times()
+    return t.user + t.system + t.children_user + t.children_system
 
 
 def record(sections: dict, *, command: str, commit: str, machine: dict, results_dir: Path,
@@ -151,12 +229,14 @@ def render_document(results: dict, results_file: str) -> str:
             continue
         rows.append([name, f"`{s['command']}`", f"`{s['commit'][:12]}{'+dirty' if s['commit'].endswith('+dirty') else ''}`",
                      s["finished"], f"{s['wall_seconds']:.0f}",
+                     f"{s['cpu_seconds']:.0f}" if "cpu_seconds" in s else "",
                      " / ".join(f"{x:.2f}" for x in s["load_average_before"]),
                      s.get("profile_note", "")])
     lines += [report.render_table(["section", "command", "commit", "finished (UTC)", "wall s",
-                                   "load avg before (1/5/15 min)", "profile"], rows,
-                                  align="lllllrl"), ""]
-    renderers = {"detection": detection.render, "speed": speed.render, "scale": scale.render}
+                                   "CPU s", "load avg before (1/5/15 min)", "profile"], rows,
+                                  align="llllrrrl"), ""]
+    renderers = {"detection": detection.render, "rolling": rolling.render,
+                 "speed": speed.render, "scale": scale.render}
     for name in SECTIONS:
         s = results["sections"].get(name)
         if s is not None:

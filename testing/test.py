@@ -92,7 +92,8 @@ def test(run_dir: Path, *, data_dir: Path | None = None, part: str | None = None
          progress: bool = True) -> TestResult:
     """Evaluates the run in `run_dir`; returns the new test folder and its metrics."""
     from data_preparation.data_scaling import split_indices
-    from data_preparation.pipeline import make_dataset, prepare_samples
+    from data_preparation.pipeline import prepare_samples
+    from training.dataset import make_dataset
 
     run_dir = Path(run_dir)
     config, model, threshold, (trace_scaler, settings_scaler, _) = load_run(run_dir)

@@ -13,12 +13,10 @@ import sys
 from collections.abc import Mapping
 from pathlib import Path
 
-import numpy as np
-
 from parser.configs import Config, dump_config
 from training import outputs
-from training.callbacks import best_checkpoint_path, read_history_csv, standard_callbacks
-from training.distribute import WorkerInfo, fit_custom_loop, make_strategy
+from training.distribute import WorkerInfo, make_strategy
+from training.fit import TrainingPart, class_sample_weight, fit_and_threshold
 from utils.run_folder import atomic_write_text, create_run_dir
 
 log = logging.getLogger("beamwatch.train")
@@ -76,7 +74,7 @@ def train(
     """Trains the configured model and writes a complete run folder; returns where and how well."""
     from data_preparation.data_scaling import save_scalers, split_indices
     from data_preparation.pipeline import balance_training, fit_scalers, prepare_samples
-    from model import InputSpec, build_model, compile_model
+    from model import InputSpec
 
     env = dict(env or {})
     strategy, worker = make_strategy(config.train, env)
@@ -110,62 +108,35 @@ def train(
                      {"settings_names": list(samples.settings_names)})
     train_samples, train_idx, weights = balance_training(
         samples, train_idx, config.scaling, trace_scaler, settings_scaler, seed=config.run.seed)
-    sample_weight = None
-    if weights is not None:
-        sample_weight = np.array([weights[0], weights[1]], np.float32)[
-            train_samples.label[train_idx].astype(np.int64)]
+    sample_weight = class_sample_weight(train_samples.label[train_idx], weights)
     balance_note = _balance_note(config.scaling, len(parts["train"]), len(train_idx), weights)
     log.info("imbalance: %s", balance_note)
 
-    # Step 6: the model, inside the strategy's scope.
+    # Steps 6-8: the model (inside the strategy's scope), fit, best weights published
+    # atomically as model.keras, scores, threshold on validation scores only.
     trace_length, n_channels = samples.trace_shape
     spec = InputSpec(trace_length=trace_length, n_channels=n_channels,
                      n_settings=samples.settings.shape[1], n_references=samples.n_references)
-    with strategy.scope():
-        model = build_model(config.model, spec)
-        compile_model(model, config.model, config.train, jit_compile=_use_xla())
-    input_names = outputs.input_names(model)
-    log.info("model %s: %d parameters, inputs %s", config.model.name, model.count_params(),
-             ", ".join(input_names))
-
-    # Step 7: fit.
-    global_batch = config.train.batch_size * strategy.num_replicas_in_sync
-    ds_kwargs = dict(trace_scaler=trace_scaler, settings_scaler=settings_scaler,
-                     batch_size=global_batch, input_names=input_names, seed=config.run.seed)
-    train_ds = _make_ds(train_samples, train_idx, shuffle=True, sample_weight=sample_weight,
-                        **ds_kwargs)
-    val_ds = _make_ds(samples, val_idx, shuffle=False, **ds_kwargs)
     interactive = progress and sys.stdout.isatty()
-    callbacks = standard_callbacks(work_dir, config.train, log, is_chief=worker.is_chief,
-                                   log_epochs=not interactive)
-    if worker.mode == "multi_worker":
-        history = fit_custom_loop(model, train_ds, val_ds, strategy=strategy, worker=worker,
-                                  config=config.train, work_dir=work_dir, logger=log)
-    else:
-        history = model.fit(train_ds, validation_data=val_ds, epochs=config.train.epochs,
-                            callbacks=callbacks, verbose=1 if interactive else 0,
-                            shuffle=False).history  # the dataset shuffles itself, seeded
-        if worker.is_chief:  # after a resume, fit returns only the epochs it ran; the CSV has all
-            history = read_history_csv(run_dir / "history.csv") or history
+    fitted = fit_and_threshold(
+        config, spec, train=TrainingPart(train_samples, train_idx, sample_weight),
+        samples=samples, score_parts={"val": val_idx, "test": test_idx},
+        trace_scaler=trace_scaler, settings_scaler=settings_scaler, work_dir=work_dir,
+        logger=log, strategy=strategy, worker=worker, model_path=run_dir / "model.keras",
+        threshold_path=run_dir / "threshold.json", verbose=interactive,
+        log_epochs=not interactive, jit_compile=_use_xla())
     if not worker.is_chief:
         log.info("worker done; the chief writes the run folder")
         return TrainResult(run_dir, {}, {}, float("nan"), strategy.num_replicas_in_sync)
 
-    # The best checkpoint is the model of record; publish it atomically as model.keras.
-    model = outputs.publish_best_model(model, best_checkpoint_path(run_dir), run_dir / "model.keras")
-
-    # Steps 8-9: threshold on validation scores only; metrics, predictions, report.
-    predict_kwargs = dict(ds_kwargs, batch_size=max(global_batch, 256))
-    scores = {name: outputs.predict(model, _make_ds(samples, idx, shuffle=False, **predict_kwargs))
-              for name, idx in (("val", val_idx), ("test", test_idx))}
-    threshold = outputs.choose_and_save_threshold(
-        samples.label[val_idx], scores["val"], config.threshold, run_dir / "threshold.json")
+    # Step 9: metrics, predictions, report.
+    scores, threshold, history = fitted.scores, fitted.threshold, fitted.history
     result = outputs.write_train_outputs(
         run_dir=run_dir, config=config, samples=samples,
         parts={"train": parts["train"], "val": val_idx, "test": test_idx},
         scores=scores, threshold=threshold, history=history,
         replicas=strategy.num_replicas_in_sync, balance_note=balance_note,
-        workers=worker.count, model_params=model.count_params(),
+        workers=worker.count, model_params=fitted.params,
     )
     return TrainResult(run_dir, result["val"], result["test"], threshold.threshold,
                        strategy.num_replicas_in_sync)
@@ -194,12 +165,6 @@ def _balance_note(scaling, n_before: int, n_after: int, weights) -> str:
     if scaling.imbalance == "undersample":
         return f"random undersampling of the training part: {n_before} -> {n_after} pulses"
     return "none"
-
-
-def _make_ds(samples, idx, **kwargs):
-    from data_preparation.pipeline import make_dataset
-
-    return make_dataset(samples, idx, **kwargs)
 
 
 def worker_prefix(env: Mapping[str, str]) -> str:

@@ -110,3 +110,16 @@ def test_strength_edges_are_tertiles_and_need_three_precursors():
                           "precursor_kind": ["ramp"] * 3, "precursor_strength": [0.0, 3.0, 6.0]})
     assert strength_edges(truth) == pytest.approx([2.0, 4.0])
     assert strength_edges(truth.iloc[:2]) == [float("-inf"), float("inf")]
+
+
+def test_onset_breakdown_appears_only_when_truth_has_the_column():
+    truth = _truth()
+    truth["precursor_onset"] = [0, 1, 6, 0, 2, 0, 0]
+    joined = join_truth([20, 30, 40, 50], [1, 1, 1, 1], truth, strength_edges(truth))
+    assert joined["onset_bin"].tolist() == ["1", ">=4", "", "2"]
+    out = recall_breakdown(joined, np.array([0.9, 0.1, 0.9, 0.9]), 0.5)
+    assert out["by_onset"] == {"1": {"caught": 1, "total": 1, "recall": 1.0},
+                               ">=4": {"caught": 0, "total": 1, "recall": 0.0},
+                               "2": {"caught": 1, "total": 1, "recall": 1.0}}
+    plain = join_truth([20], [1], _truth(), strength_edges(_truth()))
+    assert "by_onset" not in recall_breakdown(plain, np.array([0.9]), 0.5)

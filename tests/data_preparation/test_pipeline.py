@@ -5,7 +5,6 @@ from data_preparation.data_scaling import split_indices
 from data_preparation.pipeline import (
     balance_training,
     fit_scalers,
-    make_dataset,
     prepare_samples,
 )
 from parser.configs import (
@@ -17,6 +16,7 @@ from parser.configs import (
     TrainConfig,
 )
 from tests.data_preparation import builders as b
+from training.dataset import make_dataset
 
 WILD = 1.0e6
 

@@ -8,7 +8,7 @@ import pytest
 from data_preparation import data_loader
 from data_preparation.data_loader import load_npz_pulses, load_pulses
 from data_preparation.ledger import NO_REFERENCE
-from data_preparation.pipeline import fit_scalers, make_dataset, prepare_samples
+from data_preparation.pipeline import fit_scalers, prepare_samples
 from data_preparation.references import SOURCE_ARCHIVE, SOURCE_EMPTY, SOURCE_FILE, ReferenceView
 from enterprise_tools.data_utils import get_traces
 from parser.configs import (
@@ -20,6 +20,7 @@ from parser.configs import (
     TrainConfig,
 )
 from tests.data_preparation import builders as b
+from training.dataset import make_dataset
 
 
 @pytest.fixture

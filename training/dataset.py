@@ -1,0 +1,176 @@
+"""tf.data pipelines for training and scoring: scaled traces, settings and references with labels.
+
+`make_dataset` slices in-memory samples once they are scaled, or streams a `TraceStore` from the
+HDF5 cache batch by batch, so memory holds only index arrays. `model_inputs` gives the same
+scaled inputs as NumPy arrays, for in-memory data fed straight to `model.fit` under a Keras
+backend other than TensorFlow (JAX, PyTorch). It lives with training because it is where data
+meets TensorFlow.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from data_preparation.scalers import SettingsScaler, TraceScaler
+
+if TYPE_CHECKING:
+    from data_preparation.pipeline import SampleSet
+
+INPUT_NAMES = ("trace", "settings", "reference")
+
+
+def make_dataset(
+    samples: SampleSet,
+    indices,
+    trace_scaler: TraceScaler,
+    settings_scaler: SettingsScaler,
+    *,
+    batch_size: int,
+    shuffle: bool,
+    seed: int,
+    input_names: Sequence[str] = ("trace", "settings"),
+    sample_weight=None,
+    repeat: bool = False,
+):
+    """A `tf.data.Dataset` of `({"trace": [b, L, C], "settings": [b, k]}, label [b, 1][, w])`.
+
+    In-memory traces are scaled once and sliced; a `TraceStore` is streamed batch by batch
+    from the cache and scaled per batch, so memory holds only the index arrays (and the small
+    settings matrix). With `shuffle`, the order changes every epoch, reproducibly from `seed`.
+    `sample_weight` (optional) is aligned with `indices`. "reference" in `input_names` adds
+    the reference windows, float32 [b, K, L, C], scaled by the trace scaler (the model then
+    compares like with like). Other input names are not known.
+    """
+    import tensorflow as tf
+
+    indices = np.asarray(indices, dtype=np.int64)
+    _check_request(samples, indices, input_names)
+    with_references = "reference" in input_names
+    labels = samples.label[indices].astype(np.float32)[:, None]
+    weights = None if sample_weight is None else np.asarray(sample_weight, dtype=np.float32)
+    if weights is not None and weights.shape != indices.shape:
+        raise ValueError(
+            f"make_dataset: sample_weight has shape {weights.shape}, expected {indices.shape}."
+        )
+    with_settings = "settings" in input_names
+    settings = settings_scaler.transform(samples.settings[indices]) if with_settings else None
+    if samples.streaming:
+        dataset = _streamed(
+            samples.traces, indices, trace_scaler, settings, labels, weights,
+            batch_size=batch_size, shuffle=shuffle, seed=seed,
+            references=samples.references if with_references else None,
+        )
+    else:
+        inputs = model_inputs(samples, indices, trace_scaler, settings_scaler, input_names)
+        parts = (inputs, labels) if weights is None else (inputs, labels, weights)
+        dataset = tf.data.Dataset.from_tensor_slices(parts)
+        if shuffle:
+            dataset = dataset.shuffle(indices.size, seed=seed, reshuffle_each_iteration=True)
+        dataset = dataset.batch(batch_size)
+    if repeat:
+        dataset = dataset.repeat()
+    return dataset.prefetch(tf.data.AUTOTUNE)
+
+
+def _scaled(traces: np.ndarray, indices: np.ndarray, scaler, chunk: int = 1024) -> np.ndarray:
+    """`scaler.transform(traces[indices])` built chunk by chunk: one copy of the part, not two."""
+    out = np.empty((indices.size, *traces.shape[1:]), dtype=np.float32)
+    for start in range(0, indices.size, chunk):
+        out[start : start + chunk] = scaler.transform(traces[indices[start : start + chunk]])
+    return out
+
+
+def _channels_last(traces: np.ndarray) -> np.ndarray:
+    return traces[..., None] if traces.ndim == 2 else traces
+
+
+def _reference_channels(references: np.ndarray) -> np.ndarray:
+    """[b, K, L] -> [b, K, L, 1]; [b, K, L, C] stays."""
+    return references[..., None] if references.ndim == 3 else references
+
+
+def _streamed(store, indices, trace_scaler, settings, labels, weights, *, batch_size, shuffle, seed,
+              references=None):
+    """Batches read from the cache by a generator; a new seeded order each epoch."""
+    import tensorflow as tf
+
+    epoch = [0]
+
+    def batches():
+        if shuffle:
+            order = np.random.default_rng([seed, epoch[0]]).permutation(indices.size)
+        else:
+            order = np.arange(indices.size)
+        epoch[0] += 1
+        for start in range(0, indices.size, batch_size):
+            pos = order[start : start + batch_size]
+            inputs = {"trace": _channels_last(trace_scaler.transform(store.read(indices[pos])))}
+            if settings is not None:
+                inputs["settings"] = settings[pos]
+            if references is not None:
+                inputs["reference"] = _reference_channels(
+                    trace_scaler.transform(references.read(indices[pos]))
+                )
+            yield (inputs, labels[pos]) if weights is None else (inputs, labels[pos], weights[pos])
+
+    spec = {"trace": tf.TensorSpec((None, store.shift, 1), tf.float32)}
+    if settings is not None:
+        spec["settings"] = tf.TensorSpec((None, settings.shape[1]), tf.float32)
+    if references is not None:
+        spec["reference"] = tf.TensorSpec((None, references.shape[1], store.shift, 1), tf.float32)
+    signature = (spec, tf.TensorSpec((None, 1), tf.float32))
+    if weights is not None:
+        signature += (tf.TensorSpec((None,), tf.float32),)
+    return tf.data.Dataset.from_generator(batches, output_signature=signature)
+
+
+def model_inputs(
+    samples: SampleSet,
+    indices,
+    trace_scaler: TraceScaler,
+    settings_scaler: SettingsScaler,
+    input_names: Sequence[str] = ("trace", "settings"),
+) -> dict[str, np.ndarray]:
+    """The scaled inputs of in-memory samples `indices` as NumPy arrays, keyed by input name.
+
+    What `make_dataset` slices; also what `model.fit` takes directly under a Keras backend
+    other than TensorFlow. Traces [n, L, C]; settings [n, k]; references [n, K, L, C], scaled
+    by the trace scaler so the model compares like with like.
+    """
+    indices = np.asarray(indices, dtype=np.int64)
+    _check_request(samples, indices, input_names)
+    if samples.streaming:
+        raise ValueError(
+            "model_inputs: the traces are streamed from the cache; use make_dataset (TensorFlow) "
+            "or set train.streaming=false."
+        )
+    inputs = {"trace": _channels_last(_scaled(samples.traces, indices, trace_scaler))}
+    if "settings" in input_names:
+        inputs["settings"] = settings_scaler.transform(samples.settings[indices])
+    if "reference" in input_names:
+        inputs["reference"] = _reference_channels(
+            _scaled(samples.references, indices, trace_scaler)
+        )
+    return inputs
+
+
+def _check_request(samples, indices: np.ndarray, input_names: Sequence[str]) -> None:
+    """One clear error for input names, missing references or an empty part."""
+    unknown = sorted(set(input_names) - set(INPUT_NAMES))
+    if unknown or "trace" not in input_names:
+        raise ValueError(
+            f"make_dataset: input_names must hold 'trace' and optionally 'settings' and "
+            f"'reference', got {list(input_names)}."
+        )
+    if "reference" in input_names and samples.references is None:
+        raise ValueError(
+            "make_dataset: the model takes a 'reference' input but the samples carry no "
+            "references; set reference.count > 0 (DCM source), give the npz `references` and "
+            "`reference_timestamp_ns` arrays, and do not use scaling.imbalance=smote "
+            "(synthetic samples have no references)."
+        )
+    if indices.size == 0:
+        raise ValueError("make_dataset: no samples (empty indices).")

@@ -1,0 +1,167 @@
+"""The fit steps of a training, shared by the train flow and the benchmarks.
+
+`fit_and_threshold` builds and compiles the model for an `InputSpec`, fits it with the standard
+callbacks (early stopping on validation PR AUC, LR reduction, best checkpoint, backup, CSV),
+makes the best weights the model of record (published atomically as `model.keras` when asked,
+else the weights EarlyStopping restored), scores the parts asked for, and chooses the alarm
+threshold on the validation scores only. The data steps before it (samples, split, scalers,
+rebalancing) stay with the caller, so the train flow and a benchmark fold share every line that
+decides how a model is trained and where its threshold lies.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import time
+from collections.abc import Mapping
+from pathlib import Path
+
+import numpy as np
+
+from analysis.thresholds import ThresholdChoice, choose_threshold
+from parser.configs import Config
+from training import outputs
+from training.callbacks import best_checkpoint_path, read_history_csv, standard_callbacks
+
+PREDICT_BATCH = 256  # scoring batch: no gradients, so larger than the training batch is free
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainingPart:
+    """What the model is fitted on: samples (possibly SMOTE-resampled), rows, per-row weights."""
+
+    samples: object  # data_preparation.pipeline.SampleSet
+    indices: np.ndarray
+    sample_weight: np.ndarray | None = None
+
+
+@dataclasses.dataclass
+class FitResult:
+    """A fitted model with its history, scores per part and validation-chosen threshold.
+
+    On a non-chief worker of a multi-worker run only `history` is meaningful (`model` is None):
+    the chief scores and writes.
+    """
+
+    model: object | None
+    history: dict
+    input_names: tuple[str, ...]
+    scores: dict[str, np.ndarray]
+    threshold: ThresholdChoice | None
+    train_seconds: float
+    params: int
+
+    @property
+    def epochs_trained(self) -> int:
+        return len(next(iter(self.history.values()), [])) if self.history else 0
+
+
+def class_sample_weight(labels, weights: Mapping[int, float] | None) -> np.ndarray | None:
+    """Per-row float32 weights from class weights `{0: w0, 1: w1}` (None stays None)."""
+    if weights is None:
+        return None
+    return np.array([weights[0], weights[1]], np.float32)[np.asarray(labels).astype(np.int64)]
+
+
+def fit_and_threshold(
+    config: Config,
+    spec,
+    *,
+    train: TrainingPart,
+    samples,
+    score_parts: Mapping[str, np.ndarray],
+    trace_scaler,
+    settings_scaler,
+    work_dir: Path,
+    logger: logging.Logger,
+    strategy=None,
+    worker=None,
+    model_path: Path | None = None,
+    threshold_path: Path | None = None,
+    verbose: bool = False,
+    log_epochs: bool = True,
+    jit_compile: bool | str = False,
+) -> FitResult:
+    """Build, compile, fit, keep the best weights, score `score_parts`, threshold on "val".
+
+    Args:
+        config: the whole config (model, train, threshold sections are used).
+        spec: the `model.InputSpec` to build for.
+        train: the training rows (after the caller's rebalancing) and their weights.
+        samples: the samples `score_parts` index into; `score_parts["val"]` is the
+            validation data for early stopping and the threshold.
+        trace_scaler, settings_scaler: fitted on the training part by the caller.
+        work_dir: callbacks' folder (best checkpoint, backup, history.csv).
+        strategy, worker: a `tf.distribute` strategy and `training.distribute.WorkerInfo`
+            (None: the default strategy, one process); multi-worker runs use the custom loop.
+        model_path: publish the best checkpoint here atomically (the train flow's model.keras);
+            None keeps the weights EarlyStopping restored (the best epoch's).
+        threshold_path: also write the threshold choice there as JSON.
+        verbose: Keras progress bar; log_epochs: one log line per epoch instead.
+        jit_compile: passed to `compile_model` (XLA).
+    """
+    import tensorflow as tf
+
+    from model import build_model, compile_model
+
+    if "val" not in score_parts:
+        raise ValueError(f"fit_and_threshold: score_parts needs a 'val' part for early stopping "
+                         f"and the threshold, got {sorted(score_parts)}")
+    strategy = strategy or tf.distribute.get_strategy()
+    is_chief = worker is None or worker.is_chief
+    with strategy.scope():
+        model = build_model(config.model, spec)
+        compile_model(model, config.model, config.train, jit_compile=jit_compile)
+    input_names = outputs.input_names(model)
+    logger.info("model %s: %d parameters, inputs %s", config.model.name, model.count_params(),
+                ", ".join(input_names))
+
+    global_batch = config.train.batch_size * strategy.num_replicas_in_sync
+    ds_kwargs = dict(trace_scaler=trace_scaler, settings_scaler=settings_scaler,
+                     batch_size=global_batch, input_names=input_names, seed=config.run.seed)
+    train_ds = _make_ds(train.samples, train.indices, shuffle=True,
+                        sample_weight=train.sample_weight, **ds_kwargs)
+    val_ds = _make_ds(samples, score_parts["val"], shuffle=False, **ds_kwargs)
+    callbacks = standard_callbacks(work_dir, config.train, logger, is_chief=is_chief,
+                                   log_epochs=log_epochs)
+    started = time.perf_counter()
+    if worker is not None and worker.mode == "multi_worker":
+        from training.distribute import fit_custom_loop
+
+        history = fit_custom_loop(model, train_ds, val_ds, strategy=strategy, worker=worker,
+                                  config=config.train, work_dir=work_dir, logger=logger)
+    else:
+        history = model.fit(train_ds, validation_data=val_ds, epochs=config.train.epochs,
+                            callbacks=callbacks, verbose=1 if verbose else 0,
+                            shuffle=False).history  # the dataset shuffles itself, seeded
+        if is_chief:  # after a resume, fit returns only the epochs it ran; the CSV has all
+            history = read_history_csv(work_dir / "history.csv") or history
+    train_seconds = time.perf_counter() - started
+    params = int(model.count_params())
+    if not is_chief:
+        return FitResult(None, history, input_names, {}, None, train_seconds, params)
+
+    if model_path is not None:
+        # The best checkpoint is the model of record; publish it atomically.
+        model = outputs.publish_best_model(model, best_checkpoint_path(work_dir), model_path)
+
+    predict_kwargs = dict(ds_kwargs, batch_size=max(global_batch, PREDICT_BATCH))
+    scores = {name: outputs.predict(model, _make_ds(samples, idx, shuffle=False,
+                                                     **predict_kwargs))
+              for name, idx in score_parts.items()}
+    val_labels = samples.label[np.asarray(score_parts["val"])]
+    if threshold_path is not None:
+        threshold = outputs.choose_and_save_threshold(val_labels, scores["val"],
+                                                      config.threshold, threshold_path)
+    else:
+        threshold = choose_threshold(
+            np.asarray(val_labels), scores["val"], method=config.threshold.operating_point,
+            target_false_alarm_rate=config.threshold.target_false_alarm_rate)
+    return FitResult(model, history, input_names, scores, threshold, train_seconds, params)
+
+
+def _make_ds(samples, idx, **kwargs):
+    from training.dataset import make_dataset
+
+    return make_dataset(samples, idx, **kwargs)
