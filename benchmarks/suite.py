@@ -115,17 +115,20 @@ def detection_archive(profile: Profile, workdir: Path) -> dict:
 def preset_archive(profile: Profile, preset: str, workdir: Path) -> dict | None:
     """The profile's archive of simulator `preset` (None when this code base lacks the preset).
 
-    The demo preset's archive is the detection section's; others get the same hours and seed.
+    The demo preset's archive is the detection section's; others get the profile's seed and
+    the preset's own hours.
     """
     from enterprise_tools.sns_simulator import SimulatorParams
 
     if preset == "demo":
         return detection_archive(profile, workdir)
-    make = getattr(SimulatorParams, preset, None)  # presets arrive on other branches
+    make = getattr(SimulatorParams, preset, None)
     if make is None:
         return None
-    params = make(hours=profile.archive_hours, seed=profile.archive_seed)
-    name = f"archive-{preset}-{profile.archive_hours:g}h-seed{profile.archive_seed}"
+    # The preset's own length: the realistic preset is sized so that each of 5-7 rolling
+    # blocks holds >= 1,000 normal and >= 50 errant samples.
+    params = make(seed=profile.archive_seed)
+    name = f"archive-{preset}-{params.hours:g}h-seed{profile.archive_seed}"
     return detection.ensure_archive(workdir / name, params)
 
 

@@ -11,6 +11,7 @@ decides how a model is trained and where its threshold lies.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import time
@@ -101,42 +102,57 @@ def fit_and_threshold(
         verbose: Keras progress bar; log_epochs: one log line per epoch instead.
         jit_compile: passed to `compile_model` (XLA).
     """
-    import tensorflow as tf
+    import keras
 
     from model import build_model, compile_model
 
     if "val" not in score_parts:
         raise ValueError(f"fit_and_threshold: score_parts needs a 'val' part for early stopping "
                          f"and the threshold, got {sorted(score_parts)}")
-    strategy = strategy or tf.distribute.get_strategy()
+    # Under TensorFlow: tf.data (in memory or streamed) and tf.distribute. Under another Keras
+    # backend (JAX, PyTorch: the GPU check machines carry no TensorFlow) the in-memory inputs
+    # go to fit as NumPy arrays, one process, one device.
+    on_tensorflow = keras.backend.backend() == "tensorflow"
+    if on_tensorflow:
+        import tensorflow as tf
+
+        strategy = strategy or tf.distribute.get_strategy()
+    elif strategy is not None or (worker is not None and worker.mode != "none"):
+        raise ValueError(f"fit_and_threshold: tf.distribute needs the TensorFlow backend, not "
+                         f"{keras.backend.backend()!r}")
+    replicas = strategy.num_replicas_in_sync if on_tensorflow else 1
     is_chief = worker is None or worker.is_chief
-    with strategy.scope():
+    with strategy.scope() if on_tensorflow else contextlib.nullcontext():
         model = build_model(config.model, spec)
         compile_model(model, config.model, config.train, jit_compile=jit_compile)
     input_names = outputs.input_names(model)
     logger.info("model %s: %d parameters, inputs %s", config.model.name, model.count_params(),
                 ", ".join(input_names))
 
-    global_batch = config.train.batch_size * strategy.num_replicas_in_sync
+    global_batch = config.train.batch_size * replicas
     ds_kwargs = dict(trace_scaler=trace_scaler, settings_scaler=settings_scaler,
                      batch_size=global_batch, input_names=input_names, seed=config.run.seed)
-    train_ds = _make_ds(train.samples, train.indices, shuffle=True,
-                        sample_weight=train.sample_weight, **ds_kwargs)
-    val_ds = _make_ds(samples, score_parts["val"], shuffle=False, **ds_kwargs)
     callbacks = standard_callbacks(work_dir, config.train, logger, is_chief=is_chief,
                                    log_epochs=log_epochs)
     started = time.perf_counter()
-    if worker is not None and worker.mode == "multi_worker":
-        from training.distribute import fit_custom_loop
-
-        history = fit_custom_loop(model, train_ds, val_ds, strategy=strategy, worker=worker,
-                                  config=config.train, work_dir=work_dir, logger=logger)
+    if not on_tensorflow:
+        history = _fit_arrays(model, train, samples, score_parts["val"], ds_kwargs, callbacks,
+                              epochs=config.train.epochs, verbose=verbose)
     else:
-        history = model.fit(train_ds, validation_data=val_ds, epochs=config.train.epochs,
-                            callbacks=callbacks, verbose=1 if verbose else 0,
-                            shuffle=False).history  # the dataset shuffles itself, seeded
-        if is_chief:  # after a resume, fit returns only the epochs it ran; the CSV has all
-            history = read_history_csv(work_dir / "history.csv") or history
+        train_ds = _make_ds(train.samples, train.indices, shuffle=True,
+                            sample_weight=train.sample_weight, **ds_kwargs)
+        val_ds = _make_ds(samples, score_parts["val"], shuffle=False, **ds_kwargs)
+        if worker is not None and worker.mode == "multi_worker":
+            from training.distribute import fit_custom_loop
+
+            history = fit_custom_loop(model, train_ds, val_ds, strategy=strategy, worker=worker,
+                                      config=config.train, work_dir=work_dir, logger=logger)
+        else:
+            history = model.fit(train_ds, validation_data=val_ds, epochs=config.train.epochs,
+                                callbacks=callbacks, verbose=1 if verbose else 0,
+                                shuffle=False).history  # the dataset shuffles itself, seeded
+            if is_chief:  # after a resume, fit returns only the epochs it ran; the CSV has all
+                history = read_history_csv(work_dir / "history.csv") or history
     train_seconds = time.perf_counter() - started
     params = int(model.count_params())
     if not is_chief:
@@ -147,8 +163,7 @@ def fit_and_threshold(
         model = outputs.publish_best_model(model, best_checkpoint_path(work_dir), model_path)
 
     predict_kwargs = dict(ds_kwargs, batch_size=max(global_batch, PREDICT_BATCH))
-    scores = {name: outputs.predict(model, _make_ds(samples, idx, shuffle=False,
-                                                     **predict_kwargs))
+    scores = {name: _score(model, samples, idx, predict_kwargs, on_tensorflow)
               for name, idx in score_parts.items()}
     val_labels = samples.label[np.asarray(score_parts["val"])]
     if threshold_path is not None:
@@ -159,6 +174,35 @@ def fit_and_threshold(
             np.asarray(val_labels), scores["val"], method=config.threshold.operating_point,
             target_false_alarm_rate=config.threshold.target_false_alarm_rate)
     return FitResult(model, history, input_names, scores, threshold, train_seconds, params)
+
+
+def _fit_arrays(model, train: TrainingPart, samples, val_idx, ds_kwargs, callbacks, *,
+                epochs: int, verbose: bool) -> dict:
+    """`model.fit` on NumPy inputs (Keras backends other than TensorFlow; in-memory samples)."""
+    from training.dataset import model_inputs
+
+    names = dict(trace_scaler=ds_kwargs["trace_scaler"],
+                 settings_scaler=ds_kwargs["settings_scaler"],
+                 input_names=ds_kwargs["input_names"])
+    x = model_inputs(train.samples, train.indices, **names)
+    y = train.samples.label[np.asarray(train.indices)].astype(np.float32)[:, None]
+    x_val = model_inputs(samples, val_idx, **names)
+    y_val = samples.label[np.asarray(val_idx)].astype(np.float32)[:, None]
+    return model.fit(x, y, sample_weight=train.sample_weight, batch_size=ds_kwargs["batch_size"],
+                     epochs=epochs, validation_data=(x_val, y_val), callbacks=callbacks,
+                     shuffle=True, verbose=1 if verbose else 0).history
+
+
+def _score(model, samples, idx, predict_kwargs: dict, on_tensorflow: bool) -> np.ndarray:
+    """Scores of the rows `idx` as a flat float64 array (tf.data, or NumPy off TensorFlow)."""
+    if on_tensorflow:
+        return outputs.predict(model, _make_ds(samples, idx, shuffle=False, **predict_kwargs))
+    from training.dataset import model_inputs
+
+    x = model_inputs(samples, idx, predict_kwargs["trace_scaler"],
+                     predict_kwargs["settings_scaler"], predict_kwargs["input_names"])
+    scores = model.predict(x, batch_size=predict_kwargs["batch_size"], verbose=0)
+    return np.asarray(scores, dtype=np.float64).reshape(-1)
 
 
 def _make_ds(samples, idx, **kwargs):
