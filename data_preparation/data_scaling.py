@@ -311,6 +311,7 @@ class TraceScaler(BaseEstimator):
             scaler.n_traces_seen_ = int(data.get("n_traces_seen_", 0))
         except (KeyError, TypeError, ValueError) as exc:
             raise ValueError(f"{cls.__name__}.from_dict: bad fitted state in {data!r}.") from exc
+        _check_state(cls.__name__, np.array([scaler.center_]), np.array([scaler.scale_]))
         return scaler
 
 
@@ -401,8 +402,21 @@ class SettingsScaler(BaseEstimator):
             raise ValueError(f"{cls.__name__}.from_dict: bad fitted state in {data!r}.") from exc
         if scaler.center_.shape != scaler.scale_.shape or scaler.center_.ndim != 1:
             raise ValueError(f"{cls.__name__}.from_dict: center_ and scale_ must be equal-length lists.")
+        _check_state(cls.__name__, scaler.center_, scaler.scale_)
         scaler.n_features_in_ = int(scaler.center_.size)
         return scaler
+
+
+def _check_state(owner: str, center: np.ndarray, scale: np.ndarray) -> None:
+    """A fitted state must be finite with positive scales: anything else makes every score equal."""
+    bad_center = np.flatnonzero(~np.isfinite(center))
+    if bad_center.size:
+        i = int(bad_center[0])
+        raise ValueError(f"{owner}: center_[{i}] is {center[i]}; expected a finite number.")
+    bad_scale = np.flatnonzero(~(np.isfinite(scale) & (scale > 0)))
+    if bad_scale.size:
+        i = int(bad_scale[0])
+        raise ValueError(f"{owner}: scale_[{i}] is {scale[i]}; expected a finite number > 0.")
 
 
 def _params(data: Mapping, cls) -> dict:
@@ -446,11 +460,14 @@ def load_scalers(path) -> tuple[TraceScaler, SettingsScaler, dict]:
     for key in ("trace_scaler", "settings_scaler"):
         if key not in data:
             raise ValueError(f"{path}: missing key {key!r}.")
-    return (
-        TraceScaler.from_dict(data["trace_scaler"]),
-        SettingsScaler.from_dict(data["settings_scaler"]),
-        dict(data.get("extra") or {}),
-    )
+    try:
+        return (
+            TraceScaler.from_dict(data["trace_scaler"]),
+            SettingsScaler.from_dict(data["settings_scaler"]),
+            dict(data.get("extra") or {}),
+        )
+    except ValueError as exc:
+        raise ValueError(f"{path}: {exc}") from exc
 
 
 # ----------------------------------------------------------------------------------------------

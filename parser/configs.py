@@ -366,6 +366,7 @@ class DCMDataConfig(_Section):
     workers: int = _option(0, ge=0)  # 0: all cores
     cache_dir: str | None = _option(".cache/beamwatch", path=True)
     max_files: int | None = _option(None, ge=1)
+    max_file_mb: int = _option(512, ge=1)  # larger DCM files (on disk or gunzipped) are ledgered
 
     def _cross_check(self) -> list[tuple[str, str]]:
         if self.alarm == 0:
@@ -392,6 +393,7 @@ class BPMDataConfig(_Section):
         mapping=True,
     )
     group_tolerance: float = _option(1.0e-6, ge=0)
+    max_settings_age_s: float | None = _option(86400.0, gt=0)  # None: no limit
 
     def _cross_check(self) -> list[tuple[str, str]]:
         if self.use and not self.features:
