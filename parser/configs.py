@@ -643,9 +643,16 @@ def _read_yaml(path: str | os.PathLike) -> tuple[Any, dict[str, str], list[Probl
     except (OSError, UnicodeDecodeError) as err:
         reason = err.strerror if isinstance(err, OSError) and err.strerror else str(err)
         raise ConfigError(Problem("", f"cannot read the config file ({reason})"), source) from err
+    nesting = _flow_nesting(text)
+    if nesting > MAX_YAML_NESTING:
+        raise ConfigError(Problem("", f"YAML nested {nesting} levels deep; a config needs at most "
+                                      f"{MAX_YAML_NESTING}"), source)
     try:
         data = yaml.safe_load(text)
         tree = yaml.compose(text, Loader=yaml.SafeLoader)  # nodes only, to find key lines
+    except RecursionError as err:  # deep block nesting the bracket count does not see
+        raise ConfigError(Problem("", f"YAML nested too deeply (more than {MAX_YAML_NESTING} "
+                                      "levels are never needed)"), source) from err
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
         where = f"{source}:{mark.line + 1}" if mark is not None else source
@@ -656,6 +663,21 @@ def _read_yaml(path: str | os.PathLike) -> tuple[Any, dict[str, str], list[Probl
     duplicates: list[Problem] = []
     _walk_keys(tree, "", source, origins, duplicates, depth=3)
     return data, origins, duplicates
+
+
+MAX_YAML_NESTING = 32  # configs nest 3 levels; deeper input is hostile or a mistake
+
+
+def _flow_nesting(text: str) -> int:
+    """The deepest [ / { bracket nesting in `text` (ignoring quotes: an upper bound, cheap)."""
+    depth = deepest = 0
+    for char in text:
+        if char in "[{":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif char in "]}":
+            depth = max(0, depth - 1)
+    return deepest
 
 
 def _walk_keys(node: Any, prefix: str, source: str, origins: dict[str, str],

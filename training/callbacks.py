@@ -9,6 +9,8 @@ from pathlib import Path
 
 import keras
 
+from training.resume import SafeBackupAndRestore
+
 MONITOR = "val_auc_pr"
 
 
@@ -97,7 +99,8 @@ def standard_callbacks(
                 str(best_checkpoint_path(run_dir)), monitor=MONITOR, mode="max", save_best_only=True,
                 initial_value_threshold=best_so_far(run_dir),
             ),
-            keras.callbacks.BackupAndRestore(str(run_dir / "backup")),
+            # Atomic, free-space-checked backups that also keep the two callbacks' counters.
+            SafeBackupAndRestore(str(run_dir / "backup"), stateful=callbacks[:2]),
             keras.callbacks.CSVLogger(str(run_dir / "history.csv"), append=True),
         ]
         if train_config.tensorboard:

@@ -16,11 +16,12 @@ from types import SimpleNamespace
 
 import numpy as np
 
-from parser.configs import Config, dump_config
+from parser.configs import Config, ConfigError, config_to_dict, dump_config, load_config
 from training import outputs
 from training.callbacks import best_checkpoint_path, read_history_csv, standard_callbacks
 from training.distribute import WorkerInfo, fit_custom_loop, make_strategy
 from utils.run_folder import atomic_write_text, create_run_dir
+from utils.status import COMPLETE, TRAINING, read_status, write_status
 
 log = logging.getLogger("beamwatch.train")
 
@@ -55,16 +56,53 @@ def prepare_run_dir(config: Config, run_dir: Path | None, is_chief: bool) -> Pat
             raise RunStateError("non-chief workers need --run DIR so all workers share one folder")
         return create_run_dir(Path(config.run.output_dir), config.run.name)
     run_dir = Path(run_dir)
-    if (run_dir / "metrics.json").exists():
-        raise RunStateError(
-            f"{run_dir} holds a finished run (metrics.json exists); nothing is overwritten. "
-            "Pass another --run folder, or leave --run out for a new one."
-        )
+    check_resume(config, run_dir)
     if is_chief:
         run_dir.mkdir(parents=True, exist_ok=True)
     if (run_dir / "backup").exists():
         log.info("resuming %s from its BackupAndRestore state", run_dir)
     return run_dir
+
+
+# Keys that may differ when a run is resumed: they change where logs go or how many reader
+# processes run, never what is trained.
+_RESUME_FREE_KEYS = frozenset({"run.name", "run.log_dir", "data.workers"})
+
+
+def check_resume(config: Config, run_dir: Path) -> None:
+    """Refuse to train into `run_dir` when it is complete or was started with another config.
+
+    Called before anything is written, so a refused resume leaves the folder as it was.
+    """
+    run_dir = Path(run_dir)
+    status = read_status(run_dir)
+    if status.state == COMPLETE:
+        raise RunStateError(
+            f"{run_dir} holds a finished run (status complete); nothing is overwritten. "
+            "Pass another --run folder, or leave --run out for a new one.")
+    saved = run_dir / "config.yaml"
+    if not saved.exists():
+        return
+    try:
+        before = config_to_dict(load_config(saved))
+    except ConfigError as exc:
+        raise RunStateError(f"{saved} cannot be read to resume the run: {exc}") from exc
+    now = config_to_dict(config)
+    changed = [f"{section}.{key}: {before[section].get(key)!r} in {saved}, {value!r} now"
+               for section, body in now.items() for key, value in body.items()
+               if f"{section}.{key}" not in _RESUME_FREE_KEYS
+               and before.get(section, {}).get(key) != value]
+    if changed:
+        raise RunStateError(
+            f"{run_dir} was started with another config; resuming would mix two trainings. "
+            f"Differing keys: {'; '.join(changed[:8])}. Resume with --config {saved}, or leave "
+            "--run out for a new run.")
+
+
+def _stage(run_dir: Path, worker, stage: str) -> None:
+    """The chief records how far the run got (status.json), so a resume knows where to go on."""
+    if worker.is_chief:
+        write_status(run_dir, TRAINING, stage)
 
 
 def train(
@@ -84,8 +122,10 @@ def train(
     run_dir = prepare_run_dir(config, run_dir, worker.is_chief)
     work_dir = run_dir if worker.is_chief else run_dir / "workers" / str(worker.index)
     work_dir.mkdir(parents=True, exist_ok=True)
+    resumed = read_status(run_dir)
     if worker.is_chief:
         atomic_write_text(run_dir / "config.yaml", dump_config(config))
+        _stage(run_dir, worker, "data")
     log.info("run folder %s (%s)", run_dir, worker.describe())
     set_seeds(config.run.seed, config.run.deterministic)
 
@@ -139,7 +179,16 @@ def train(
     interactive = progress and sys.stdout.isatty()
     callbacks = standard_callbacks(work_dir, config.train, log, is_chief=worker.is_chief,
                                    log_epochs=not interactive)
-    if worker.mode == "multi_worker":
+    _stage(run_dir, worker, "fit")
+    if resumed.state != COMPLETE and resumed.reached("fitted"):
+        # Killed after the fit: its history and best checkpoint are on disk; fitting again
+        # would retrain from scratch (the backup is gone) and double history.csv.
+        if not best_checkpoint_path(run_dir).exists():
+            raise RunStateError(f"{run_dir} finished its fit but {best_checkpoint_path(run_dir)} "
+                                "is gone; train into a new folder (leave --run out)")
+        log.info("resuming after the fit: %s", run_dir / "history.csv")
+        history = read_history_csv(run_dir / "history.csv")
+    elif worker.mode == "multi_worker":
         history = fit_custom_loop(model, train_ds, val_ds, strategy=strategy, worker=worker,
                                   config=config.train, work_dir=work_dir, logger=log)
     else:
@@ -152,8 +201,10 @@ def train(
         log.info("worker done; the chief writes the run folder")
         return TrainResult(run_dir, {}, {}, float("nan"), strategy.num_replicas_in_sync)
 
+    _stage(run_dir, worker, "fitted")
     # The best checkpoint is the model of record; publish it atomically as model.keras.
     model = outputs.publish_best_model(model, best_checkpoint_path(run_dir), run_dir / "model.keras")
+    _stage(run_dir, worker, "threshold")
 
     # Steps 8-9: threshold on validation scores only; metrics, predictions, report.
     predict_kwargs = dict(ds_kwargs, batch_size=max(global_batch, 256))
@@ -161,6 +212,7 @@ def train(
               for name, idx in (("val", val_idx), ("test", test_idx))}
     threshold = outputs.choose_and_save_threshold(
         samples.label[val_idx], scores["val"], config.threshold, run_dir / "threshold.json")
+    _stage(run_dir, worker, "report")
     result = outputs.write_train_outputs(
         run_dir=run_dir, config=config, samples=samples,
         parts={"train": parts["train"], "val": val_idx, "test": test_idx},
@@ -168,6 +220,7 @@ def train(
         replicas=strategy.num_replicas_in_sync, balance_note=balance_note,
         workers=worker.count, model_params=model.count_params(),
     )
+    write_status(run_dir, COMPLETE, "done")  # the last write: the run is finished
     return TrainResult(run_dir, result["val"], result["test"], threshold.threshold,
                        strategy.num_replicas_in_sync)
 
