@@ -67,8 +67,18 @@ def load_run(run_dir: Path) -> tuple[Config, object, dict, tuple]:
 
 def _load_model(path: Path):
     """The model (safe mode); a damaged file is named as such, not as "file not found"."""
+    import zipfile
+
     import keras
 
+    try:  # Keras reports a damaged zip as "file not found"; check the archive first
+        with zipfile.ZipFile(path) as archive:
+            bad = archive.testzip()
+    except (OSError, zipfile.BadZipFile, EOFError) as exc:
+        raise ValueError(f"{path} is damaged or truncated: not a readable .keras zip archive "
+                         f"({exc})") from exc
+    if bad is not None:
+        raise ValueError(f"{path} is damaged: member {bad} fails its CRC check")
     try:
         return keras.saving.load_model(path, safe_mode=True)
     except Exception as exc:  # zip, h5py and Keras each raise their own kind for a bad file
