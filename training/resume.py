@@ -21,6 +21,7 @@ import shutil
 from pathlib import Path
 
 import keras
+import numpy as np
 
 # The callback attributes that carry state from one epoch to the next.
 _STATE = {
@@ -85,7 +86,7 @@ class SafeBackupAndRestore(keras.callbacks.BackupAndRestore):
             variables = list(self.model.weights)
             if self.model.optimizer is not None:
                 variables += list(self.model.optimizer.variables)
-            size = sum(int(v.size) * 4 for v in variables)  # a weight is 4 bytes (float32)
+            size = sum(int(np.prod(v.shape)) * 4 for v in variables)  # 4 bytes per float32
         return size + _MARGIN_BYTES
 
     # -- restoring ------------------------------------------------------------------------
