@@ -123,25 +123,3 @@ def _state_of(callback) -> dict:
         except (TypeError, ValueError):
             state[name] = None
     return state
-
-
-def backup_epoch(backup_dir: str | os.PathLike) -> int:
-    """The epoch a backup resumes at (0 without a backup)."""
-    path = Path(backup_dir) / "training_metadata.json"
-    try:
-        return int(json.loads(path.read_text())["epoch"])
-    except (OSError, ValueError, KeyError, TypeError):
-        return 0
-
-
-def replay_shuffles(dataset, epochs: int) -> None:
-    """Advance a reshuffling `tf.data` pipeline past `epochs` epochs without reading them.
-
-    `Dataset.shuffle(..., seed, reshuffle_each_iteration=True)` draws a new order for every
-    iterator made from it, in sequence, and `fit` makes one per epoch. A resumed run making
-    (and dropping) one iterator per epoch already trained therefore sees each later epoch in
-    the order an uninterrupted run would have (needed for a bit-identical resume).
-    """
-    for _ in range(int(epochs)):
-        iterator = iter(dataset)
-        del iterator

@@ -20,7 +20,6 @@ from parser.configs import Config, ConfigError, config_to_dict, dump_config, loa
 from training import outputs
 from training.callbacks import best_checkpoint_path, read_history_csv, standard_callbacks
 from training.distribute import WorkerInfo, fit_custom_loop, make_strategy
-from training.resume import backup_epoch, replay_shuffles
 from utils.run_folder import atomic_write_text, create_run_dir
 from utils.status import COMPLETE, TRAINING, read_status, write_status
 
@@ -193,7 +192,6 @@ def train(
         history = fit_custom_loop(model, train_ds, val_ds, strategy=strategy, worker=worker,
                                   config=config.train, work_dir=work_dir, logger=log)
     else:
-        replay_shuffles(train_ds, backup_epoch(work_dir / "backup"))  # same order as unbroken
         history = model.fit(train_ds, validation_data=val_ds, epochs=config.train.epochs,
                             callbacks=callbacks, verbose=1 if interactive else 0,
                             shuffle=False).history  # the dataset shuffles itself, seeded
