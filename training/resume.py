@@ -9,7 +9,9 @@ new one is complete), and names the file in every error.
 The weights file holds the model and the optimizer (its step count and learning rate, so a
 reduced learning rate survives). The metadata adds what Keras does not keep: the counters of
 EarlyStopping and ReduceLROnPlateau (epochs without improvement, best value, cool-down), so a
-resumed run stops and lowers its learning rate at the same epochs as an uninterrupted one.
+resumed run stops and lowers its learning rate at the same epochs as an uninterrupted one, and
+the state of the layers' random generators (dropout masks). With the training data shuffled
+per (seed, epoch) (`make_dataset(epochs=...)`), a deterministic run resumes bit-identically.
 """
 
 from __future__ import annotations
@@ -67,7 +69,9 @@ class SafeBackupAndRestore(keras.callbacks.BackupAndRestore):
                               "previous backup is intact", str(weights)) from exc
             raise
         metadata = {"epoch": self._current_epoch, "batch": self._last_batch_seen,
-                    "callbacks": {type(cb).__name__: _state_of(cb) for cb in self.stateful}}
+                    "callbacks": {type(cb).__name__: _state_of(cb) for cb in self.stateful},
+                    "seed_generators": [np.asarray(g.state.numpy()).tolist()
+                                        for g in _seed_generators(self.model)]}
         meta = Path(self._training_metadata_path)
         tmp_meta = folder / f".tmp-{os.getpid()}.training_metadata.json"
         try:
@@ -103,14 +107,38 @@ class SafeBackupAndRestore(keras.callbacks.BackupAndRestore):
         if not meta.exists():
             return
         try:
-            states = json.loads(meta.read_text()).get("callbacks", {})
-        except (OSError, ValueError) as exc:
+            saved = json.loads(meta.read_text())
+            states = saved.get("callbacks", {})
+            generators = saved.get("seed_generators", [])
+        except (OSError, ValueError, AttributeError) as exc:
             raise RuntimeError(f"{meta} cannot be read ({exc}); remove {self.backup_dir} to "
                                "restart training from epoch 1") from exc
+        current = _seed_generators(self.model)
+        if len(generators) == len(current):  # dropout's random stream goes on where it was
+            for generator, state in zip(current, generators, strict=True):
+                generator.state.assign(np.asarray(state, dtype=generator.state.dtype))
         for cb in self.stateful:
             for name, value in states.get(type(cb).__name__, {}).items():
                 if name in _STATE[type(cb).__name__] and value is not None:
                     setattr(cb, name, value)
+
+
+def _seed_generators(model) -> list:
+    """The random-number generators of the model's layers (dropout), in layer order.
+
+    Their state is not part of the weights file; without it a resumed run would draw other
+    dropout masks than an uninterrupted one.
+    """
+    return [generator for layer in model._flatten_layers()
+            for generator in getattr(layer, "_seed_generators", [])]
+
+
+def backup_epoch(backup_dir: str | os.PathLike) -> int:
+    """The epoch a backup resumes at (0 without a backup or with a damaged one)."""
+    try:
+        return int(json.loads((Path(backup_dir) / "training_metadata.json").read_text())["epoch"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return 0
 
 
 def _state_of(callback) -> dict:

@@ -20,6 +20,7 @@ from parser.configs import Config, ConfigError, config_to_dict, dump_config, loa
 from training import outputs
 from training.callbacks import best_checkpoint_path, read_history_csv, standard_callbacks
 from training.distribute import WorkerInfo, fit_custom_loop, make_strategy
+from training.resume import backup_epoch
 from utils.run_folder import atomic_write_text, create_run_dir
 from utils.status import COMPLETE, TRAINING, read_status, write_status
 
@@ -173,8 +174,12 @@ def train(
     global_batch = config.train.batch_size * strategy.num_replicas_in_sync
     ds_kwargs = dict(trace_scaler=trace_scaler, settings_scaler=settings_scaler,
                      batch_size=global_batch, input_names=input_names, seed=config.run.seed)
+    # Keras fit: one pass over epochs first..last, each shuffled by (seed, epoch), so a resumed
+    # run (first = the backup's epoch) sees the batches an uninterrupted run would have.
+    first_epoch = backup_epoch(work_dir / "backup")
+    keyed = None if worker.mode == "multi_worker" else (first_epoch, config.train.epochs)
     train_ds = _make_ds(train_samples, train_idx, shuffle=True, sample_weight=sample_weight,
-                        **ds_kwargs)
+                        epochs=keyed, **ds_kwargs)
     val_ds = _make_ds(samples, val_idx, shuffle=False, **ds_kwargs)
     interactive = progress and sys.stdout.isatty()
     callbacks = standard_callbacks(work_dir, config.train, log, is_chief=worker.is_chief,
@@ -193,6 +198,7 @@ def train(
                                   config=config.train, work_dir=work_dir, logger=log)
     else:
         history = model.fit(train_ds, validation_data=val_ds, epochs=config.train.epochs,
+                            steps_per_epoch=-(-len(train_idx) // global_batch),
                             callbacks=callbacks, verbose=1 if interactive else 0,
                             shuffle=False).history  # the dataset shuffles itself, seeded
         if worker.is_chief:  # after a resume, fit returns only the epochs it ran; the CSV has all

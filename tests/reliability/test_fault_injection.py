@@ -123,3 +123,30 @@ def test_killed_run_resumes_to_a_complete_run(setup, monkeypatch, stage, hard):
     assert json.loads((run_dir / "metrics.json").read_text())["validation"]
     assert not (run_dir / "backup").exists()
     assert not list(Path(run_dir).glob(".*.tmp")) and not list(Path(run_dir).glob(".tmp-*"))
+
+
+def _weights(path: Path) -> list:
+    model = keras.saving.load_model(path, safe_mode=True)
+    return [w.numpy() if hasattr(w, "numpy") else w for w in model.weights]
+
+
+def test_deterministic_run_killed_after_an_epoch_resumes_bit_identical(setup, monkeypatch):
+    import numpy as np
+
+    import model  # noqa: F401  registers the custom layers for safe-mode loading
+
+    tmp, config = setup
+    runs = tmp / "runs"
+    plain, broken = runs / "20260102-000000-plain", runs / "20260102-000000-broken"
+    common = ("--config", str(config), "--quiet", "--set", "run.deterministic=true",
+              "--set", "train.epochs=3")
+    assert _driver("--train", "--run", str(plain), *common) == 0
+    with monkeypatch.context() as patch:
+        _inject(patch, "epoch")
+        patch.setattr(driver, "_mark_failed", lambda *a: None)
+        with pytest.raises(Killed):
+            _driver("--train", "--run", str(broken), *common)
+    assert _driver("--train", "--run", str(broken), *common) == 0
+    for a, b in zip(_weights(plain / "model.keras"), _weights(broken / "model.keras"), strict=True):
+        np.testing.assert_array_equal(a, b)
+    assert (plain / "history.csv").read_text() == (broken / "history.csv").read_text()
