@@ -151,3 +151,20 @@ def _state_of(callback) -> dict:
         except (TypeError, ValueError):
             state[name] = None
     return state
+
+
+class AtomicModelCheckpoint(keras.callbacks.ModelCheckpoint):
+    """`ModelCheckpoint` (whole models, `.keras`) that writes a temporary file and renames it.
+
+    Keras writes the checkpoint in place; a kill or a full disk during the write would leave a
+    truncated best model, which the flow publishes as model.keras and a resume relies on.
+    """
+
+    def _save_model(self, epoch, batch, logs):
+        from utils.run_folder import atomic_path
+
+        filepath = self._get_file_path(epoch, batch, logs)
+        if self._should_save_model(epoch, batch, logs, filepath):
+            Path(filepath).parent.mkdir(parents=True, exist_ok=True)
+            with atomic_path(filepath, suffix=".keras") as tmp:
+                self.model.save(tmp, overwrite=True)

@@ -111,3 +111,25 @@ def test_callback_counters_and_learning_rate_survive_a_resume(tmp_path):
     assert float(fresh.optimizer.learning_rate) == pytest.approx(0.00125)
     assert fresh._initial_epoch == 4
     shutil.rmtree(tmp_path / "backup")
+
+
+def test_checkpoint_write_failure_keeps_the_previous_best(tmp_path, monkeypatch):
+    from training.resume import AtomicModelCheckpoint
+
+    path = tmp_path / "checkpoints" / "best.keras"
+    checkpoint = AtomicModelCheckpoint(str(path), monitor="loss", mode="min", save_best_only=True)
+    model = _model()
+    checkpoint.set_model(model)
+    checkpoint.on_epoch_end(0, {"loss": 1.0})
+    saved = path.read_bytes()
+
+    def half_written(filepath, overwrite=True):
+        with open(filepath, "wb") as handle:
+            handle.write(b"PK\x03\x04")
+        _enospc()
+
+    monkeypatch.setattr(model, "save", half_written)
+    with pytest.raises(OSError, match=rf"cannot write {path}: No space left on device"):
+        checkpoint.on_epoch_end(1, {"loss": 0.5})
+    assert path.read_bytes() == saved
+    assert [p.name for p in path.parent.iterdir()] == ["best.keras"]
