@@ -179,6 +179,7 @@ def _run(args, config, env: dict[str, str], prefix: str) -> int:
             run_dir = _newest_complete_run(Path(config.run.output_dir))
         logger = setup_logging(log_dir, "test", quiet=args.quiet, debug=args.debug, prefix=prefix,
                                run_dir=Path(run_dir) if Path(run_dir).is_dir() else None)
+        _warn_if_incomplete(Path(run_dir), logger)
         result = test(Path(run_dir), data_dir=args.data, part=args.part, progress=progress,
                       allow_stale_settings=args.allow_stale_settings)
         logger.info("test done: %s", result.out_dir)
@@ -214,6 +215,16 @@ def _mark_failed(run_dir: Path, exc: BaseException) -> None:
         pass  # the disk that failed the run may refuse this too; the state stays "training"
 
 
+def _warn_if_incomplete(run_dir: Path, logger) -> None:
+    """Testing a run that did not finish training is allowed, but said plainly."""
+    from utils.status import COMPLETE, describe, read_status, resume_command
+
+    status = read_status(run_dir)
+    if run_dir.is_dir() and status.state not in (COMPLETE, "unknown"):
+        logger.warning("%s did not finish training (%s); its figures may not be final. "
+                       "Finish it with: %s", run_dir, describe(status), resume_command(run_dir))
+
+
 def _newest_complete_run(root: Path) -> Path:
     """The newest complete run; incomplete newer ones are named with their resume command."""
     import logging
@@ -229,11 +240,13 @@ def _newest_complete_run(root: Path) -> Path:
 
 
 def _is_usage_error(exc: Exception) -> bool:
+    from data_preparation.validation import StaleSettingsError
     from parser.configs import ConfigError
     from testing.test import RunFolderError
     from training.train import RunStateError
 
-    return isinstance(exc, ConfigError | RunFolderError | RunStateError | FileNotFoundError)
+    return isinstance(exc, ConfigError | RunFolderError | RunStateError | FileNotFoundError
+                      | StaleSettingsError)
 
 
 def _usage(parser: argparse.ArgumentParser, message: str) -> int:

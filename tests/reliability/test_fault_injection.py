@@ -150,3 +150,28 @@ def test_deterministic_run_killed_after_an_epoch_resumes_bit_identical(setup, mo
     for a, b in zip(_weights(plain / "model.keras"), _weights(broken / "model.keras"), strict=True):
         np.testing.assert_array_equal(a, b)
     assert (plain / "history.csv").read_text() == (broken / "history.csv").read_text()
+
+
+def test_later_archive_without_its_settings_is_refused_unless_allowed(setup, capsys):
+    """--test --data <DCM root only> of a later period must not join the run's old settings."""
+    from utils.status import newest_complete_run
+
+    tmp, config = setup
+    later = tmp / "later"
+    simulate_archive(later, SimulatorParams.tiny(seed=6, start="2026-03-01T00:00:00+00:00",
+                                                 hours=0.5))
+    try:
+        run_dir, _ = newest_complete_run(tmp / "runs")
+    except FileNotFoundError:
+        run_dir = tmp / "runs" / "20260103-000000-stale"
+        assert _driver("--train", "--run", str(run_dir), "--config", str(config), "--quiet") == 0
+    capsys.readouterr()
+    code = _driver("--test", "--run", str(run_dir), "--data", str(later / "dcm"), "--quiet")
+    err = capsys.readouterr().err
+    assert code == 2
+    assert "later than the beam-settings history" in err and "--allow-stale-settings" in err
+    assert not (run_dir / "tests").exists() or not any((run_dir / "tests").iterdir())
+    code = _driver("--test", "--run", str(run_dir), "--data", str(later / "dcm"), "--quiet",
+                   "--allow-stale-settings")
+    assert code == 1  # every pulse is stale: nothing left to score, said so
+    assert "no pulses to score" in capsys.readouterr().err
