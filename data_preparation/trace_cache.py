@@ -75,6 +75,15 @@ class CacheChecksumError(OSError):
         )
 
 
+def mark_damaged(shard: str | os.PathLike) -> None:
+    """Leave `<shard>.damaged` beside a shard that failed its checksum: the next build treats
+    the shard as gone and re-reads its files (a streamed training cannot rebuild mid-fit)."""
+    try:
+        Path(f"{shard}.damaged").touch()
+    except OSError:
+        pass  # a read-only cache: the error raised still names the shard
+
+
 def row_checksums(traces: np.ndarray) -> np.ndarray:
     """uint32 [rows]: the CRC32 of each row's float32 bytes (what a shard stores per row)."""
     block = np.ascontiguousarray(traces, dtype=np.float32)
@@ -234,7 +243,12 @@ class TraceCache:
             logger.warning("Cache index %s is unreadable (%s); rebuilding the cache.", path, exc)
             return {}
         starts = np.concatenate([[0], np.cumsum(count)])
-        present = {shard for shard in set(shards) if shard and (self.folder / shard).exists()}
+        present = {shard for shard in set(shards) if shard and (self.folder / shard).exists()
+                   and not (self.folder / f"{shard}.damaged").exists()}
+        for shard in sorted(set(shards) - present):
+            if shard and (self.folder / f"{shard}.damaged").exists():
+                logger.warning("Cache shard %s failed its checksum earlier; re-reading its files.",
+                               self.folder / shard)
         rows = {}
         for i, p in enumerate(paths):
             if shards[i] and shards[i] not in present:
@@ -418,7 +432,11 @@ class TraceCache:
         sole = _sole_user(self.folder)  # another process may still read an old shard
         for path in self.folder.glob("shard-*.h5") if sole else ():
             stale = now - path.stat().st_mtime > _STALE_S
-            if path.name not in referenced and (path.name in self._known or stale):
+            damaged = Path(f"{path}.damaged")
+            if damaged.exists() and path.name not in referenced:
+                _remove(path)
+                _remove(damaged)
+            elif path.name not in referenced and (path.name in self._known or stale):
                 _remove(path)
         for path in (self.folder / _PENDING).glob("*.h5"):
             try:
@@ -599,6 +617,7 @@ class TraceStore:
                     block, crc = dataset[rows], sums[rows]
                 bad = np.flatnonzero(row_checksums(block) != crc)
                 if bad.size:
+                    mark_damaged(self.sources[source])
                     raise CacheChecksumError(self.sources[source], rows[bad])
                 out[positions] = block[inverse]
         return out
