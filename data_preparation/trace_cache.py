@@ -32,11 +32,13 @@ host) or it is a week old. Concurrent builds stay correct but may redo each othe
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import hashlib
 import json
 import logging
 import os
+import shutil
 import socket
 import threading
 import time
@@ -60,6 +62,7 @@ _PENDING = "pending"
 _LOCK = ".lock"
 _STALE_S = 3600  # unreferenced shards older than this are removed
 _PENDING_STALE_S = 7 * 86400  # another host's pending entries older than this are removed
+_FREE_MARGIN_BYTES = 64 << 20  # HDF5 metadata and the index rewrite need some room too
 
 
 class CacheChecksumError(OSError):
@@ -320,6 +323,7 @@ class TraceCache:
         total = sum(r.n for r in pending)
         if total == 0:
             return None
+        _check_free_space(self.folder, sum(os.path.getsize(r.pending) for r in pending if r.n))
         name = f"shard-{uuid.uuid4().hex[:16]}.h5"
         shift = None
 
@@ -452,6 +456,15 @@ def _remove(path: Path) -> None:
         path.unlink()
     except FileNotFoundError:
         pass
+
+
+def _check_free_space(folder: Path, needed: int) -> None:
+    """Refuse a shard the disk cannot hold, before writing a byte of it (one clear line)."""
+    free = shutil.disk_usage(folder).free
+    if free < needed + _FREE_MARGIN_BYTES:
+        raise OSError(errno.ENOSPC, f"not enough free space for a new cache shard ({needed} bytes "
+                      f"needed, {free} free); the cache is unchanged. Free space or set "
+                      "data.cache_dir elsewhere", str(folder))
 
 
 def _host() -> str:

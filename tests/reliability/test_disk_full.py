@@ -133,3 +133,18 @@ def test_checkpoint_write_failure_keeps_the_previous_best(tmp_path, monkeypatch)
         checkpoint.on_epoch_end(1, {"loss": 0.5})
     assert path.read_bytes() == saved
     assert [p.name for p in path.parent.iterdir()] == ["best.keras"]
+
+
+def test_cache_shard_is_refused_when_the_disk_cannot_hold_it(tmp_path, monkeypatch):
+    from data_preparation import trace_cache
+    from data_preparation.data_loader import load_pulses
+    from tests.data_preparation import builders as b
+
+    root = tmp_path / "archive"
+    b.small_archive(root)
+    usage = namedtuple("usage", "total used free")
+    monkeypatch.setattr(trace_cache.shutil, "disk_usage", lambda p: usage(10**9, 10**9, 1000))
+    with pytest.raises(OSError, match=r"not enough free space for a new cache shard.*unchanged"):
+        load_pulses(b.data_config(root, cache_dir=str(tmp_path / "cache")), progress=False)
+    (folder,) = (tmp_path / "cache").iterdir()
+    assert not list(folder.glob("shard-*")) and not (folder / "index.h5").exists()
