@@ -65,9 +65,10 @@ def prepare_run_dir(config: Config, run_dir: Path | None, is_chief: bool) -> Pat
     return run_dir
 
 
-# Keys that may differ when a run is resumed: they change where logs go or how many reader
-# processes run, never what is trained.
-_RESUME_FREE_KEYS = frozenset({"run.name", "run.log_dir", "data.workers"})
+# Keys that may differ when a run is resumed: they change where logs, caches and new runs go,
+# how many reader processes run or whether TensorBoard logs, never what is trained.
+_RESUME_FREE_KEYS = frozenset({"run.name", "run.log_dir", "run.output_dir", "data.workers",
+                               "data.cache_dir", "train.tensorboard"})
 
 
 def check_resume(config: Config, run_dir: Path) -> None:
