@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import ctypes
 import hashlib
-import io
 import json
 import logging
 import multiprocessing
@@ -188,8 +187,8 @@ class _Extraction(NamedTuple):
 
 def _sniff(content) -> tuple[str, str] | None:
     """A whole-file problem visible in the first bytes: not SNS-BIET2020, or broken gzip."""
-    if isinstance(content, io.BytesIO):
-        head = content.getvalue()[:4096]
+    if isinstance(content, _Content):
+        head = content.data[:4096]
     else:
         with open(content, "rb") as handle:
             head = handle.read(4096)
@@ -205,7 +204,20 @@ def _sniff(content) -> tuple[str, str] | None:
     return None
 
 
-def _read_regular(path: str, max_bytes: int) -> io.BytesIO:
+class _Content:
+    """A file's SNS-BIET2020 bytes with its name: what `get_traces` reads instead of the path.
+
+    `read()` hands over the bytes themselves (no copy, unlike `io.BytesIO`).
+    """
+
+    def __init__(self, data: bytes, name: str):
+        self.data, self.name = data, name
+
+    def read(self) -> bytes:
+        return self.data
+
+
+def _read_regular(path: str, max_bytes: int) -> _Content:
     """The file's SNS-BIET2020 bytes (gunzipped), read only if it is a regular file.
 
     Opened non-blocking and checked with fstat on the open descriptor, so a FIFO or device
@@ -221,9 +233,7 @@ def _read_regular(path: str, max_bytes: int) -> io.BytesIO:
         if info.st_size > max_bytes:
             raise FileTooLargeError(path, max_bytes)
         raw = handle.read(max_bytes + 1)
-    buffer = io.BytesIO(decompress(raw, path, max_bytes))
-    buffer.name = path  # named in the reader's errors
-    return buffer
+    return _Content(decompress(raw, path, max_bytes), path)
 
 
 class _NotRegular(Exception):
