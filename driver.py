@@ -57,6 +57,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--data", metavar="DIR", type=Path, default=None,
                         help="--test only: score every pulse of another archive (a folder with "
                              "dcm/ and beam_settings/, or a DCM root), e.g. --data /data/sns/2026-12")
+    parser.add_argument("--allow-stale-settings", action="store_true",
+                        help="--test --data only: score the pulses the settings history covers "
+                             "and ledger the later ones (default: refuse such a test)")
     parser.add_argument("--part", choices=["train", "val", "test", "all"], default=None,
                         help="--test only: which part of the run's own data to score "
                              "(default: test, the held-out period), e.g. --part val")
@@ -103,13 +106,26 @@ def main(argv: list[str] | None = None, env: dict[str, str] | None = None) -> in
 
     # Quieten TensorFlow's C++ start-up chatter before it is imported (our logs say what matters).
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    from training.train import worker_prefix
+    from training.train import RunStateError, check_resume, worker_prefix
     from utils.logs import setup_logging
 
+    try:  # checked before anything is written: no log line, no file in the run folder
+        if args.train:
+            _check_model_name(config.model.name)
+        if args.train and args.run is not None:
+            check_resume(config, args.run)
+    except (ConfigError, RunStateError) as exc:
+        print(f"driver.py: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
     prefix = worker_prefix(env)
     log_dir = Path(config.run.log_dir)
-    logger = setup_logging(log_dir, "train" if args.train else "test", quiet=args.quiet,
-                           debug=args.debug, prefix=prefix)
+    try:
+        logger = setup_logging(log_dir, "train" if args.train else "test", quiet=args.quiet,
+                               debug=args.debug, prefix=prefix)
+    except OSError as exc:
+        print(f"driver.py: error: cannot write logs to run.log_dir={str(log_dir)!r}: "
+              f"{exc.strerror or exc}", file=sys.stderr)
+        return EXIT_USAGE
     try:
         return _run(args, config, env, prefix)
     except KeyboardInterrupt:
@@ -129,7 +145,7 @@ def main(argv: list[str] | None = None, env: dict[str, str] | None = None) -> in
 
 def _run(args, config, env: dict[str, str], prefix: str) -> int:
     from utils.logs import setup_logging
-    from utils.run_folder import create_run_dir, newest_run
+    from utils.run_folder import create_run_dir
 
     progress = not args.quiet
     log_dir = Path(config.run.log_dir)
@@ -144,9 +160,14 @@ def _run(args, config, env: dict[str, str], prefix: str) -> int:
             run_dir = create_run_dir(Path(config.run.output_dir), config.run.name)
         logger = setup_logging(log_dir, "train", quiet=args.quiet, debug=args.debug, prefix=prefix,
                                run_dir=run_dir if chief else None)
-        if chief:
-            ensure_demo_archive(config, logger)
-        result = train(config, run_dir=run_dir, env=env, progress=progress)
+        try:
+            if chief:
+                ensure_demo_archive(config, logger)
+            result = train(config, run_dir=run_dir, env=env, progress=progress)
+        except BaseException as exc:
+            if chief and run_dir is not None:
+                _mark_failed(Path(run_dir), exc)
+            raise
         if not chief:
             return EXIT_OK
         run_dir = result.run_dir
@@ -155,20 +176,77 @@ def _run(args, config, env: dict[str, str], prefix: str) -> int:
         from testing.test import test
 
         if run_dir is None:
-            run_dir = newest_run(Path(config.run.output_dir))
+            run_dir = _newest_complete_run(Path(config.run.output_dir))
         logger = setup_logging(log_dir, "test", quiet=args.quiet, debug=args.debug, prefix=prefix,
                                run_dir=Path(run_dir) if Path(run_dir).is_dir() else None)
-        result = test(Path(run_dir), data_dir=args.data, part=args.part, progress=progress)
+        _warn_if_incomplete(Path(run_dir), logger)
+        result = test(Path(run_dir), data_dir=args.data, part=args.part, progress=progress,
+                      allow_stale_settings=args.allow_stale_settings)
         logger.info("test done: %s", result.out_dir)
     return EXIT_OK
 
 
+def _check_model_name(name: str) -> None:
+    """An unknown model.name is a config error, found before any data is read."""
+    import difflib
+
+    from model import list_models
+    from parser.configs import ConfigError
+
+    names = list_models()
+    if name not in names:
+        close = difflib.get_close_matches(name, names, n=1)
+        hint = f"; did you mean {close[0]!r}?" if close else ""
+        raise ConfigError(f"model.name: unknown model {name!r} (registered: "
+                          f"{', '.join(names)}){hint}")
+
+
+def _mark_failed(run_dir: Path, exc: BaseException) -> None:
+    """Record a training that stopped on an error as failed (kept: it can be resumed)."""
+    from utils.status import COMPLETE, FAILED, read_status, write_status
+
+    status = read_status(run_dir)
+    if status.state in ("unknown", COMPLETE) or not run_dir.is_dir():
+        return  # not a folder this run started training into, or already finished
+    reason = "interrupted" if isinstance(exc, KeyboardInterrupt) else f"{type(exc).__name__}: {exc}"
+    try:
+        write_status(run_dir, FAILED, status.stage, reason)
+    except OSError:
+        pass  # the disk that failed the run may refuse this too; the state stays "training"
+
+
+def _warn_if_incomplete(run_dir: Path, logger) -> None:
+    """Testing a run that did not finish training is allowed, but said plainly."""
+    from utils.status import COMPLETE, describe, read_status, resume_command
+
+    status = read_status(run_dir)
+    if run_dir.is_dir() and status.state not in (COMPLETE, "unknown"):
+        logger.warning("%s did not finish training (%s); its figures may not be final. "
+                       "Finish it with: %s", run_dir, describe(status), resume_command(run_dir))
+
+
+def _newest_complete_run(root: Path) -> Path:
+    """The newest complete run; incomplete newer ones are named with their resume command."""
+    import logging
+
+    from utils.status import describe, newest_complete_run, resume_command
+
+    run_dir, incomplete = newest_complete_run(root)
+    for run, status in incomplete:
+        logging.getLogger("beamwatch").warning(
+            "skipping incomplete run %s (%s); resume it with: %s", run, describe(status),
+            resume_command(run))
+    return run_dir
+
+
 def _is_usage_error(exc: Exception) -> bool:
+    from data_preparation.validation import StaleSettingsError
     from parser.configs import ConfigError
     from testing.test import RunFolderError
     from training.train import RunStateError
 
-    return isinstance(exc, ConfigError | RunFolderError | RunStateError | FileNotFoundError)
+    return isinstance(exc, ConfigError | RunFolderError | RunStateError | FileNotFoundError
+                      | StaleSettingsError)
 
 
 def _usage(parser: argparse.ArgumentParser, message: str) -> int:

@@ -57,7 +57,10 @@ fi
 echo "beamwatch: job ${JOB_ID} on $(hostname): ${NTASKS} task(s), run folder ${RUN_DIR}, distribute=${DISTRIBUTE}"
 echo "beamwatch: started $(date -u +%Y-%m-%dT%H:%M:%SZ) (restart count ${SLURM_RESTART_COUNT:-0})"
 
-if [ -f "${RUN_DIR}/metrics.json" ]; then
+# status.json says whether training finished (written last); folders from before it existed
+# count as finished when they hold metrics.json.
+if grep -qs '"state": "complete"' "${RUN_DIR}/status.json" \
+   || { [ ! -e "${RUN_DIR}/status.json" ] && [ -f "${RUN_DIR}/metrics.json" ]; }; then
   echo "beamwatch: ${RUN_DIR} already finished training (requeued job); skipping to the test"
 else
   srun --kill-on-bad-exit=1 "${PYTHON}" driver.py --train --run "${RUN_DIR}" \

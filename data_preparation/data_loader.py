@@ -13,12 +13,16 @@ Damaged and non-DCM files are never fatal: they, and every skipped pulse, go to 
 
 from __future__ import annotations
 
+import ctypes
 import hashlib
 import json
 import logging
 import multiprocessing
 import os
+import signal
+import stat
 import sys
+import threading
 import time
 import zlib
 from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -31,19 +35,32 @@ from tqdm.auto import tqdm
 
 from data_preparation.ledger import (
     CORRUPT_FILE,
+    FILE_TOO_LARGE,
+    NON_FINITE_TRACE,
     NOT_A_DCM_FILE,
+    NOT_A_REGULAR_FILE,
     UNLABELLED_FOLDER,
+    UNREADABLE_LINK,
     DataLedger,
 )
 from data_preparation.trace_cache import (
     CACHE_FORMAT,
+    CacheChecksumError,
     FileKey,
     FileResult,
     TraceCache,
     TraceStore,
     write_pending,
 )
-from enterprise_tools.data_utils import HEADER, CorruptFileError, QualityCut, get_traces
+from enterprise_tools.data_utils import (
+    HEADER,
+    CorruptFileError,
+    FileTooLargeError,
+    QualityCut,
+    ReadStorage,
+    decompress,
+    get_traces,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -147,6 +164,7 @@ class _Extraction(NamedTuple):
     anomaly_alarm: int
     bwidth_cut: float | None
     quality_cut: tuple | None  # (min_peaks, min_median, max_q1) when the cut is on
+    max_file_bytes: int  # a file larger than this (on disk or decompressed) is ledgered
     references: int = 0  # K in-file reference pulses per sample
 
     @classmethod
@@ -165,6 +183,7 @@ class _Extraction(NamedTuple):
             int(config.alarm),
             None if config.bwidth_cut is None else float(config.bwidth_cut),
             quality,
+            int(config.max_file_mb) * 2**20,
             int(references),
         )
 
@@ -176,10 +195,13 @@ class _Extraction(NamedTuple):
         return hashlib.sha1(text.encode()).hexdigest()[:16]
 
 
-def _sniff(path: str) -> tuple[str, str] | None:
+def _sniff(content) -> tuple[str, str] | None:
     """A whole-file problem visible in the first bytes: not SNS-BIET2020, or broken gzip."""
-    with open(path, "rb") as handle:
-        head = handle.read(4096)
+    if isinstance(content, _Content):
+        head = content.data[:4096]
+    else:
+        with open(content, "rb") as handle:
+            head = handle.read(4096)
     if head[:2] == _GZIP_MAGIC:
         try:
             head = zlib.decompressobj(16 + zlib.MAX_WBITS).decompress(head, len(HEADER))
@@ -192,14 +214,60 @@ def _sniff(path: str) -> tuple[str, str] | None:
     return None
 
 
+class _Content:
+    """A file's SNS-BIET2020 bytes with its name: what `get_traces` reads instead of the path.
+
+    `read()` hands over the bytes themselves (no copy, unlike `io.BytesIO`).
+    """
+
+    def __init__(self, data: bytes, name: str):
+        self.data, self.name = data, name
+
+    def read(self) -> bytes:
+        return self.data
+
+
+def _read_regular(path: str, max_bytes: int) -> _Content:
+    """The file's SNS-BIET2020 bytes (gunzipped), read only if it is a regular file.
+
+    Opened non-blocking and checked with fstat on the open descriptor, so a FIFO or device
+    that appeared under a data-file name can neither hang the reader nor slip in between a
+    check and the open. Files above `max_bytes` on disk or decompressed raise
+    `FileTooLargeError` before they can fill the memory.
+    """
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    with os.fdopen(fd, "rb") as handle:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise _NotRegular(f"not a regular file ({_kind(info.st_mode)})")
+        if info.st_size > max_bytes:
+            raise FileTooLargeError(path, max_bytes)
+        raw = handle.read(max_bytes + 1)
+    return _Content(decompress(raw, path, max_bytes), path)
+
+
+class _NotRegular(Exception):
+    """A path that is not a regular file (FIFO, socket, device, folder)."""
+
+
+def _kind(mode: int) -> str:
+    for test, name in ((stat.S_ISFIFO, "a FIFO"), (stat.S_ISSOCK, "a socket"),
+                       (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
+                       (stat.S_ISDIR, "a folder")):
+        if test(mode):
+            return name
+    return "not a regular file"
+
+
 def _extract(path: str, alarm: int, params: _Extraction) -> FileResult:
     """Apply the get_traces rules to one file; data problems become the result's error."""
     quality = None if params.quality_cut is None else QualityCut(*params.quality_cut)
     try:
-        problem = _sniff(path)
+        content = _read_regular(path, params.max_file_bytes)
+        problem = _sniff(content)
         if problem is None:
             found = get_traces(
-                path,
+                content,
                 var_id=params.var_id,
                 begin=params.begin,
                 shift=params.shift,
@@ -208,8 +276,12 @@ def _extract(path: str, alarm: int, params: _Extraction) -> FileResult:
                 quality_cut=quality,
                 references=params.references,
             )
+    except FileTooLargeError as exc:
+        problem = (FILE_TOO_LARGE, f"{exc.reason} (data.max_file_mb)")
     except CorruptFileError as exc:
         problem = (CORRUPT_FILE, str(exc))
+    except _NotRegular as exc:
+        problem = (NOT_A_REGULAR_FILE, str(exc))
     except (OSError, EOFError) as exc:
         problem = (CORRUPT_FILE, f"{type(exc).__name__}: {exc}")
     if problem is not None:
@@ -218,11 +290,24 @@ def _extract(path: str, alarm: int, params: _Extraction) -> FileResult:
     traces = np.asarray(found.traces, dtype=np.float32).reshape(-1, params.shift)
     skips = [(s.reason, s.detail, s.scope) for s in found.skipped]
     stamps = np.asarray(found.timestamps_ns, dtype=np.int64)
-    if not params.references:
+    references = reference_stamps = None
+    if params.references:
+        references = np.asarray(found.references, dtype=np.float32)
+        reference_stamps = found.reference_timestamp_ns.astype(np.int64)
+    finite = np.isfinite(traces).all(axis=1)
+    if references is not None:  # a reference is scaled and fed like the trace itself
+        finite &= np.isfinite(references.reshape(len(stamps), -1)).all(axis=1)
+    if not finite.all():  # a NaN/inf sample would poison the scaler and every score
+        for i in np.flatnonzero(~finite):
+            skips.append((NON_FINITE_TRACE, f"pulse at {int(stamps[i])} ns: NaN or inf in "
+                          f"the {params.var_id} window or its reference pulses", "pulse"))
+        traces, stamps = traces[finite], stamps[finite]
+        if references is not None:
+            references, reference_stamps = references[finite], reference_stamps[finite]
+    if references is None:
         return FileResult(len(stamps), stamps, skips, None, traces=traces)
-    return FileResult(len(stamps), stamps, skips, None, traces=traces,
-                      references=np.asarray(found.references, dtype=np.float32),
-                      reference_timestamps_ns=found.reference_timestamp_ns.astype(np.int64))
+    return FileResult(len(stamps), stamps, skips, None, traces=traces, references=references,
+                      reference_timestamps_ns=reference_stamps)
 
 
 def _read_file(key: FileKey, alarm: int, params: _Extraction, pending: str | None) -> FileResult:
@@ -278,22 +363,96 @@ def load_pulses(
             path, UNLABELLED_FOLDER, 0,
             "not under a folder whose name contains 'normal' or 'anomal'", scope="file",
         )
+    files = _usable_files(files, ledger)
     if not files:
         raise FileNotFoundError(
             f"No DCM files (.gz, .bin, .bin.gz) under a 'normal' or 'anomal*' folder in {root} "
             f"({len(unlabelled)} unlabelled data files found)."
         )
+    check_window(files[0][0], params)
     cache = None if cache_dir is None else TraceCache(cache_folder(cache_dir, params))
-    keys, results = _gather(files, params, cache, config.workers, progress)
-    if cache is not None:
-        results = cache.commit(keys, results)
-    pulses = _assemble(files, results, params, ledger, stream, cache)
+    for attempt in (1, 2):
+        keys, results = _gather(files, params, cache, config.workers, progress)
+        if cache is not None:
+            results = cache.commit(keys, results)
+        try:
+            pulses = _assemble(files, results, params, DataLedger(), stream, cache)
+            break
+        except CacheChecksumError as exc:
+            damaged = _files_in_rows(files, results, exc)
+            if attempt == 2 or not damaged:
+                raise
+            logger.warning("%s; re-reading %d source file(s) whose rows were damaged: %s",
+                           exc, len(damaged), ", ".join(Path(p).name for p in damaged[:5]))
+            cache.invalidate(os.path.abspath(p) for p in damaged)
+    ledger.extend(pulses.ledger)
+    pulses.ledger = ledger
     logger.info(
         "Read %d pulses from %d files in %.1f s (%d skipped pulses, %d ledger entries).",
         len(pulses), len(files), time.perf_counter() - started,
         ledger.total_pulses_skipped, len(ledger),
     )
     return pulses
+
+
+def _usable_files(files, ledger: DataLedger) -> list[tuple[Path, int]]:
+    """The files that are (links to) regular files; the rest are ledgered, not read.
+
+    A dangling link or a link loop is `unreadable_link`; a FIFO, socket or device that carries
+    a data-file name is `not_a_regular_file` (opening a FIFO would block the reader forever).
+    """
+    usable = []
+    for path, label in files:
+        try:
+            info = os.stat(path)  # follows links: ELOOP / ENOENT for loops and dangling links
+        except OSError as exc:
+            reason = UNREADABLE_LINK if os.path.islink(path) else CORRUPT_FILE
+            ledger.add(path, reason, 0, f"{exc.strerror or exc}", scope="file")
+            continue
+        if not stat.S_ISREG(info.st_mode):
+            ledger.add(path, NOT_A_REGULAR_FILE, 0, _kind(info.st_mode), scope="file")
+            continue
+        usable.append((path, label))
+    return usable
+
+
+def check_window(path: Path, params: _Extraction) -> None:
+    """Refuse a window that does not fit the traces of `path` (the first file), naming both.
+
+    Otherwise every pulse of the archive would be skipped one by one and the run would fail
+    late with "no samples". A first file that cannot be read is left to the ledger.
+    """
+    try:
+        content = _read_regular(str(path), params.max_file_bytes)
+        with ReadStorage(content) as storage:
+            for i in range(len(storage)):
+                record = storage._record(i, lazy=True)
+                if str(record.get("name", "")).endswith(params.var_id):
+                    length = int(getattr(record["value"], "size", 0))
+                    break
+            else:
+                return
+    except (CorruptFileError, _NotRegular, OSError, ValueError, KeyError):
+        return
+    end = params.begin + params.shift
+    if length and end > length:
+        raise ValueError(
+            f"data.begin={params.begin} + data.shift={params.shift} = {end} samples, but the "
+            f"{params.var_id} traces of the first file {path} hold {length} samples; choose a "
+            f"window that ends at or before sample {length}."
+        )
+
+
+def _files_in_rows(files, results, exc: CacheChecksumError) -> list[str]:
+    """The source files whose cached rows include the damaged rows of `exc.shard`."""
+    name = Path(exc.shard).name
+    damaged = []
+    for (path, _), result in zip(files, results, strict=True):
+        if result.shard == name and result.n:
+            rows = np.arange(result.offset, result.offset + result.n)
+            if np.isin(rows, exc.rows).any():
+                damaged.append(str(path))
+    return damaged
 
 
 def cache_folder(cache_dir, params: _Extraction) -> Path:
@@ -330,13 +489,41 @@ def _gather(files, params: _Extraction, cache: TraceCache | None, workers: int, 
                 bar.update()
         else:
             with ProcessPoolExecutor(
-                max_workers=min(workers, len(todo)), mp_context=_pool_context()
+                max_workers=min(workers, len(todo)), mp_context=_pool_context(),
+                initializer=_die_with_parent, initargs=(os.getpid(),),
             ) as pool:
                 futures = {pool.submit(_read_file, *job): i for i, job in jobs.items()}
                 for future in as_completed(futures):
                     results[futures[future]] = future.result()
                     bar.update()
     return keys, results
+
+
+def _die_with_parent(parent_pid: int) -> None:
+    """Worker initializer: end this reader when the process that started the build is gone.
+
+    A reader must not outlive a `kill -9` of the run. Linux delivers SIGKILL when the direct
+    parent (the forkserver) dies; a watchdog thread also polls the build's own process, which
+    covers platforms without that signal and a forkserver that outlives the run.
+    """
+    if sys.platform.startswith("linux"):
+        try:
+            libc = ctypes.CDLL(None, use_errno=True)
+            libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+        except (OSError, AttributeError):
+            pass
+
+    def watch() -> None:
+        while True:
+            try:
+                os.kill(parent_pid, 0)
+            except ProcessLookupError:
+                os._exit(1)
+            except PermissionError:
+                pass
+            time.sleep(1.0)
+
+    threading.Thread(target=watch, name="parent-watchdog", daemon=True).start()
 
 
 def _pool_context():
@@ -467,7 +654,17 @@ def load_npz_pulses(path) -> PulseSet:
     if bad.size:
         raise ValueError(f"{path}: label must be 0 or 1, found {bad.tolist()[:5]}.")
     settings, names = _npz_settings(path, arrays, n)
+    for name, array in (("traces", traces), ("settings", settings)):
+        if array is not None and n and not np.isfinite(array).all():
+            rows = np.flatnonzero(~np.isfinite(array.reshape(n, -1)).all(axis=1))
+            raise ValueError(
+                f"{path}: {name} of record {int(rows[0])} hold NaN or inf ({rows.size} record(s)); "
+                "expected finite numbers.")
     references, reference_stamps = _npz_references(path, arrays, traces.shape)
+    if references is not None and n and not np.isfinite(references).all():
+        rows = np.flatnonzero(~np.isfinite(references.reshape(n, -1)).all(axis=1))
+        raise ValueError(f"{path}: references of record {int(rows[0])} hold NaN or inf "
+                         f"({rows.size} record(s)); expected finite numbers.")
     order = np.argsort(stamps, kind="stable")
     return PulseSet(
         traces=traces.astype(np.float32)[order],

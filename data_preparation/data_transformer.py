@@ -114,6 +114,19 @@ def attach_settings(
     return out
 
 
+def stale_settings_mask(timestamp_ns, row_ns, max_age_s: float | None) -> np.ndarray:
+    """True for pulses later than the last settings row plus `max_age_s` (None: no limit).
+
+    The history says nothing about what was set after its last row; a pulse far past it
+    (another month's data joined to an older history) would silently get outdated settings.
+    """
+    pulse_ns = np.asarray(timestamp_ns, dtype=np.int64)
+    row_ns = np.asarray(row_ns, dtype=np.int64)
+    if max_age_s is None or row_ns.size == 0:
+        return np.zeros(pulse_ns.size, dtype=bool)
+    return pulse_ns > int(row_ns.max()) + int(round(float(max_age_s) * 1e9))
+
+
 def production_mask(values, columns: Sequence[str], rules: Mapping[str, float]) -> np.ndarray:
     """True for pulses whose settings meet every `pv >= minimum` rule (NaN fails)."""
     values = np.asarray(values, dtype=np.float64)

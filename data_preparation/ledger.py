@@ -15,6 +15,12 @@ Reasons used by `data_preparation` (besides the `get_traces` skip codes of
 * `gap_dropped`: a pulse within `split.gap_seconds` of a split boundary.
 * `no_reference`: a sample with fewer than `reference.min_count` reference pulses (none
   earlier in its file, none among the earlier normal samples of its configuration group).
+* `file_too_large`: a file above `data.max_file_mb` on disk or decompressed (not read further).
+* `not_a_regular_file`: a FIFO, socket, device or folder carrying a data-file name.
+* `unreadable_link`: a dangling symbolic link or a link loop.
+* `non_finite_trace`: a pulse whose window holds NaN or inf samples.
+* `stale_settings`: a pulse later than the settings history's last row plus
+  `beam_settings.max_settings_age_s` (the settings in force are not known).
 """
 
 from __future__ import annotations
@@ -30,6 +36,11 @@ NO_SETTINGS = "no_settings"
 NON_PRODUCTION = "non_production"
 GAP_DROPPED = "gap_dropped"
 NO_REFERENCE = "no_reference"
+FILE_TOO_LARGE = "file_too_large"
+NOT_A_REGULAR_FILE = "not_a_regular_file"
+UNREADABLE_LINK = "unreadable_link"
+NON_FINITE_TRACE = "non_finite_trace"
+STALE_SETTINGS = "stale_settings"
 
 _SCOPES = ("file", "pulse")
 

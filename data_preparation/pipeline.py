@@ -23,9 +23,17 @@ from data_preparation.data_transformer import (
     load_settings,
     production_mask,
     settings_columns,
+    settings_timestamps_ns,
+    stale_settings_mask,
 )
 from data_preparation.imbalance import class_weights, smote, undersample
-from data_preparation.ledger import NO_REFERENCE, NO_SETTINGS, NON_PRODUCTION, DataLedger
+from data_preparation.ledger import (
+    NO_REFERENCE,
+    NO_SETTINGS,
+    NON_PRODUCTION,
+    STALE_SETTINGS,
+    DataLedger,
+)
 from data_preparation.references import (
     ReferenceView,
     plan_references,
@@ -303,12 +311,25 @@ def _drop(samples: SampleSet, keep: np.ndarray) -> SampleSet:
 def _join_settings(pulses, bpm):
     """Settings at each pulse, and the mask of pulses that have them and pass the filter."""
     columns = settings_columns(bpm)
-    values = attach_settings(pulses.timestamp_ns, load_settings(bpm), columns)
+    table = load_settings(bpm)
+    values = attach_settings(pulses.timestamp_ns, table, columns)
     has_settings = ~np.isnan(values).any(axis=1)
     ledger_pulses(
         pulses.ledger, pulses.files, pulses.file_index[~has_settings], NO_SETTINGS,
         "pulse precedes the first beam-settings row",
     )
+    stale = has_settings & stale_settings_mask(
+        pulses.timestamp_ns, settings_timestamps_ns(table), bpm.max_settings_age_s)
+    if stale.any():
+        ledger_pulses(
+            pulses.ledger, pulses.files, pulses.file_index[stale], STALE_SETTINGS,
+            f"pulse later than the last beam-settings row of {bpm.data_location} + "
+            f"beam_settings.max_settings_age_s={bpm.max_settings_age_s:g} s",
+        )
+        logger.warning("%d pulse(s) lie past the beam-settings history of %s (+%g s): ledgered "
+                       "stale_settings", int(stale.sum()), bpm.data_location,
+                       bpm.max_settings_age_s)
+        has_settings &= ~stale
     rules = dict(bpm.production_filter)
     production = production_mask(values, columns, rules)
     failed = has_settings & ~production
@@ -344,6 +365,16 @@ def fit_scalers(samples: SampleSet, train_idx, scaling_config, seed: int = 0):
     trace_scaler.fit(_Rows(samples.traces, train_idx))
     settings_scaler = SettingsScaler(scaling_config.settings_scaler)
     settings_scaler.fit(samples.settings[train_idx])
+    if not (np.isfinite(trace_scaler.center_) and np.isfinite(trace_scaler.scale_)):
+        raise ValueError(
+            f"the trace scaler fitted on the training part is not finite (centre "
+            f"{trace_scaler.center_}, scale {trace_scaler.scale_}): the training traces hold "
+            "NaN or inf samples")
+    bad = np.flatnonzero(~np.isfinite(settings_scaler.center_))
+    if bad.size:
+        raise ValueError(
+            f"the settings scaler fitted on the training part is not finite for "
+            f"{samples.settings_names[int(bad[0])]!r}: its settings hold inf values")
     return trace_scaler, settings_scaler
 
 

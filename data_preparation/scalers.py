@@ -339,8 +339,11 @@ def load_scalers(path) -> tuple[TraceScaler, SettingsScaler, dict]:
     for key in ("trace_scaler", "settings_scaler"):
         if key not in data:
             raise ValueError(f"{path}: missing key {key!r}.")
-    return (
-        TraceScaler.from_dict(data["trace_scaler"]),
-        SettingsScaler.from_dict(data["settings_scaler"]),
-        dict(data.get("extra") or {}),
-    )
+    try:
+        return (
+            TraceScaler.from_dict(data["trace_scaler"]),
+            SettingsScaler.from_dict(data["settings_scaler"]),
+            dict(data.get("extra") or {}),
+        )
+    except ValueError as exc:
+        raise ValueError(f"{path}: {exc}") from exc

@@ -7,33 +7,47 @@ one-time cost. Per set of extraction parameters (a hash of them names the folder
         index.h5                one row per source file: its key (absolute path, size,
                                 mtime_ns), where its windows lie (shard, offset, count), its
                                 pulse timestamps, skips (JSON) and whole-file error (JSON)
-        shard-<id>.h5           `traces` float32 [rows, shift]: many files' windows back to back
+        shard-<id>.h5           `traces` float32 [rows, shift]: many files' windows back to back,
+                                and `crc32` uint32 [rows]: each row's checksum, verified on read
                                 (with references K > 0 also `references` float32 [rows, K,
-                                shift] beside them, and `reference_timestamps_ns` int64
-                                [rows, K] in the index: -1 marks an empty slot)
-        pending/<sha1>.h5       one worker's result for one source file, before packing
+                                shift] and `references_crc32` beside them, and
+                                `reference_timestamps_ns` int64 [rows, K] in the index: -1
+                                marks an empty slot)
+        pending/<sha1>-<writer>.h5  one worker's result for one source file, before packing
+        .lock                   taken (flock) while a build packs a shard and rewrites the index
 
 A source file hits when its key still matches its index row, so a changed or added file
 invalidates only its own row. Workers write only their own pending files (atomically:
-temporary file, then `os.replace`); the parent process alone packs them into a new shard and
-rewrites the index atomically, so no two processes ever write one HDF5 file. A warm build
-therefore opens one index, stats the sources and reads a few large shards: no gzip at all.
+temporary file, then `os.replace`), named after the build that started them (host, process,
+random id), so two builds never touch each other's entries; the parent process alone packs them
+into a new shard and rewrites the index atomically, holding the folder's lock while it re-reads
+the index, merges its rows in and writes it back, so concurrent builders never lose each other's
+rows or delete each other's files. A warm build therefore opens one index, stats the sources
+and reads a few large shards: no gzip at all. Every row read is checked against its CRC32; a
+mismatch raises `CacheChecksumError` naming the shard and rows, and the loader re-reads the
+source files whose rows were damaged (and logs it).
 
 Rows of changed files leave dead rows in old shards; when dead rows outnumber live ones the
-shards are compacted into one. Shards no longer referenced are removed (an unknown one, maybe
-another process's fresh, not yet indexed shard, only once it is an hour old). One build per cache folder at a time
-is the intended use; concurrent builds stay correct but may redo each other's work.
+shards are compacted into one. Shards no longer referenced are removed (an unknown one only
+once it is an hour old); a pending entry of another build only once its process is gone (same
+host) or it is a week old. Concurrent builds stay correct but may redo each other's work.
 """
 
 from __future__ import annotations
 
+import contextlib
+import errno
+import fcntl
 import hashlib
 import json
 import logging
 import os
+import shutil
+import socket
 import threading
 import time
 import uuid
+import zlib
 from collections import OrderedDict
 from collections.abc import Sequence
 from pathlib import Path
@@ -46,11 +60,52 @@ from utils.run_folder import atomic_path
 
 logger = logging.getLogger(__name__)
 
-CACHE_FORMAT = 2  # bump when the layout or the extraction rules change
+CACHE_FORMAT = 3  # bump when the layout or the extraction rules change (3: row checksums)
 _INDEX = "index.h5"
 _PENDING = "pending"
-_STALE_S = 3600  # unreferenced shards / pending files older than this are removed
+_LOCK = ".lock"
 _WINDOWS = ("traces", "references")  # the window datasets of a shard (references: K > 0)
+# each window dataset's per-row CRC32 dataset
+_SUMS = {"traces": "crc32", "references": "references_crc32"}
+_STORED = ("traces", "crc32", "references", "references_crc32")
+_STALE_S = 3600  # unreferenced shards older than this are removed
+_PENDING_STALE_S = 7 * 86400  # another host's pending entries older than this are removed
+_FREE_MARGIN_BYTES = 64 << 20  # HDF5 metadata and the index rewrite need some room too
+
+
+class CacheChecksumError(OSError):
+    """Rows of a cache shard whose bytes no longer match the checksum written with them."""
+
+    def __init__(self, shard: str, rows):
+        self.shard = str(shard)
+        self.rows = np.asarray(rows, dtype=np.int64)
+        shown = ", ".join(str(r) for r in self.rows[:5]) + (" ..." if self.rows.size > 5 else "")
+        super().__init__(
+            f"cache shard {self.shard}: {self.rows.size} row(s) fail their CRC32 checksum "
+            f"(rows {shown}); the shard is damaged. Delete the cache folder or rebuild the data set."
+        )
+
+
+def mark_damaged(shard: str | os.PathLike) -> None:
+    """Leave `<shard>.damaged` beside a shard that failed its checksum: the next build treats
+    the shard as gone and re-reads its files (a streamed training cannot rebuild mid-fit)."""
+    try:
+        Path(f"{shard}.damaged").touch()
+    except OSError:
+        pass  # a read-only cache: the error raised still names the shard
+
+
+def row_checksums(traces: np.ndarray) -> np.ndarray:
+    """uint32 [rows]: the CRC32 of each row's float32 bytes (what a shard stores per row)."""
+    block = np.ascontiguousarray(traces, dtype=np.float32)
+    return np.array([zlib.crc32(row.tobytes()) for row in block], dtype=np.uint32)
+
+
+def _verify_rows(shard: str, first_row: int, block: np.ndarray, stored: np.ndarray) -> None:
+    """Raise `CacheChecksumError` when any row of `block` differs from its stored checksum."""
+    bad = np.flatnonzero(row_checksums(block) != np.asarray(stored, dtype=np.uint32))
+    if bad.size:
+        raise CacheChecksumError(shard, bad + first_row)
 
 
 class FileKey(NamedTuple):
@@ -95,9 +150,11 @@ def write_pending(path: str, key: FileKey, result: FileResult) -> FileResult:
 
     def write(h5):
         h5.create_dataset("traces", data=result.traces)
+        h5.create_dataset("crc32", data=row_checksums(result.traces))
         h5.create_dataset("timestamps_ns", data=result.timestamps_ns)
         if result.reference_timestamps_ns is not None:
             h5.create_dataset("references", data=result.references)
+            h5.create_dataset("references_crc32", data=row_checksums(result.references))
             h5.create_dataset("reference_timestamps_ns", data=result.reference_timestamps_ns)
         h5.attrs.update(
             format=CACHE_FORMAT, path=key.path, size=key.size, mtime_ns=key.mtime_ns,
@@ -153,19 +210,39 @@ class TraceCache:
         self.folder = Path(folder)
         self._rows: dict[str, _Row] | None = None
         self._known: set[str] = set()  # shards this process has seen indexed or written
+        # This build's pending entries carry its host, process id and a random id, so two
+        # builds sharing the folder never write, pack or delete each other's entries.
+        self._writer = f"{_host()}.{os.getpid()}.{uuid.uuid4().hex[:8]}"
+        self._invalid: set[str] = set()  # rows found damaged: replaced at the next commit
 
     # -- lookup -----------------------------------------------------------------------------
 
     def pending_path(self, key: FileKey) -> str:
-        name = hashlib.sha1(key.path.encode()).hexdigest() + ".h5"
-        return str(self.folder / _PENDING / name)
+        """Where this build's worker stores `key`'s result before packing."""
+        return str(self.folder / _PENDING / f"{_path_hash(key)}-{self._writer}.h5")
 
     def lookup(self, key: FileKey) -> FileResult | None:
-        """The cached result for this version of the file, or None (a miss)."""
+        """The cached result for this version of the file, or None (a miss).
+
+        Besides the index, a pending entry left by a build that is no longer running (an
+        interrupted one) counts; a live build's entries are its own business.
+        """
         row = self._index().get(key.path)
         if row is not None and row.key == key:
             return row.result
-        return _read_pending(Path(self.pending_path(key)), key)
+        for entry in sorted((self.folder / _PENDING).glob(f"{_path_hash(key)}-*.h5")):
+            if _writer_gone(entry) or _writer_pid(entry) == os.getpid():
+                found = _read_pending(entry, key)
+                if found is not None:
+                    return found
+        return None
+
+    def invalidate(self, paths) -> None:
+        """Forget the index rows of these source files (their next lookup is a miss)."""
+        rows = self._index()
+        for path in paths:
+            rows.pop(str(path), None)
+            self._invalid.add(str(path))
 
     def _index(self) -> dict[str, _Row]:
         if self._rows is None:
@@ -193,7 +270,12 @@ class TraceCache:
             logger.warning("Cache index %s is unreadable (%s); rebuilding the cache.", path, exc)
             return {}
         starts = np.concatenate([[0], np.cumsum(count)])
-        present = {shard for shard in set(shards) if shard and (self.folder / shard).exists()}
+        present = {shard for shard in set(shards) if shard and (self.folder / shard).exists()
+                   and not (self.folder / f"{shard}.damaged").exists()}
+        for shard in sorted(set(shards) - present):
+            if shard and (self.folder / f"{shard}.damaged").exists():
+                logger.warning("Cache shard %s failed its checksum earlier; re-reading its files.",
+                               self.folder / shard)
         rows = {}
         for i, p in enumerate(paths):
             if shards[i] and shards[i] not in present:
@@ -212,8 +294,22 @@ class TraceCache:
     # -- commit -----------------------------------------------------------------------------
 
     def commit(self, keys: Sequence[FileKey], results: Sequence[FileResult]) -> list[FileResult]:
-        """Pack pending results into a new shard, update the index; results then name shards."""
-        rows = dict(self._index())
+        """Pack pending results into a new shard, update the index; results then name shards.
+
+        Holds the folder's lock throughout and merges into the index as it is on disk now, so
+        rows another build committed meanwhile are kept.
+        """
+        self.folder.mkdir(parents=True, exist_ok=True)
+        _hold_reader_lock(self.folder)
+        with _locked(self.folder / _LOCK):
+            self._rows = None  # re-read: another build may have committed since our lookup
+            rows = dict(self._index())
+            for path in self._invalid:
+                rows.pop(path, None)
+            self._invalid.clear()
+            return self._commit_locked(rows, keys, results)
+
+    def _commit_locked(self, rows, keys, results) -> list[FileResult]:
         pending = [i for i, r in enumerate(results) if r.pending is not None]
         results = list(results)
         entries = [Path(results[i].pending) for i in pending]
@@ -227,10 +323,13 @@ class TraceCache:
                 )
                 offset += n
         changed = bool(pending)
-        for key, result in zip(keys, results, strict=True):
-            if key.path not in rows or rows[key.path].key != key:
+        fresh = set(pending)
+        for i, (key, result) in enumerate(zip(keys, results, strict=True)):
+            if i in fresh or key.path not in rows or rows[key.path].key != key:
                 rows[key.path] = _Row(key, result)
                 changed = True
+            else:  # a hit: where the index says its rows are now (another build may have compacted)
+                results[i] = rows[key.path].result
         seen = {key.path for key in keys}
         for path in [p for p in rows if p not in seen and not os.path.exists(p)]:
             del rows[path]  # its source file is gone
@@ -250,6 +349,7 @@ class TraceCache:
         total = sum(r.n for r in pending)
         if total == 0:
             return None
+        _check_free_space(self.folder, sum(os.path.getsize(r.pending) for r in pending if r.n))
         name = f"shard-{uuid.uuid4().hex[:16]}.h5"
         shift = None
 
@@ -261,11 +361,11 @@ class TraceCache:
                 if not result.n:
                     continue
                 with h5py.File(result.pending, "r") as entry:
-                    blocks = {name: entry[name][()] for name in _WINDOWS if name in entry}
+                    blocks = {name: entry[name][()] for name in _STORED if name in entry}
                 if not datasets:
                     shift = blocks["traces"].shape[1]
                     datasets = {name: h5.create_dataset(name, shape=(total, *block.shape[1:]),
-                                                        dtype=np.float32)
+                                                        dtype=block.dtype)
                                 for name, block in blocks.items()}
                 for name, block in blocks.items():
                     datasets[name][start : start + result.n] = block
@@ -277,14 +377,17 @@ class TraceCache:
         return name
 
     def _compact(self, rows: dict[str, _Row]) -> tuple[dict[str, _Row], bool]:
-        """Rewrite all live rows into one shard when dead rows outnumber them."""
+        """Rewrite all live rows into one shard when dead rows outnumber them.
+
+        Skipped while another process uses the folder: it may be reading the old shards.
+        """
         live = sum(row.result.n for row in rows.values())
         stored = 0
         shards = {row.result.shard for row in rows.values() if row.result.shard}
         for shard in shards:
             with h5py.File(self.folder / shard, "r") as h5:
                 stored += h5["traces"].shape[0]
-        if stored - live <= live:
+        if stored - live <= live or not _sole_user(self.folder):
             return rows, False
         name = f"shard-{uuid.uuid4().hex[:16]}.h5"
         order = [p for p, row in rows.items() if row.result.n]
@@ -296,10 +399,14 @@ class TraceCache:
                 result = rows[path].result
                 with h5py.File(self.folder / result.shard, "r") as old:
                     blocks = {name: old[name][result.offset : result.offset + result.n]
-                              for name in _WINDOWS if name in old}
+                              for name in _STORED if name in old}
+                for name in _WINDOWS:
+                    if name in blocks:
+                        _verify_rows(str(self.folder / result.shard), result.offset,
+                                     blocks[name], blocks[_SUMS[name]])
                 if not datasets:
                     datasets = {name: h5.create_dataset(name, shape=(live, *block.shape[1:]),
-                                                        dtype=np.float32)
+                                                        dtype=block.dtype)
                                 for name, block in blocks.items()}
                 for name, block in blocks.items():
                     datasets[name][start : start + result.n] = block
@@ -360,12 +467,21 @@ class TraceCache:
     def _remove_unreferenced(self, rows: dict[str, _Row]) -> None:
         referenced = {row.result.shard for row in rows.values()}
         now = time.time()
-        for path in self.folder.glob("shard-*.h5"):
+        sole = _sole_user(self.folder)  # another process may still read an old shard
+        for path in self.folder.glob("shard-*.h5") if sole else ():
             stale = now - path.stat().st_mtime > _STALE_S
-            if path.name not in referenced and (path.name in self._known or stale):
+            damaged = Path(f"{path}.damaged")
+            if damaged.exists() and path.name not in referenced:
+                _remove(path)
+                _remove(damaged)
+            elif path.name not in referenced and (path.name in self._known or stale):
                 _remove(path)
         for path in (self.folder / _PENDING).glob("*.h5"):
-            if now - path.stat().st_mtime > _STALE_S:
+            try:
+                age = now - path.stat().st_mtime
+            except FileNotFoundError:
+                continue
+            if (age > _STALE_S and _writer_gone(path)) or age > _PENDING_STALE_S:
                 _remove(path)
 
 
@@ -374,6 +490,99 @@ def _remove(path: Path) -> None:
         path.unlink()
     except FileNotFoundError:
         pass
+
+
+def _check_free_space(folder: Path, needed: int) -> None:
+    """Refuse a shard the disk cannot hold, before writing a byte of it (one clear line)."""
+    free = shutil.disk_usage(folder).free
+    if free < needed + _FREE_MARGIN_BYTES:
+        raise OSError(errno.ENOSPC, f"not enough free space for a new cache shard ({needed} bytes "
+                      f"needed, {free} free); the cache is unchanged. Free space or set "
+                      "data.cache_dir elsewhere", str(folder))
+
+
+def _host() -> str:
+    """This machine's name, reduced to characters safe in a file name."""
+    return "".join(c if c.isalnum() else "_" for c in socket.gethostname())[:32] or "host"
+
+
+def _path_hash(key: FileKey) -> str:
+    return hashlib.sha1(key.path.encode()).hexdigest()
+
+
+def _writer_pid(entry: Path) -> int | None:
+    """The process id in a pending entry's name (None for another layout)."""
+    try:
+        return int(entry.stem.split("-", 1)[1].rsplit(".", 2)[1])
+    except (IndexError, ValueError):
+        return None
+
+
+def _writer_gone(entry: Path) -> bool:
+    """True when the build that wrote pending `entry` is known to have ended (same host only).
+
+    Entry names are `<sha1>-<host>.<pid>.<random>.h5`; another host's processes cannot be
+    checked, so their entries count as live (removed only when a week old).
+    """
+    try:
+        host, pid, _ = entry.stem.split("-", 1)[1].rsplit(".", 2)
+        pid = int(pid)
+    except ValueError:
+        return True  # an older layout's entry
+    if host != _host():
+        return False
+    if pid == os.getpid():
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False
+
+
+_READERS: dict[str, object] = {}  # cache folder -> open handle holding a shared flock
+
+
+def _hold_reader_lock(folder: Path) -> None:
+    """Mark this process as a user of `folder` until it exits (a shared flock on `.readers`).
+
+    A process that builds from the cache may read its shards for as long as it runs (a
+    streamed training), so nobody else may delete or compact shards meanwhile.
+    """
+    key = str(folder.resolve())
+    if key not in _READERS:
+        handle = open(folder / ".readers", "a+b")  # noqa: SIM115  held for the process lifetime
+        fcntl.flock(handle.fileno(), fcntl.LOCK_SH)
+        _READERS[key] = handle
+
+
+def _sole_user(folder: Path) -> bool:
+    """True when no other process holds `folder`'s reader lock (checked, then back to shared)."""
+    handle = _READERS.get(str(folder.resolve()))
+    if handle is None:
+        return False
+    # Called only under the folder's commit lock, so no two processes convert at once. A
+    # failed conversion drops the shared lock on Linux; take it again before returning.
+    try:
+        fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        sole = True
+    except BlockingIOError:
+        sole = False
+    fcntl.flock(handle.fileno(), fcntl.LOCK_SH)
+    return sole
+
+
+@contextlib.contextmanager
+def _locked(path: Path):
+    """An exclusive `flock` on `path` for the duration (released when the process dies)."""
+    with open(path, "a+b") as handle:
+        fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -453,12 +662,19 @@ class TraceStore:
         cuts = np.flatnonzero(np.diff(src[order])) + 1
         with self._lock:
             for positions in np.split(order, cuts):
-                dataset = self._file(int(src[positions[0]]))[self.dataset]
+                source = int(src[positions[0]])
+                handle = self._file(source)
+                dataset, sums = handle[self.dataset], handle[_SUMS[self.dataset]]
                 rows, inverse = np.unique(self.row[indices[positions]], return_inverse=True)
                 if rows[-1] - rows[0] + 1 <= 2 * rows.size:  # dense: one contiguous read
                     block = dataset[rows[0] : rows[-1] + 1][rows - rows[0]]
+                    crc = sums[rows[0] : rows[-1] + 1][rows - rows[0]]
                 else:
-                    block = dataset[rows]
+                    block, crc = dataset[rows], sums[rows]
+                bad = np.flatnonzero(row_checksums(block) != crc)
+                if bad.size:
+                    mark_damaged(self.sources[source])
+                    raise CacheChecksumError(self.sources[source], rows[bad])
                 out[positions] = block[inverse]
         return out
 

@@ -348,7 +348,19 @@ def _rows(raw: np.ndarray, where: str) -> tuple[np.ndarray, np.ndarray]:
             f"{where}: expected an (N, 2) array of [timestamp_ns, value] rows or a compound "
             f"array with fields 'timestamp' and 'value', got shape {raw.shape} dtype {raw.dtype}"
         )
-    return _timestamps(stamps, where), _values(values)
+    return _timestamps(stamps, where), _finite_or_nan(_values(values), where)
+
+
+def _finite_or_nan(values: np.ndarray, where: str) -> np.ndarray:
+    """Refuse +-inf: forward-filled, it would give every later pulse the same broken setting."""
+    bad = np.isinf(values)
+    if bad.any():
+        row = int(np.flatnonzero(bad)[0])
+        raise BeamSettingsFileError(
+            f"{where}: value of row {row} is {values[row]} ({int(bad.sum())} infinite value(s)); "
+            "expected finite numbers (unreadable values may be NaN, which count as absent)"
+        )
+    return values
 
 
 def _timestamps(stamps: np.ndarray, where: str) -> np.ndarray:

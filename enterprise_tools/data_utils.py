@@ -24,6 +24,7 @@ from enterprise_tools.atomic import atomic_path
 
 __all__ = [
     "CorruptFileError",
+    "FileTooLargeError",
     "QualityCut",
     "ReadStorage",
     "SKIP_FIRST_PULSE_TRIP",
@@ -36,6 +37,7 @@ __all__ = [
     "SKIP_TIMESTAMP_MISMATCH",
     "Skip",
     "TraceSet",
+    "decompress",
     "get_traces",
     "encode_storage",
     "write_storage",
@@ -118,6 +120,17 @@ class CorruptFileError(ValueError):
         return (type(self), (self.path, self.record_index, self.offset, self.reason))
 
 
+class FileTooLargeError(CorruptFileError):
+    """A DCM file whose (decompressed) content is larger than the reader's cap."""
+
+    def __init__(self, path: str, max_bytes: int):
+        self.max_bytes = max_bytes
+        super().__init__(path, None, None, f"content exceeds the cap of {max_bytes} bytes")
+
+    def __reduce__(self):
+        return (type(self), (self.path, self.max_bytes))
+
+
 # --------------------------------------------------------------------------------------
 # Reading
 # --------------------------------------------------------------------------------------
@@ -159,17 +172,27 @@ def _load_bytes(path_or_file: Any) -> tuple[bytes, str]:
     )
 
 
-def _gunzip(raw: bytes, path: str) -> bytes:
-    """Decompress a (possibly multi-member) gzip stream in one go, as corruption-safe."""
+def _gunzip(raw: bytes, path: str, max_bytes: int | None = None) -> bytes:
+    """Decompress a (possibly multi-member) gzip stream in one go, as corruption-safe.
+
+    With ``max_bytes``, a stream that inflates past it raises ``FileTooLargeError`` after
+    inflating at most ``max_bytes + 1`` bytes (a small file cannot fill the memory).
+    """
     members = []
     view = memoryview(raw)
     start = 0
+    total = 0
     while True:
         inflater = zlib.decompressobj(16 + zlib.MAX_WBITS)
+        limit = 0 if max_bytes is None else max_bytes - total + 1
         try:
-            members.append(inflater.decompress(view[start:]))
+            out = inflater.decompress(view[start:], limit)
         except zlib.error as exc:
             raise CorruptFileError(path, None, None, f"bad gzip stream: {exc}") from None
+        total += len(out)
+        if max_bytes is not None and total > max_bytes:
+            raise FileTooLargeError(path, max_bytes)
+        members.append(out)
         if not inflater.eof:
             raise CorruptFileError(path, None, None, "gzip stream is truncated")
         rest = inflater.unused_data
@@ -178,6 +201,19 @@ def _gunzip(raw: bytes, path: str) -> bytes:
         if rest[:2] != _GZIP_MAGIC:
             raise CorruptFileError(path, None, None, "trailing garbage after the gzip stream")
         start = len(raw) - len(rest)
+
+
+def decompress(raw: bytes, path: str, max_bytes: int | None = None) -> bytes:
+    """The SNS-BIET2020 bytes of a file's content: gunzipped when gzip, else as is.
+
+    ``max_bytes`` caps the decompressed size (``FileTooLargeError``); ``path`` names the file
+    in errors. Lets a caller that opened the file itself (to refuse FIFOs, say) keep the cap.
+    """
+    if raw[:2] == _GZIP_MAGIC:
+        return _gunzip(raw, path, max_bytes)
+    if max_bytes is not None and len(raw) > max_bytes:
+        raise FileTooLargeError(path, max_bytes)
+    return raw
 
 
 class ReadStorage:

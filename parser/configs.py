@@ -368,6 +368,7 @@ class DCMDataConfig(_Section):
     workers: int = _option(0, ge=0)  # 0: all cores
     cache_dir: str | None = _option(".cache/beamwatch", path=True)
     max_files: int | None = _option(None, ge=1)
+    max_file_mb: int = _option(512, ge=1)  # larger DCM files (on disk or gunzipped) are ledgered
 
     def _cross_check(self) -> list[tuple[str, str]]:
         if self.alarm == 0:
@@ -394,6 +395,7 @@ class BPMDataConfig(_Section):
         mapping=True,
     )
     group_tolerance: float = _option(1.0e-6, ge=0)
+    max_settings_age_s: float | None = _option(86400.0, gt=0)  # None: no limit
 
     def _cross_check(self) -> list[tuple[str, str]]:
         if self.use and not self.features:
@@ -711,9 +713,16 @@ def _read_yaml(path: str | os.PathLike) -> tuple[Any, dict[str, str], list[Probl
     except (OSError, UnicodeDecodeError) as err:
         reason = err.strerror if isinstance(err, OSError) and err.strerror else str(err)
         raise ConfigError(Problem("", f"cannot read the config file ({reason})"), source) from err
+    nesting = _flow_nesting(text)
+    if nesting > MAX_YAML_NESTING:
+        raise ConfigError(Problem("", f"YAML nested {nesting} levels deep; a config needs at most "
+                                      f"{MAX_YAML_NESTING}"), source)
     try:
         data = yaml.safe_load(text)
         tree = yaml.compose(text, Loader=yaml.SafeLoader)  # nodes only, to find key lines
+    except RecursionError as err:  # deep block nesting the bracket count does not see
+        raise ConfigError(Problem("", f"YAML nested too deeply (more than {MAX_YAML_NESTING} "
+                                      "levels are never needed)"), source) from err
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
         where = f"{source}:{mark.line + 1}" if mark is not None else source
@@ -724,6 +733,21 @@ def _read_yaml(path: str | os.PathLike) -> tuple[Any, dict[str, str], list[Probl
     duplicates: list[Problem] = []
     _walk_keys(tree, "", source, origins, duplicates, depth=3)
     return data, origins, duplicates
+
+
+MAX_YAML_NESTING = 32  # configs nest 3 levels; deeper input is hostile or a mistake
+
+
+def _flow_nesting(text: str) -> int:
+    """The deepest [ / { bracket nesting in `text` (ignoring quotes: an upper bound, cheap)."""
+    depth = deepest = 0
+    for char in text:
+        if char in "[{":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif char in "]}":
+            depth = max(0, depth - 1)
+    return deepest
 
 
 def _walk_keys(node: Any, prefix: str, source: str, origins: dict[str, str],

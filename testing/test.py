@@ -16,7 +16,6 @@ ledgered `no_reference`. metrics.json's split summary counts the samples by refe
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 from datetime import UTC, datetime
 from pathlib import Path
@@ -51,7 +50,6 @@ class TestResult:
 
 def load_run(run_dir: Path) -> tuple[Config, object, ThresholdChoice, tuple]:
     """The run's config, model (safe mode), threshold and scalers, with clear errors."""
-    import keras
 
     import model  # noqa: F401  registers the custom layers that safe-mode loading looks up
     from data_preparation.data_scaling import load_scalers
@@ -68,13 +66,38 @@ def load_run(run_dir: Path) -> tuple[Config, object, ThresholdChoice, tuple]:
         config = load_config(run_dir / "config.yaml")
     except ConfigError as exc:
         raise RunFolderError(f"{run_dir}/config.yaml cannot be read: {exc}") from exc
-    trained = keras.saving.load_model(run_dir / "model.keras", safe_mode=True)
+    from data_preparation.validation import read_threshold
+
+    threshold_path = run_dir / "threshold.json"
+    record = read_threshold(threshold_path)  # cheap checks before the model
     try:
-        threshold = ThresholdChoice.from_dict(json.loads((run_dir / "threshold.json").read_text()))
-    except ValueError as exc:  # json.JSONDecodeError is a ValueError too
-        raise RunFolderError(f"{run_dir}/threshold.json cannot be read: {exc}") from exc
+        threshold = ThresholdChoice.from_dict(record)
+    except ValueError as exc:
+        raise RunFolderError(f"{threshold_path} cannot be read: {exc}") from exc
     scalers = load_scalers(run_dir / "scalers.json")
+    trained = _load_model(run_dir / "model.keras")
     return config, trained, threshold, scalers
+
+
+def _load_model(path: Path):
+    """The model (safe mode); a damaged file is named as such, not as "file not found"."""
+    import zipfile
+
+    import keras
+
+    try:  # Keras reports a damaged zip as "file not found"; check the archive first
+        with zipfile.ZipFile(path) as archive:
+            bad = archive.testzip()
+    except (OSError, zipfile.BadZipFile, EOFError) as exc:
+        raise ValueError(f"{path} is damaged or truncated: not a readable .keras zip archive "
+                         f"({exc})") from exc
+    if bad is not None:
+        raise ValueError(f"{path} is damaged: member {bad} fails its CRC check")
+    try:
+        return keras.saving.load_model(path, safe_mode=True)
+    except Exception as exc:  # zip, h5py and Keras each raise their own kind for a bad file
+        raise ValueError(f"{path} cannot be loaded as a Keras model (damaged or truncated?): "
+                         f"{type(exc).__name__}: {exc}".splitlines()[0]) from exc
 
 
 def resolve_data_dir(data_dir: Path) -> tuple[Path, Path | None]:
@@ -89,8 +112,12 @@ def resolve_data_dir(data_dir: Path) -> tuple[Path, Path | None]:
 
 
 def test(run_dir: Path, *, data_dir: Path | None = None, part: str | None = None,
-         progress: bool = True) -> TestResult:
-    """Evaluates the run in `run_dir`; returns the new test folder and its metrics."""
+         progress: bool = True, allow_stale_settings: bool = False) -> TestResult:
+    """Evaluates the run in `run_dir`; returns the new test folder and its metrics.
+
+    With `data_dir`, pulses later than the settings history used (plus
+    beam_settings.max_settings_age_s) refuse the test unless `allow_stale_settings`.
+    """
     from data_preparation.data_scaling import split_indices
     from data_preparation.pipeline import prepare_samples
     from training.dataset import make_dataset
@@ -120,6 +147,10 @@ def test(run_dir: Path, *, data_dir: Path | None = None, part: str | None = None
                              "of the new archive is scored (part 'all')")
         idx = np.arange(len(samples.label))
         source = f"every pulse of {data_dir}"
+        from data_preparation.validation import refuse_stale_settings
+
+        refuse_stale_settings(samples.ledger, str(settings_root or config.beam_settings.data_location),
+                              allow=allow_stale_settings)
     if len(idx) == 0:
         raise ValueError(f"no pulses to score in the {source}; see the data ledger in the log")
     samples.ledger.log_summary(log)

@@ -9,6 +9,8 @@ from pathlib import Path
 
 import keras
 
+from training.resume import AtomicModelCheckpoint, SafeBackupAndRestore
+
 MONITOR = "val_auc_pr"
 
 
@@ -93,11 +95,12 @@ def standard_callbacks(
         callbacks += [
             # The best checkpoint goes to a working file; the flow publishes model.keras
             # atomically at the end, so a kill mid-save never leaves a broken model.keras.
-            keras.callbacks.ModelCheckpoint(
+            AtomicModelCheckpoint(  # written whole or not at all (temporary file, rename)
                 str(best_checkpoint_path(run_dir)), monitor=MONITOR, mode="max", save_best_only=True,
                 initial_value_threshold=best_so_far(run_dir),
             ),
-            keras.callbacks.BackupAndRestore(str(run_dir / "backup")),
+            # Atomic, free-space-checked backups that also keep the two callbacks' counters.
+            SafeBackupAndRestore(str(run_dir / "backup"), stateful=callbacks[:2]),
             keras.callbacks.CSVLogger(str(run_dir / "history.csv"), append=True),
         ]
         if train_config.tensorboard:

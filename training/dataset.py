@@ -34,6 +34,7 @@ def make_dataset(
     input_names: Sequence[str] = ("trace", "settings"),
     sample_weight=None,
     repeat: bool = False,
+    epochs: tuple[int, int] | None = None,
 ):
     """A `tf.data.Dataset` of `({"trace": [b, L, C], "settings": [b, k]}, label [b, 1][, w])`.
 
@@ -43,6 +44,11 @@ def make_dataset(
     `sample_weight` (optional) is aligned with `indices`. "reference" in `input_names` adds
     the reference windows, float32 [b, K, L, C], scaled by the trace scaler (the model then
     compares like with like). Other input names are not known.
+
+    `epochs=(first, stop)` (with `shuffle`) makes one pass holding epochs first..stop-1 back to
+    back, each in an order that depends only on `seed` and the epoch number (fit it with
+    `steps_per_epoch=ceil(len(indices) / batch_size)`): a run resumed at epoch `first` then
+    sees exactly the batches an uninterrupted run would have.
     """
     import tensorflow as tf
 
@@ -60,16 +66,20 @@ def make_dataset(
     if samples.streaming:
         dataset = _streamed(
             samples.traces, indices, trace_scaler, settings, labels, weights,
-            batch_size=batch_size, shuffle=shuffle, seed=seed,
+            batch_size=batch_size, shuffle=shuffle, seed=seed, epochs=epochs,
             references=samples.references if with_references else None,
         )
     else:
         inputs = model_inputs(samples, indices, trace_scaler, settings_scaler, input_names)
         parts = (inputs, labels) if weights is None else (inputs, labels, weights)
         dataset = tf.data.Dataset.from_tensor_slices(parts)
-        if shuffle:
+        if shuffle and epochs is not None:
+            dataset = _epoch_keyed(dataset, indices.size, batch_size, seed, epochs)
+        elif shuffle:
             dataset = dataset.shuffle(indices.size, seed=seed, reshuffle_each_iteration=True)
-        dataset = dataset.batch(batch_size)
+            dataset = dataset.batch(batch_size)
+        else:
+            dataset = dataset.batch(batch_size)
     if repeat:
         dataset = dataset.repeat()
     return dataset.prefetch(tf.data.AUTOTUNE)
@@ -92,19 +102,45 @@ def _reference_channels(references: np.ndarray) -> np.ndarray:
     return references[..., None] if references.ndim == 3 else references
 
 
+def _epoch_keyed(dataset, n: int, batch_size: int, seed: int, epochs: tuple[int, int]):
+    """Epochs first..stop-1 back to back, epoch e shuffled by (seed, e) alone."""
+    import tensorflow as tf
+
+    first, stop = (int(e) for e in epochs)
+    mixed = int(seed) * 1_000_003  # distinct seeds for (seed, epoch) pairs in practice
+
+    def one_epoch(epoch):
+        return dataset.shuffle(n, seed=mixed + epoch, reshuffle_each_iteration=False).batch(
+            batch_size)
+
+    return tf.data.Dataset.range(first, stop).flat_map(one_epoch)
+
+
 def _streamed(store, indices, trace_scaler, settings, labels, weights, *, batch_size, shuffle, seed,
-              references=None):
-    """Batches read from the cache by a generator; a new seeded order each epoch."""
+              epochs=None, references=None):
+    """Batches read from the cache by a generator; a new seeded order each epoch.
+
+    With `epochs=(first, stop)` one pass yields those epochs back to back, epoch e in the
+    order of (seed, e), as the in-memory `_epoch_keyed`.
+    """
     import tensorflow as tf
 
     epoch = [0]
 
     def batches():
+        if epochs is not None:
+            for number in range(*epochs):
+                yield from one_epoch(number)
+            return
+        number = epoch[0]
+        epoch[0] += 1
+        yield from one_epoch(number)
+
+    def one_epoch(number):
         if shuffle:
-            order = np.random.default_rng([seed, epoch[0]]).permutation(indices.size)
+            order = np.random.default_rng([seed, number]).permutation(indices.size)
         else:
             order = np.arange(indices.size)
-        epoch[0] += 1
         for start in range(0, indices.size, batch_size):
             pos = order[start : start + batch_size]
             inputs = {"trace": _channels_last(trace_scaler.transform(store.read(indices[pos])))}

@@ -15,7 +15,7 @@ import contextlib
 import dataclasses
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 import numpy as np
@@ -24,6 +24,7 @@ from analysis.thresholds import ThresholdChoice, choose_threshold
 from parser.configs import Config
 from training import outputs
 from training.callbacks import best_checkpoint_path, read_history_csv, standard_callbacks
+from training.resume import backup_epoch
 
 PREDICT_BATCH = 256  # scoring batch: no gradients, so larger than the training batch is free
 
@@ -83,6 +84,8 @@ def fit_and_threshold(
     verbose: bool = False,
     log_epochs: bool = True,
     jit_compile: bool | str = False,
+    already_fitted: bool = False,
+    on_stage: Callable[[str], None] | None = None,
 ) -> FitResult:
     """Build, compile, fit, keep the best weights, score `score_parts`, threshold on "val".
 
@@ -101,7 +104,17 @@ def fit_and_threshold(
         threshold_path: also write the threshold choice there as JSON.
         verbose: Keras progress bar; log_epochs: one log line per epoch instead.
         jit_compile: passed to `compile_model` (XLA).
+        already_fitted: the run was killed after its fit: its best checkpoint and history.csv
+            are on disk, so fitting again (the backup is gone) would retrain from scratch and
+            double history.csv; the checkpoint is scored instead.
+        on_stage: called with "fit", "fitted" and "threshold" as the steps begin (the train
+            flow records them in status.json so a resume knows where to go on).
+
+    Under TensorFlow with Keras fit, one pass over epochs first..last is fed, each shuffled by
+    (seed, epoch), so a run resumed from its backup at epoch `first` sees the batches an
+    uninterrupted run would have.
     """
+    stage = on_stage or (lambda _name: None)
     import keras
 
     from model import build_model, compile_model
@@ -135,20 +148,30 @@ def fit_and_threshold(
     callbacks = standard_callbacks(work_dir, config.train, logger, is_chief=is_chief,
                                    log_epochs=log_epochs)
     started = time.perf_counter()
-    if not on_tensorflow:
+    stage("fit")
+    if already_fitted:
+        if not best_checkpoint_path(work_dir).exists():
+            raise RuntimeError(f"{work_dir} finished its fit but {best_checkpoint_path(work_dir)} "
+                               "is gone; train into a new folder (leave --run out)")
+        logger.info("resuming after the fit: %s", work_dir / "history.csv")
+        history = read_history_csv(work_dir / "history.csv")
+    elif not on_tensorflow:
         history = _fit_arrays(model, train, samples, score_parts["val"], ds_kwargs, callbacks,
                               epochs=config.train.epochs, verbose=verbose)
     else:
+        multi_worker = worker is not None and worker.mode == "multi_worker"
+        keyed = None if multi_worker else (backup_epoch(work_dir / "backup"), config.train.epochs)
         train_ds = _make_ds(train.samples, train.indices, shuffle=True,
-                            sample_weight=train.sample_weight, **ds_kwargs)
+                            sample_weight=train.sample_weight, epochs=keyed, **ds_kwargs)
         val_ds = _make_ds(samples, score_parts["val"], shuffle=False, **ds_kwargs)
-        if worker is not None and worker.mode == "multi_worker":
+        if multi_worker:
             from training.distribute import fit_custom_loop
 
             history = fit_custom_loop(model, train_ds, val_ds, strategy=strategy, worker=worker,
                                       config=config.train, work_dir=work_dir, logger=logger)
         else:
             history = model.fit(train_ds, validation_data=val_ds, epochs=config.train.epochs,
+                                steps_per_epoch=-(-len(train.indices) // global_batch),
                                 callbacks=callbacks, verbose=1 if verbose else 0,
                                 shuffle=False).history  # the dataset shuffles itself, seeded
             if is_chief:  # after a resume, fit returns only the epochs it ran; the CSV has all
@@ -158,9 +181,11 @@ def fit_and_threshold(
     if not is_chief:
         return FitResult(None, history, input_names, {}, None, train_seconds, params)
 
+    stage("fitted")
     if model_path is not None:
         # The best checkpoint is the model of record; publish it atomically.
         model = outputs.publish_best_model(model, best_checkpoint_path(work_dir), model_path)
+    stage("threshold")
 
     predict_kwargs = dict(ds_kwargs, batch_size=max(global_batch, PREDICT_BATCH))
     scores = {name: _score(model, samples, idx, predict_kwargs, on_tensorflow)
@@ -201,8 +226,12 @@ def _score(model, samples, idx, predict_kwargs: dict, on_tensorflow: bool) -> np
 
     x = model_inputs(samples, idx, predict_kwargs["trace_scaler"],
                      predict_kwargs["settings_scaler"], predict_kwargs["input_names"])
+    from data_preparation.validation import check_scores
+
     scores = model.predict(x, batch_size=predict_kwargs["batch_size"], verbose=0)
-    return np.asarray(scores, dtype=np.float64).reshape(-1)
+    scores = np.asarray(scores, dtype=np.float64).reshape(-1)
+    check_scores(scores)
+    return scores
 
 
 def _make_ds(samples, idx, **kwargs):

@@ -49,8 +49,12 @@ def input_names(model) -> tuple[str, ...]:
 
 
 def predict(model, dataset) -> np.ndarray:
-    """Scores of a model on a dataset, as a flat float64 array."""
-    return np.asarray(model.predict(dataset, verbose=0), dtype=np.float64).reshape(-1)
+    """Scores of a model on a dataset, as a flat float64 array (all finite, or an error)."""
+    scores = np.asarray(model.predict(dataset, verbose=0), dtype=np.float64).reshape(-1)
+    from data_preparation.validation import check_scores
+
+    check_scores(scores)
+    return scores
 
 
 def choose_and_save_threshold(labels, scores, threshold_config, path: Path) -> ThresholdChoice:

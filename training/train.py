@@ -13,11 +13,12 @@ import sys
 from collections.abc import Mapping
 from pathlib import Path
 
-from parser.configs import Config, dump_config
+from parser.configs import Config, ConfigError, config_to_dict, dump_config, load_config
 from training import outputs
 from training.distribute import WorkerInfo, make_strategy
 from training.fit import TrainingPart, class_sample_weight, fit_and_threshold
 from utils.run_folder import atomic_write_text, create_run_dir
+from utils.status import COMPLETE, TRAINING, read_status, write_status
 
 log = logging.getLogger("beamwatch.train")
 
@@ -52,16 +53,54 @@ def prepare_run_dir(config: Config, run_dir: Path | None, is_chief: bool) -> Pat
             raise RunStateError("non-chief workers need --run DIR so all workers share one folder")
         return create_run_dir(Path(config.run.output_dir), config.run.name)
     run_dir = Path(run_dir)
-    if (run_dir / "metrics.json").exists():
-        raise RunStateError(
-            f"{run_dir} holds a finished run (metrics.json exists); nothing is overwritten. "
-            "Pass another --run folder, or leave --run out for a new one."
-        )
+    check_resume(config, run_dir)
     if is_chief:
         run_dir.mkdir(parents=True, exist_ok=True)
     if (run_dir / "backup").exists():
         log.info("resuming %s from its BackupAndRestore state", run_dir)
     return run_dir
+
+
+# Keys that may differ when a run is resumed: they change where logs, caches and new runs go,
+# how many reader processes run or whether TensorBoard logs, never what is trained.
+_RESUME_FREE_KEYS = frozenset({"run.name", "run.log_dir", "run.output_dir", "data.workers",
+                               "data.cache_dir", "train.tensorboard"})
+
+
+def check_resume(config: Config, run_dir: Path) -> None:
+    """Refuse to train into `run_dir` when it is complete or was started with another config.
+
+    Called before anything is written, so a refused resume leaves the folder as it was.
+    """
+    run_dir = Path(run_dir)
+    status = read_status(run_dir)
+    if status.state == COMPLETE:
+        raise RunStateError(
+            f"{run_dir} holds a finished run (status complete); nothing is overwritten. "
+            "Pass another --run folder, or leave --run out for a new one.")
+    saved = run_dir / "config.yaml"
+    if not saved.exists():
+        return
+    try:
+        before = config_to_dict(load_config(saved))
+    except ConfigError as exc:
+        raise RunStateError(f"{saved} cannot be read to resume the run: {exc}") from exc
+    now = config_to_dict(config)
+    changed = [f"{section}.{key}: {before[section].get(key)!r} in {saved}, {value!r} now"
+               for section, body in now.items() for key, value in body.items()
+               if f"{section}.{key}" not in _RESUME_FREE_KEYS
+               and before.get(section, {}).get(key) != value]
+    if changed:
+        raise RunStateError(
+            f"{run_dir} was started with another config; resuming would mix two trainings. "
+            f"Differing keys: {'; '.join(changed[:8])}. Resume with --config {saved}, or leave "
+            "--run out for a new run.")
+
+
+def _stage(run_dir: Path, worker, stage: str) -> None:
+    """The chief records how far the run got (status.json), so a resume knows where to go on."""
+    if worker.is_chief:
+        write_status(run_dir, TRAINING, stage)
 
 
 def train(
@@ -81,8 +120,10 @@ def train(
     run_dir = prepare_run_dir(config, run_dir, worker.is_chief)
     work_dir = run_dir if worker.is_chief else run_dir / "workers" / str(worker.index)
     work_dir.mkdir(parents=True, exist_ok=True)
+    resumed = read_status(run_dir)
     if worker.is_chief:
         atomic_write_text(run_dir / "config.yaml", dump_config(config))
+        _stage(run_dir, worker, "data")
     log.info("run folder %s (%s)", run_dir, worker.describe())
     set_seeds(config.run.seed, config.run.deterministic)
 
@@ -124,13 +165,16 @@ def train(
         trace_scaler=trace_scaler, settings_scaler=settings_scaler, work_dir=work_dir,
         logger=log, strategy=strategy, worker=worker, model_path=run_dir / "model.keras",
         threshold_path=run_dir / "threshold.json", verbose=interactive,
-        log_epochs=not interactive, jit_compile=_use_xla())
+        log_epochs=not interactive, jit_compile=_use_xla(),
+        already_fitted=resumed.state != COMPLETE and resumed.reached("fitted"),
+        on_stage=lambda name: _stage(run_dir, worker, name))
     if not worker.is_chief:
         log.info("worker done; the chief writes the run folder")
         return TrainResult(run_dir, {}, {}, float("nan"), strategy.num_replicas_in_sync)
 
     # Step 9: metrics, predictions, report.
     scores, threshold, history = fitted.scores, fitted.threshold, fitted.history
+    _stage(run_dir, worker, "report")
     result = outputs.write_train_outputs(
         run_dir=run_dir, config=config, samples=samples,
         parts={"train": parts["train"], "val": val_idx, "test": test_idx},
@@ -138,6 +182,7 @@ def train(
         replicas=strategy.num_replicas_in_sync, balance_note=balance_note,
         workers=worker.count, model_params=fitted.params,
     )
+    write_status(run_dir, COMPLETE, "done")  # the last write: the run is finished
     return TrainResult(run_dir, result["val"], result["test"], threshold.threshold,
                        strategy.num_replicas_in_sync)
 

@@ -51,6 +51,16 @@ def atomic_path(path: str | os.PathLike, suffix: str = ".tmp") -> Iterator[Path]
         yield Path(tmp_name)
         os.chmod(tmp_name, mode)
         os.replace(tmp_name, path)
+    except OSError as exc:
+        if os.path.exists(tmp_name):
+            os.unlink(tmp_name)
+        if getattr(exc, "_beamwatch_named", False):
+            raise
+        # One line naming the file, whatever layer failed (a full disk, a read-only folder).
+        named = OSError(exc.errno, f"cannot write {path}: {exc.strerror or exc}; "
+                        f"{'the previous file is intact' if path.exists() else 'nothing written'}")
+        named._beamwatch_named = True
+        raise named from exc
     except BaseException:
         if os.path.exists(tmp_name):
             os.unlink(tmp_name)

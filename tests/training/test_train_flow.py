@@ -167,7 +167,7 @@ def test_finished_run_is_never_trained_over(trained, capsys):
     _, _, config, run_dir = trained
     code = run_driver("--train", "--run", str(run_dir), "--config", str(config), "--quiet")
     assert code == 2
-    assert "metrics.json" in capsys.readouterr().err
+    assert "finished run" in capsys.readouterr().err
 
 
 def test_test_flow_in_a_fresh_process_loads_the_model(trained):
