@@ -43,6 +43,7 @@ class RollingSettings:
 
     n_blocks: int = 5
     last_folds: int | None = None  # evaluate only the newest this many test blocks (None: all)
+    blocks: tuple[int, ...] | None = None  # evaluate only these test blocks (None: all)
     val_fraction: float = 0.25     # newest share of each fold's past that validates
     seeds: tuple[int, ...] = (0,)  # neural models; the peers are deterministic (seed 0)
     epochs: int = 15
@@ -302,6 +303,8 @@ def run(archive: Path, workdir: Path, settings: RollingSettings, *, preset: str)
     blocks = cut_blocks(samples.timestamp_ns, samples.acquisition, settings.n_blocks)
     folds = make_folds(blocks, samples.timestamp_ns, samples.acquisition,
                        val_fraction=settings.val_fraction, last_folds=settings.last_folds)
+    if settings.blocks is not None:  # one slice of the work (benchmarks.device_rolling)
+        folds = [f for f in folds if f["block"] in settings.blocks]
     truth = detection.load_truth(archive)
     edges = detection.strength_edges(truth)
     data = peers.PeerData(samples, config.model.input_pool)

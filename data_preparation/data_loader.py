@@ -296,7 +296,7 @@ def _extract(path: str, alarm: int, params: _Extraction) -> FileResult:
         reference_stamps = found.reference_timestamp_ns.astype(np.int64)
     finite = np.isfinite(traces).all(axis=1)
     if references is not None:  # a reference is scaled and fed like the trace itself
-        finite &= np.isfinite(references.reshape(len(stamps), -1)).all(axis=1)
+        finite &= np.isfinite(references).all(axis=tuple(range(1, references.ndim)))
     if not finite.all():  # a NaN/inf sample would poison the scaler and every score
         for i in np.flatnonzero(~finite):
             skips.append((NON_FINITE_TRACE, f"pulse at {int(stamps[i])} ns: NaN or inf in "

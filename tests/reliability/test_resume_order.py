@@ -7,8 +7,9 @@ import pytest
 
 from data_preparation.data_scaling import SettingsScaler, TraceScaler
 from data_preparation.ledger import DataLedger
-from data_preparation.pipeline import SampleSet, make_dataset
+from data_preparation.pipeline import SampleSet
 from data_preparation.trace_cache import TraceStore
+from training.dataset import make_dataset
 
 
 def _samples(tmp_path, streamed: bool) -> SampleSet:

@@ -1,0 +1,226 @@
+"""The rolling evaluation's networks on an accelerator machine, in parallel processes.
+
+The `--standard` rolling evaluation trains every network on every fold with three seeds; on two
+CPU cores that takes hours. This runner does the network part on one machine with a GPU (the
+Keras model code is backend-neutral, so it runs under JAX where TensorFlow is not installed):
+it simulates the presets' archives, warms one shared cache, then runs one process per
+(preset, model, test block), each training the seeds of that slice through
+`benchmarks.rolling.run` exactly as the CPU profile does, and merges the slices into the same
+JSON layout as `rolling.run`. The peers (MiniRocket, regressions) run where aeon is installed,
+on the same archives (same seed, same bytes): `merge_with_peers` joins both on the test
+pulses' timestamps and adds the paired bootstrap.
+
+    KERAS_BACKEND=jax python -m benchmarks.device_rolling --out OUT --preset realistic \\
+        --models sns_cnn_lstm,sns_reference_cnn_lstm --seeds 0,1,2 --jobs 9
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+log = logging.getLogger("beamwatch.benchmarks.device_rolling")
+
+ARCHIVE_SEED = 20201  # the suite's profiles' archive seed
+DEMO_HOURS = 42.0  # the suite's demo archive (detection and rolling sections)
+
+
+def preset_params(preset: str, hours: float | None = None):
+    """The simulator parameters of a preset's benchmark archive (as `suite.preset_archive`);
+    `hours` shortens it (smoke tests)."""
+    from enterprise_tools.sns_simulator import SimulatorParams
+
+    if preset == "demo":
+        return SimulatorParams.demo(hours=hours or DEMO_HOURS, seed=ARCHIVE_SEED)
+    make = getattr(SimulatorParams, preset)
+    return make(seed=ARCHIVE_SEED) if hours is None else make(seed=ARCHIVE_SEED, hours=hours)
+
+
+def archive_dir(workdir: Path, preset: str, hours: float | None = None) -> Path:
+    params = preset_params(preset, hours)
+    return workdir / f"archive-{preset}-{params.hours:g}h-seed{ARCHIVE_SEED}"
+
+
+def prepare(workdir: Path, presets: list[str], workers: int, hours: float | None) -> dict:
+    """Simulate each preset's archive and fill the shared cache (children then only read it)."""
+    from benchmarks import detection
+    from data_preparation.pipeline import prepare_samples
+
+    info = {}
+    for preset in presets:
+        started = time.perf_counter()
+        archive = detection.ensure_archive(archive_dir(workdir, preset, hours),
+                                           preset_params(preset, hours))
+        config = detection.bench_config(Path(archive["path"]), workdir,
+                                        [f"data.workers={workers}"])
+        samples = prepare_samples(config, progress=False)
+        info[preset] = {"samples": len(samples), "errant": int(samples.label.sum()),
+                        "simulate_seconds": archive["simulate_seconds"],
+                        "prepare_seconds": time.perf_counter() - started}
+        log.info("%s: %s", preset, info[preset])
+    return info
+
+
+def run_slice(workdir: Path, out: Path, preset: str, model: str, block: int,
+              seeds: tuple[int, ...], epochs: int, n_boot: int, hours: float | None) -> Path:
+    """One (preset, model, test block) slice: `rolling.run` restricted to it, saved as JSON."""
+    from benchmarks import rolling
+
+    settings = rolling.RollingSettings(n_blocks=5, blocks=(block,), seeds=seeds, epochs=epochs,
+                                       neural=(model,), peers=(), n_boot=n_boot, leaky=False)
+    slice_dir = workdir / f"slice-{preset}-{model}-b{block}"
+    slice_dir.mkdir(parents=True, exist_ok=True)
+    shared = slice_dir / "cache"
+    if not shared.exists():
+        shared.symlink_to((workdir / "cache").resolve(), target_is_directory=True)
+    result = rolling.run(archive_dir(workdir, preset, hours), slice_dir, settings, preset=preset)
+    target = out / f"slice-{preset}-{model}-b{block}.json"
+    target.write_text(json.dumps(result, default=str))
+    scores = slice_dir / "scores" / f"rolling-{preset}.csv"
+    if scores.exists():
+        scores.rename(out / f"scores-{preset}-{model}-b{block}.csv")
+    return target
+
+
+def run_all(workdir: Path, out: Path, presets: list[str], models: list[str], seeds, epochs: int,
+            jobs: int, deadline_s: float, n_boot: int, hours: float | None) -> dict:
+    """Every slice in child processes, at most `jobs` at a time, stopped at the deadline."""
+    started = time.monotonic()
+    slices = [(p, m, b) for p in presets for m in models for b in (2, 3, 4)]
+    env = dict(os.environ, XLA_PYTHON_CLIENT_PREALLOCATE="false", PYTHONUNBUFFERED="1")
+    pending, running, done = list(slices), {}, {}
+    while pending or running:
+        while pending and len(running) < jobs:
+            preset, model, block = pending.pop(0)
+            cmd = [sys.executable, "-m", "benchmarks.device_rolling", "--child", "--out", str(out),
+                   "--workdir", str(workdir), "--preset", preset, "--models", model,
+                   "--block", str(block), "--seeds", ",".join(map(str, seeds)),
+                   "--epochs", str(epochs), "--n-boot", str(n_boot)]
+            if hours is not None:
+                cmd += ["--hours", str(hours)]
+            log_file = open(out / f"log-{preset}-{model}-b{block}.txt", "w")  # noqa: SIM115
+            running[(preset, model, block)] = (subprocess.Popen(
+                cmd, env=env, stdout=log_file, stderr=subprocess.STDOUT), log_file)
+        for key, (proc, log_file) in list(running.items()):
+            if proc.poll() is not None:
+                log_file.close()
+                done[key] = proc.returncode
+                del running[key]
+                log.info("slice %s: exit %s after %.0f s", key, proc.returncode,
+                         time.monotonic() - started)
+        if time.monotonic() - started > deadline_s:
+            for key, (proc, log_file) in running.items():
+                proc.kill()
+                log_file.close()
+                done[key] = "killed at the deadline"
+            for key in pending:
+                done[key] = "not started before the deadline"
+            break
+        time.sleep(1.0)
+    return {f"{p}/{m}/b{b}": code for (p, m, b), code in done.items()}
+
+
+def merge_slices(out: Path, presets: list[str], target: float = 0.01) -> dict:
+    """The slices' JSON merged into `{preset: rolling.run-like result}` (models over blocks)."""
+    from benchmarks import rolling
+
+    merged = {}
+    for preset in presets:
+        result = None
+        for path in sorted(out.glob(f"slice-{preset}-*.json")):
+            part = json.loads(path.read_text())
+            if result is None:
+                result = {k: v for k, v in part.items() if k not in ("models", "paired")}
+                result["models"], result["folds"] = {}, []
+            result["folds"] += [f for f in part["folds"]
+                                if f["block"] not in {g["block"] for g in result["folds"]}]
+            result["skipped"] = {**result.get("skipped", {}), **part.get("skipped", {})}
+            for name, record in part["models"].items():
+                have = result["models"].setdefault(name, {"kind": record["kind"], "folds": [],
+                                                          "runs": []})
+                have["folds"] += record["folds"]
+                have["runs"] += record["runs"]
+        if result is None:
+            continue
+        result["folds"].sort(key=lambda f: f["block"])
+        for record in result["models"].values():
+            record["folds"].sort(key=lambda f: f["block"])
+            record["summary"] = rolling.summarize_model(record["folds"], target)
+        merged[preset] = result
+    return merged
+
+
+def _consolidate(out: Path, presets: list[str]) -> None:
+    """Few files come back from the machine: one scores CSV per preset, one log."""
+    import pandas as pd
+
+    for preset in presets:
+        parts = sorted(out.glob(f"scores-{preset}-*.csv"))
+        if parts:
+            pd.concat([pd.read_csv(p) for p in parts]).to_csv(out / f"scores-{preset}.csv",
+                                                               index=False)
+        for path in parts:
+            path.unlink()
+    with open(out / "logs.txt", "w") as logs:
+        for path in sorted(out.glob("log-*.txt")):
+            lines = path.read_text(errors="replace").splitlines()
+            logs.write(f"==== {path.name} ({len(lines)} lines; last 40)\n")
+            logs.write("\n".join(lines[-40:]) + "\n")
+            path.unlink()
+    for path in out.glob("slice-*.json"):
+        path.unlink()  # merged into device-rolling.json
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--out", type=Path, required=True, help="results folder")
+    parser.add_argument("--workdir", type=Path, default=Path("/tmp/beamwatch-device"))
+    parser.add_argument("--preset", action="append", default=None,
+                        help="simulator preset (repeatable; default: realistic and demo)")
+    parser.add_argument("--models", default="sns_cnn_lstm,sns_reference_cnn_lstm,"
+                                            "sns_conditional_siamese")
+    parser.add_argument("--seeds", default="0,1,2")
+    parser.add_argument("--epochs", type=int, default=15)
+    parser.add_argument("--n-boot", type=int, default=1000)
+    parser.add_argument("--jobs", type=int, default=9, help="slices trained at once")
+    parser.add_argument("--deadline-s", type=float, default=480.0)
+    parser.add_argument("--hours", type=float, default=None,
+                        help="shorter archives than the presets' (smoke tests only)")
+    parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--block", type=int, default=None, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    presets = args.preset or ["realistic", "demo"]
+    seeds = tuple(int(s) for s in args.seeds.split(","))
+    models = args.models.split(",")
+    args.out.mkdir(parents=True, exist_ok=True)
+    if args.child:
+        run_slice(args.workdir, args.out, presets[0], models[0], args.block, seeds, args.epochs,
+                  args.n_boot, args.hours)
+        return 0
+    import keras
+
+    started = time.monotonic()
+    info = prepare(args.workdir, presets, os.cpu_count() or 1, args.hours)
+    remaining = args.deadline_s - (time.monotonic() - started)
+    status = run_all(args.workdir, args.out, presets, models, seeds, args.epochs, args.jobs,
+                     remaining, args.n_boot, args.hours)
+    merged = merge_slices(args.out, presets)
+    summary = {"backend": keras.backend.backend(), "machine": os.uname().nodename,
+               "seconds": time.monotonic() - started, "prepare": info, "slices": status,
+               "settings": {"seeds": seeds, "epochs": args.epochs, "models": models},
+               "results": merged}
+    (args.out / "device-rolling.json").write_text(json.dumps(summary, default=str))
+    _consolidate(args.out, presets)
+    log.info("done in %.0f s: %s", summary["seconds"], status)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
