@@ -17,6 +17,9 @@ import numpy as np
 
 DEFAULT_QUANTILE = 0.99
 _DECIMALS = 6  # anchors closer than this (scaled units) are one configuration
+# Smallest radius: settings read back from the archive in float32 or float64 differ by ~1e-7
+# scaled units; a configuration within 0.1 % of a feature's training range is the same one.
+MIN_RADIUS = 1e-3
 
 
 @dataclass(frozen=True)
@@ -76,5 +79,5 @@ def fit_unseen(train_scaled, val_scaled, quantile: float = DEFAULT_QUANTILE) -> 
     val = np.asarray(val_scaled, dtype=np.float64)
     if val.shape[0] == 0:
         raise ValueError("fit_unseen needs validation settings to choose the radius")
-    radius = float(np.quantile(detector.distances(val), quantile))
+    radius = max(MIN_RADIUS, float(np.quantile(detector.distances(val), quantile)))
     return UnseenDetector(anchors, radius, quantile)
