@@ -40,7 +40,7 @@ def test_archive_fills_newest_first_within_the_window_and_same_configuration_onl
     assert refs.timestamp_ns.tolist() == [101 * S, 102 * S, 129 * S]
     assert refs.source.tolist() == [SOURCE_ARCHIVE, SOURCE_ARCHIVE, SOURCE_FILE]
     assert buffer.lookup(170 * S, _w(9), []) is None  # 101 and 102 are more than 60 s back
-    assert buffer.lookup(160 * S, _w(9), []).timestamp_ns.tolist() == [101 * S, 101 * S, 102 * S]
+    assert buffer.lookup(161 * S, _w(9), []).timestamp_ns.tolist() == [101 * S, 101 * S, 102 * S]
     buffer.see_settings([1.0, 2.005])  # within the tolerance: same group
     assert buffer.lookup(130 * S, _w(9), []).count == 3
     buffer.see_settings([1.0, 2.5])  # a new configuration: the archive no longer applies
