@@ -15,11 +15,11 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
-from benchmarks import detection, report, scale, speed
+from benchmarks import detection, report, scale, speed, stream
 
 log = logging.getLogger("beamwatch.benchmarks")
 
-SECTIONS = ("detection", "speed", "scale")
+SECTIONS = ("detection", "speed", "scale", "stream")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -34,6 +34,7 @@ class Profile:
     scale: scale.ScaleSettings
     scale_skipped: tuple[int, ...] = ()
     note: str = ""
+    stream: stream.StreamSettings = stream.StreamSettings()
 
 
 PROFILES = {
@@ -51,6 +52,8 @@ PROFILES = {
                                   batch_repeats=3),
         scale=scale.ScaleSettings(unit_hours=6.0, factors=(1, 4), epochs=2),
         scale_skipped=(16,),
+        # 10 minutes of beam (36,000 pulses), memory read at 5 and 10 minutes
+        stream=stream.StreamSettings(hours=1.0 / 6.0, marks=(1.0 / 12.0, 1.0 / 6.0), epochs=4),
         note="1 seed per model, 15 epochs (early stopping); sns_prototype trained 1 epoch on "
              "192 training pulses "
              "(plus SMOTE); scale 16x left out to stay under 10 minutes on 2 cores.",
@@ -66,6 +69,8 @@ PROFILES = {
                                   train_epochs=4, eval_samples=1024, latency_iterations=2000,
                                   batch_repeats=10),
         scale=scale.ScaleSettings(unit_hours=6.0, factors=(1, 4, 16), epochs=2),
+        # 4 h of beam (864,000 pulses), memory read at 1 h and 4 h (must stay flat)
+        stream=stream.StreamSettings(hours=4.0, marks=(1.0, 4.0), epochs=15, path_pulses=2000),
         note="3 seeds per model, 15 epochs each (early stopping on validation PR AUC).",
     ),
 }
@@ -86,7 +91,7 @@ def run_sections(profile: Profile, sections: tuple[str, ...], workdir: Path,
     workdir.mkdir(parents=True, exist_ok=True)
     out = {}
     archive = None
-    if "detection" in sections or "speed" in sections:
+    if "detection" in sections or "speed" in sections or "stream" in sections:
         archive = detection_archive(profile, workdir)
     detection_result = None
     if previous and "detection" in previous:
@@ -103,6 +108,8 @@ def run_sections(profile: Profile, sections: tuple[str, ...], workdir: Path,
             result = speed.run(profile.speed, Path(archive["path"]), workdir, detection_result)
         elif name == "scale":
             result = scale.run(profile.scale, workdir, skipped=profile.scale_skipped)
+        elif name == "stream":
+            result = stream.run(profile.stream, Path(archive["path"]), workdir)
         else:
             raise ValueError(f"unknown section {name!r}; expected one of {SECTIONS}")
         out[name] = {"result": result, "wall_seconds": time.perf_counter() - started,
@@ -156,7 +163,8 @@ def render_document(results: dict, results_file: str) -> str:
     lines += [report.render_table(["section", "command", "commit", "finished (UTC)", "wall s",
                                    "load avg before (1/5/15 min)", "profile"], rows,
                                   align="lllllrl"), ""]
-    renderers = {"detection": detection.render, "speed": speed.render, "scale": scale.render}
+    renderers = {"detection": detection.render, "speed": speed.render, "scale": scale.render,
+                 "stream": stream.render}
     for name in SECTIONS:
         s = results["sections"].get(name)
         if s is not None:

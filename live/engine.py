@@ -45,10 +45,17 @@ CSV_COLUMNS = ("file", "pulse_in_file", "timestamp_ns", "time_utc", "score", "th
 
 
 class LiveScorer:
-    """Scores files of pulses with a backend and an export's serving.json (`meta`)."""
+    """Scores files of pulses with a backend and an export's serving.json (`meta`).
 
-    def __init__(self, backend, meta: dict):
+    A file arrives whole, and every reference a pulse may take is earlier than it, so by default
+    all pulses of a file are prepared first and scored in one batched call (`per_pulse=False`,
+    `latency_ns` = the file's time); `per_pulse=True` scores them one by one (`serve_one`), the
+    path of a system fed pulse by pulse.
+    """
+
+    def __init__(self, backend, meta: dict, *, per_pulse: bool = False):
         self.backend = backend
+        self.per_pulse = per_pulse  # True: serve_one per pulse; False: one call per file
         layout = meta["layout"]
         self.layout = InputLayout(layout["trace_length"], layout["n_channels"],
                                   layout["n_settings"], layout["n_references"])
@@ -109,43 +116,56 @@ class LiveScorer:
         elif self.layout.n_settings:
             skipped.append((NO_SETTINGS, n, "no beam settings available"))
             ok[:] = False
-        rows: list[PulseRow] = []
+        prepared: list[tuple[int, dict, int, int]] = []  # (pulse, raw inputs, references, label)
         in_file: list = []
         no_reference = 0
+        started = time.perf_counter_ns()
         for i in range(n):
             ts, window = int(timestamps_ns[i]), traces[i]
             if i + 1 < n:
                 label = 1 if self._trips(int(alarms[i + 1])) else (0 if alarms[i] == 0 else -1)
             else:
                 label = 0 if clean_file else -1
-            if not ok[i]:
-                if alarms[i] == 0:
-                    in_file.append((ts, window))
-                continue
-            started = time.perf_counter_ns()
+            usable = bool(ok[i])
             raw = {"trace": window}
-            pulse_settings = settings[i] if settings is not None else None
-            if pulse_settings is not None and self.buffer is not None:
-                self.buffer.see_settings(pulse_settings)
-            if self.layout.n_settings:
-                raw["settings"] = pulse_settings[: self.layout.n_settings]
             used = 0
-            if self.buffer is not None:
-                refs = self.buffer.lookup(ts, window, in_file)
-                if refs is None:
-                    no_reference += 1
-                    if alarms[i] == 0:
-                        in_file.append((ts, window))
-                    continue
-                raw["reference"], used = refs.windows, refs.count
-            score = self.backend.score_one(raw)
-            distance = self._distance(pulse_settings) if pulse_settings is not None else None
-            unseen = None if distance is None else bool(distance > self.unseen.radius)
-            latency = time.perf_counter_ns() - started
-            rows.append(PulseRow(name, i, ts, score, score >= self.threshold, label, unseen,
-                                 distance, used, latency))
-            if alarms[i] == 0:
+            if usable:
+                if settings is not None and self.buffer is not None:
+                    self.buffer.see_settings(settings[i])
+                if self.layout.n_settings:
+                    raw["settings"] = settings[i, : self.layout.n_settings].astype(np.float32)
+                if self.buffer is not None:
+                    refs = self.buffer.lookup(ts, window, in_file)
+                    if refs is None:
+                        no_reference += 1
+                        usable = False
+                    else:
+                        raw["reference"], used = refs.windows, refs.count
+            if usable:
+                prepared.append((i, raw, used, label))
+            if alarms[i] == 0:  # later pulses of the file may take it as a reference
                 in_file.append((ts, window))
+        rows: list[PulseRow] = []
+        if prepared:
+            if self.per_pulse:
+                scores, latencies = [], []
+                for _, raw, _, _ in prepared:
+                    t0 = time.perf_counter_ns()
+                    scores.append(self.backend.score_one(raw))
+                    latencies.append(time.perf_counter_ns() - t0)
+            else:
+                batch = {name: np.stack([raw[name] for _, raw, _, _ in prepared])
+                         for name in self.layout.names}
+                scores = self.backend.score_batch(batch)
+                # the whole file is scored at once: each pulse waited for all of it
+                latencies = [time.perf_counter_ns() - started] * len(prepared)
+            for (i, _, used, label), score, latency in zip(prepared, scores, latencies,
+                                                            strict=True):
+                distance = self._distance(settings[i]) if settings is not None else None
+                unseen = None if distance is None else bool(distance > self.unseen.radius)
+                rows.append(PulseRow(name, i, int(timestamps_ns[i]), float(score),
+                                     bool(score >= self.threshold), label, unseen, distance, used,
+                                     int(latency)))
         if no_reference:
             skipped.append((NO_REFERENCE, no_reference, "fewer references than reference.min_count"))
         if self.buffer is not None and clean_file:

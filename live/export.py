@@ -246,7 +246,7 @@ def _unseen(data: _RunData):
 def _parity(out: Path, written: dict, layout, data: _RunData, threshold: float) -> dict:
     """Each written format scores the same raw test pulses; compare with the Keras model."""
     from analysis.evaluation import compute_metrics
-    from live.scorer import load_backend
+    from live.scorer import load_backend, score_each
 
     def pr_auc(scores):
         return compute_metrics(data.labels, scores, threshold).get("pr_auc")
@@ -266,10 +266,11 @@ def _parity(out: Path, written: dict, layout, data: _RunData, threshold: float) 
         if "error" in info:
             result["formats"][name] = {"error": info["error"]}
             continue
-        backend = load_backend(out / file, layout,
-                               signature="serve_one" if name == "saved_model_serve_one"
-                               else "serving_default")
-        scores = backend.score_batch(data.raw)
+        backend = load_backend(out / file, layout)
+        if name == "saved_model_serve_one":
+            scores = score_each(backend, data.raw)
+        else:
+            scores = backend.score_batch(data.raw)
         diff = np.abs(scores - data.keras_scores)
         auc = pr_auc(scores)
         entry = {"max_abs_diff": float(diff.max()) if diff.size else 0.0,

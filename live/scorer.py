@@ -17,19 +17,19 @@ from live.serving import InputLayout
 
 
 class SavedModelBackend:
-    """The exported SavedModel; `serve_one` (XLA, batch 1) per pulse, `serving_default` in bulk."""
+    """The exported SavedModel: `serve_one` (XLA, batch 1) per pulse, `serving_default` (plain
+    graph, any batch) for a file's pulses at once."""
 
-    def __init__(self, path: Path, layout: InputLayout, signature: str = "serve_one"):
+    def __init__(self, path: Path, layout: InputLayout):
         import tensorflow as tf
 
         self._tf = tf
         self.layout = layout
-        self.name = f"saved_model:{signature}"
+        self.name = "saved_model"
         loaded = tf.saved_model.load(str(path))
         self._loaded = loaded  # keeps the variables alive
         self._one = loaded.signatures["serve_one"]
         self._many = loaded.signatures["serving_default"]
-        self._bulk_one = signature == "serve_one"
 
     def score_one(self, raw: dict) -> float:
         tf = self._tf
@@ -38,9 +38,6 @@ class SavedModelBackend:
 
     def score_batch(self, raw: dict, batch_size: int = 256) -> np.ndarray:
         n = len(raw["trace"])
-        if self._bulk_one:
-            return np.array([self.score_one({k: raw[k][i] for k in self.layout.names})
-                             for i in range(n)], dtype=np.float64)
         tf = self._tf
         out = []
         for start in range(0, n, batch_size):
@@ -48,6 +45,13 @@ class SavedModelBackend:
                     for k in self.layout.names}
             out.append(self._many(**args)["score"].numpy())
         return np.concatenate(out).astype(np.float64) if out else np.zeros(0)
+
+
+def score_each(backend, raw: dict) -> np.ndarray:
+    """Scores of a batch of raw inputs, one pulse at a time through `backend.score_one`."""
+    n = len(raw["trace"])
+    return np.array([backend.score_one({k: raw[k][i] for k in backend.layout.names})
+                     for i in range(n)], dtype=np.float64)
 
 
 class LiteRTBackend:
@@ -73,9 +77,7 @@ class LiteRTBackend:
         return float(next(iter(out.values())).reshape(-1)[0])
 
     def score_batch(self, raw: dict, batch_size: int = 0) -> np.ndarray:
-        n = len(raw["trace"])
-        return np.array([self.score_one({k: raw[k][i] for k in self.layout.names})
-                         for i in range(n)], dtype=np.float64)
+        return score_each(self, raw)  # the artefact has batch 1
 
 
 class OnnxBackend:
@@ -98,16 +100,14 @@ class OnnxBackend:
         return float(np.asarray(self._session.run(None, feed)[0]).reshape(-1)[0])
 
     def score_batch(self, raw: dict, batch_size: int = 0) -> np.ndarray:
-        n = len(raw["trace"])
-        return np.array([self.score_one({k: raw[k][i] for k in self.layout.names})
-                         for i in range(n)], dtype=np.float64)
+        return score_each(self, raw)  # the artefact has batch 1
 
 
-def load_backend(path: Path, layout: InputLayout, signature: str = "serve_one"):
+def load_backend(path: Path, layout: InputLayout):
     """The backend for an artefact path: a SavedModel folder, a .tflite or an .onnx file."""
     path = Path(path)
     if path.is_dir():
-        return SavedModelBackend(path, layout, signature)
+        return SavedModelBackend(path, layout)
     if path.suffix == ".tflite":
         return LiteRTBackend(path, layout)
     if path.suffix == ".onnx":
