@@ -37,8 +37,8 @@ log = logging.getLogger("beamwatch.benchmarks.stream")
 REAL_TIME_HZ = 60.0
 TARGET_RATIO = 10.0          # sustained pulses/s >= 10x real time (600/s) on one core
 LATENCY_TARGET_P99_MS = 2.0  # the deployed path, per pulse, one core
-_BIN_US = 10                 # latency histogram: 10 us bins up to 200 ms
-_BINS = 20_000
+_BIN_US = 10                 # latency histogram: 10 us bins up to 1 s
+_BINS = 100_000
 
 
 @dataclasses.dataclass(frozen=True)
@@ -164,6 +164,19 @@ def child(out_json: Path, run_dir: Path, settings: StreamSettings) -> None:
     result["paths"] = {}
     traces, settings_rows = sample
     n = settings.path_pulses  # the first chunk's pulses, cycled
+    # the engine itself, pulse by pulse (settings, references, serve_one): what --watch pays
+    per_pulse = LiveScorer(SavedModelBackend(export / "saved_model", layout), meta, per_pulse=True)
+    latencies: list[int] = []
+    for chunk in pulse_stream(spec, seed=settings.stream_seed):
+        rows, _ = per_pulse.score_file("latency", chunk.traces, chunk.timestamps_ns,
+                                       chunk.alarms, chunk.settings)
+        latencies += [row.latency_ns for row in rows]
+        if len(latencies) >= n:
+            break
+    ms = np.asarray(latencies[20:] or latencies) / 1e6
+    result["paths"]["engine per pulse (saved_model serve_one)"] = {
+        "p50_ms": float(np.percentile(ms, 50)), "p99_ms": float(np.percentile(ms, 99)),
+        "n": int(ms.size)}
     for name, make in paths.items():
         try:
             backend = make()
@@ -272,8 +285,9 @@ def render(result: dict) -> str:
     rows = [["pulses streamed / scored", f"{r['pulses']:,} / {r['scored']:,}"],
             ["sustained pulses / s (scoring only)", f(r["pulses_per_second"], 0)
              + f" ({f(r['real_time_ratio'], 1)}x real time; target {TARGET_RATIO:g}x)"],
-            ["per-pulse latency p50 / p99 ms", f"{f(r['latency_p50_ms'], 2)} / "
-             f"{f(r['latency_p99_ms'], 2)} (target p99 < {LATENCY_TARGET_P99_MS:g} ms)"],
+            ["chunk arrival to its scores, p50 / p99 ms (pulse-weighted)",
+             f"{f(r['latency_p50_ms'], 1)} / {f(r['latency_p99_ms'], 1)} (a 60-pulse chunk = "
+             "1 s of beam, scored in one call)"],
             ["generating the stream, s (not scoring)", f(r["generate_seconds"], 0)]]
     for m in r["memory"]:
         rows.append([f"resident memory at {m['hours']:.3g} h, MB (peak)",
