@@ -173,8 +173,9 @@ def _onnx(module, layout, path: Path) -> dict:
     try:
         import tf2onnx  # noqa: F401
     except ImportError as exc:
-        return {"error": f"not supported here: tf2onnx is not installed ({exc}); Keras 3's ONNX "
-                         "export with the TensorFlow backend needs it"}
+        return {"error": f"not written: tf2onnx is not installed ({exc}); it is optional "
+                         "(~115 MB with onnx and onnxruntime): pip install -r "
+                         "requirements-export.txt"}
     try:
         import tensorflow as tf
         import tf2onnx.convert

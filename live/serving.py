@@ -106,10 +106,12 @@ def build_serving_module(model, scaling: Scaling):
     if layout.n_settings and len(scaling.settings_center) != layout.n_settings:
         raise ValueError(f"the model takes {layout.n_settings} settings but the scaler was fitted "
                          f"on {len(scaling.settings_center)}")
-    trace_center = tf.constant(scaling.trace_center, tf.float32)
-    trace_scale = tf.constant(scaling.trace_scale, tf.float32)
-    settings_center = tf.constant(np.asarray(scaling.settings_center, np.float32))
-    settings_scale = tf.constant(np.asarray(scaling.settings_scale, np.float32))
+    # NumPy values, not eager tensors: they become constants of each traced graph instead of
+    # captured inputs (ONNX conversion would otherwise ask the caller to feed them)
+    trace_center = np.float32(scaling.trace_center)
+    trace_scale = np.float32(scaling.trace_scale)
+    settings_center = np.asarray(scaling.settings_center, np.float32)
+    settings_scale = np.asarray(scaling.settings_scale, np.float32)
     one_channel = layout.n_channels == 1
 
     def score(raw: dict):
@@ -143,7 +145,9 @@ def build_serving_module(model, scaling: Scaling):
         else:
             def fn(trace, settings, reference):
                 return score({"trace": trace, "settings": settings, "reference": reference})
-        return tf.function(fn, input_signature=signature(batch), jit_compile=jit)
+        # no autograph: the function has no Python control flow, and autograph's cache of
+        # converted closures mixed up the four `fn` variants after a training run in-process
+        return tf.function(fn, input_signature=signature(batch), jit_compile=jit, autograph=False)
 
     module = tf.Module(name="beamwatch_serving")
     module.model = model
