@@ -321,3 +321,67 @@ def read_serving(export_dir: Path) -> dict:
         raise ValueError(f"{path}: unknown format {meta.get('format')!r}, expected "
                          "beamwatch-serving-1")
     return meta
+
+
+def deployment_summary(run_dir: Path, settings, labels, scores, threshold: float) -> dict | None:
+    """For the test flow: the export's parity and the unseen-configuration flag on these pulses.
+
+    None when the run has no export. `settings` are the raw settings [n, S] of the scored pulses
+    (model feature order), `labels` and `scores` theirs.
+    """
+    from live.unseen import UnseenDetector
+
+    export = Path(run_dir) / EXPORT_DIR
+    if not (export / SERVING_JSON).exists():
+        return None
+    meta = read_serving(export)
+    out: dict = {}
+    parity_path = export / "parity.json"
+    if parity_path.exists():
+        out["parity"] = json.loads(parity_path.read_text())["formats"]
+    unseen = meta.get("unseen_configuration")
+    settings = np.asarray(settings, dtype=np.float32)
+    if unseen and settings.ndim == 2 and settings.shape[1]:
+        center = np.asarray(meta["scaling"]["settings"]["center"], np.float64)
+        scale = np.asarray(meta["scaling"]["settings"]["scale"], np.float64)
+        detector = UnseenDetector.from_dict(unseen)
+        flags = detector.flags((settings.astype(np.float64) - center) / scale)
+        labels, alarms = np.asarray(labels), np.asarray(scores) >= threshold
+
+        def rates(mask):
+            errant, normal = mask & (labels == 1), mask & (labels == 0)
+            return {"n": int(mask.sum()), "n_errant": int(errant.sum()),
+                    "recall": float(alarms[errant].mean()) if errant.any() else None,
+                    "false_alarm_rate": float(alarms[normal].mean()) if normal.any() else None}
+
+        out["unseen_configuration"] = {"radius": detector.radius, "flagged": rates(flags),
+                                       "unflagged": rates(~flags), "flags": flags}
+    return out
+
+
+def deployment_notes(summary: dict | None) -> list[str]:
+    """Report lines for `deployment_summary` output (empty without an export)."""
+    if not summary:
+        return []
+    notes = []
+    for name, entry in summary.get("parity", {}).items():
+        if "error" in entry:
+            notes.append(f"Deployment: {name}: {entry['error']}")
+        else:
+            notes.append(f"Deployment: {name} ({entry['bytes']:,} bytes) max |score diff| "
+                         f"{entry['max_abs_diff']:.1e} vs the Keras model, PR AUC change "
+                         f"{entry['delta_pr_auc'] if entry['delta_pr_auc'] is not None else 'n/a'}"
+                         " (export/parity.json).")
+    unseen = summary.get("unseen_configuration")
+    if unseen:
+        f, u = unseen["flagged"], unseen["unflagged"]
+
+        def show(x):
+            return "n/a" if x is None else f"{x:.3f}"
+
+        notes.append(f"Unseen configurations: {f['n']} of {f['n'] + u['n']} pulses flagged "
+                     f"(farther than {unseen['radius']:.3g} from every training configuration); "
+                     f"recall {show(f['recall'])} flagged vs {show(u['recall'])} unflagged, "
+                     f"false-alarm rate {show(f['false_alarm_rate'])} vs "
+                     f"{show(u['false_alarm_rate'])}.")
+    return notes
