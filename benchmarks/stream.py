@@ -90,11 +90,11 @@ def child(out_json: Path, run_dir: Path, settings: StreamSettings) -> None:
     from live.engine import LiveScorer
     from live.export import EXPORT_DIR, read_serving
     from live.scorer import LiteRTBackend, SavedModelBackend
-    from live.watch import _layout
+    from live.serving import InputLayout
 
     export = run_dir / EXPORT_DIR
     meta = read_serving(export)
-    layout = _layout(meta)
+    layout = InputLayout.from_dict(meta["layout"])
     scorer = LiveScorer(SavedModelBackend(export / "saved_model", layout), meta)
     window = meta["window"]
     spec = StreamSpec(SimulatorParams.demo(seed=settings.stream_seed + 101), settings.hours,

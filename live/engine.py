@@ -56,9 +56,7 @@ class LiveScorer:
     def __init__(self, backend, meta: dict, *, per_pulse: bool = False):
         self.backend = backend
         self.per_pulse = per_pulse  # True: serve_one per pulse; False: one call per file
-        layout = meta["layout"]
-        self.layout = InputLayout(layout["trace_length"], layout["n_channels"],
-                                  layout["n_settings"], layout["n_references"])
+        self.layout = InputLayout.from_dict(meta["layout"])
         self.threshold = float(meta["threshold"])
         self.alarm_code = int(meta["window"]["alarm"])
         settings = meta["settings"]

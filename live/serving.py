@@ -52,6 +52,12 @@ class InputLayout:
             return (batch, self.n_references, self.trace_length, *channels)
         raise ValueError(f"unknown input {name!r}; expected one of {INPUT_ORDER}")
 
+    @classmethod
+    def from_dict(cls, data: dict) -> InputLayout:
+        """From `to_dict()` output (serving.json "layout")."""
+        return cls(int(data["trace_length"]), int(data["n_channels"]), int(data["n_settings"]),
+                   int(data["n_references"]))
+
     def to_dict(self) -> dict:
         return {"trace_length": self.trace_length, "n_channels": self.n_channels,
                 "n_settings": self.n_settings, "n_references": self.n_references,

@@ -160,6 +160,7 @@ def watch(run_dir: Path, watched: Path, *, artefact: str = "saved_model",
     from enterprise_tools.data_utils import CorruptFileError, pulse_windows
     from live.export import EXPORT_DIR, export_run, read_serving
     from live.scorer import load_backend
+    from live.serving import InputLayout
     from parser.configs import load_config
 
     run_dir, watched = Path(run_dir), Path(watched)
@@ -175,7 +176,7 @@ def watch(run_dir: Path, watched: Path, *, artefact: str = "saved_model",
                    progress=False)
     meta = read_serving(export_dir)
     config = load_config(run_dir / "config.yaml")
-    backend = load_backend(export_dir / ARTEFACTS[artefact], _layout(meta))
+    backend = load_backend(export_dir / ARTEFACTS[artefact], InputLayout.from_dict(meta["layout"]))
     scorer = LiveScorer(backend, meta)
     settings = None
     if meta["settings"]["use"] and scorer.filter_columns:
@@ -284,14 +285,6 @@ def watch(run_dir: Path, watched: Path, *, artefact: str = "saved_model",
         print(summary.line())
     log.info("%s", summary.line())
     return summary
-
-
-def _layout(meta: dict):
-    from live.serving import InputLayout
-
-    layout = meta["layout"]
-    return InputLayout(layout["trace_length"], layout["n_channels"], layout["n_settings"],
-                       layout["n_references"])
 
 
 def _files(root: Path):
