@@ -127,7 +127,9 @@ def serving_metadata(config, layout, scaling: Scaling, threshold: dict, unseen, 
         "threshold_method": threshold.get("method"),
         "window": {"var_id": data.var_id, "begin": data.begin, "shift": data.shift,
                    "alarm": data.alarm, "bwidth_cut": data.bwidth_cut},
-        "settings": {"use": bpm.use, "features": list(bpm.features) if layout.n_settings else [],
+        # the PVs in input order; also for a trace-only model (the unseen-configuration flag
+        # and the production filter still need them)
+        "settings": {"use": bpm.use, "features": list(bpm.features) if bpm.use else [],
                      "production_filter": dict(bpm.production_filter),
                      "group_tolerance": bpm.group_tolerance},
         "pulse_rate_hz": config.threshold.pulse_rate_hz,
