@@ -102,7 +102,8 @@ def child(out_json: Path, run_dir: Path, settings: StreamSettings) -> None:
                       pvs=tuple(scorer.filter_columns))
     hist = np.zeros(_BINS, np.int64)
     counts = dict(pulses=0, scored=0, alarms=0, false_alarms=0, normal=0, errant=0, caught=0,
-                  unseen=0, skipped=0)
+                  unseen=0, skipped=0, unseen_normal=0, unseen_false_alarms=0, unseen_errant=0,
+                  unseen_caught=0)
     marks = sorted(settings.marks)
     memory, sample = [], None
     score_s = gen_s = score_cpu_s = 0.0
@@ -130,12 +131,17 @@ def child(out_json: Path, run_dir: Path, settings: StreamSettings) -> None:
             hist[min(_BINS - 1, row.latency_ns // (_BIN_US * 1000))] += 1
             counts["alarms"] += row.alarm
             counts["unseen"] += bool(row.unseen_configuration)
+            unseen = bool(row.unseen_configuration)
             if row.label == 0:
                 counts["normal"] += 1
                 counts["false_alarms"] += row.alarm
+                counts["unseen_normal"] += unseen
+                counts["unseen_false_alarms"] += row.alarm and unseen
             elif row.label == 1:
                 counts["errant"] += 1
                 counts["caught"] += row.alarm
+                counts["unseen_errant"] += unseen
+                counts["unseen_caught"] += row.alarm and unseen
         hours = counts["pulses"] / REAL_TIME_HZ / 3600.0
         while marks and hours >= marks[0] - 1e-9:
             rss, peak = _rss_mb()
@@ -314,6 +320,9 @@ def render(result: dict) -> str:
               f"on {ex.get('n_normal')} sampled normal pulses)"],
              ["errant pulses caught (stream)", f"{r['errant_caught']} / {r['errant_pulses']}"],
              ["pulses on unseen configurations", f"{r['unseen']:,}"],
+             ["false-alarm rate on unseen / seen configurations",
+              f"{f(stats.ratio(r.get('unseen_false_alarms'), r.get('unseen_normal')), 3)} / "
+              f"{f(stats.ratio(r['false_alarms'] - r.get('unseen_false_alarms', 0), r['normal'] - r.get('unseen_normal', 0)), 3)}"],
              ["online recalibration", r["online_recalibration"]]]
     lines += [render_table(["stream", "value"], rows), ""]
     path_rows = []
