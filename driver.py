@@ -44,6 +44,26 @@ def build_parser() -> argparse.ArgumentParser:
                        help="train a model and write a new run folder under run.output_dir")
     verbs.add_argument("--test", action="store_true",
                        help="evaluate a trained run (--run, default: the newest) on held-out data")
+    live = parser.add_argument_group("live scoring (a run of its own; --run, default: the newest)")
+    live.add_argument("--export", action="store_true",
+                      help="write RUN/export/: SavedModel and LiteRT models taking raw windows, "
+                           "serving.json, parity.json on the test part")
+    live.add_argument("--watch", metavar="DIR", type=Path, default=None,
+                      help="score DCM files as they land in DIR (Ctrl-C stops), e.g. "
+                           "--watch /data/sns/dcm/incoming")
+    live.add_argument("--format", default=None, metavar="LIST",
+                      help="--export: formats, a subset of saved_model,litert,onnx (default all); "
+                           "--watch: the artefact to score with: saved_model (default), litert, "
+                           "litert_int8 or onnx")
+    live.add_argument("--settings", metavar="DIR", type=Path, default=None,
+                      help="--watch: the beam-settings HDF5 folder (default: the run's)")
+    live.add_argument("--idle-exit", metavar="S", type=float, default=None,
+                      help="--watch: stop once no new file arrived for S seconds")
+    live.add_argument("--poll", metavar="S", type=float, default=1.0,
+                      help="--watch: seconds between scans of DIR (default 1)")
+    live.add_argument("--epics", metavar="PREFIX", default=None,
+                      help="--watch: publish score, alarm, threshold and unseen flag as EPICS "
+                           "Channel Access PVs PREFIX:SCORE ... (needs caproto)")
     parser.add_argument("--config", metavar="FILE", type=Path, default=None,
                         help="YAML config (default: configs/default.yaml if present, else the "
                              "built-in defaults), e.g. --config configs/default.yaml")
@@ -83,7 +103,8 @@ def main(argv: list[str] | None = None, env: dict[str, str] | None = None) -> in
         args = parser.parse_args(argv)
     except SystemExit as exc:  # argparse: --help (0) or bad usage (2)
         return int(exc.code or 0)
-    if not args.train and not args.test:
+    live = args.export or args.watch is not None
+    if not args.train and not args.test and not live:
         args.train = args.test = True
     if args.data is not None and not args.test:
         return _usage(parser, "--data applies to --test only")
@@ -119,9 +140,9 @@ def main(argv: list[str] | None = None, env: dict[str, str] | None = None) -> in
         return EXIT_USAGE
     prefix = worker_prefix(env)
     log_dir = Path(config.run.log_dir)
+    flow = "train" if args.train else "test" if args.test else "live"
     try:
-        logger = setup_logging(log_dir, "train" if args.train else "test", quiet=args.quiet,
-                               debug=args.debug, prefix=prefix)
+        logger = setup_logging(log_dir, flow, quiet=args.quiet, debug=args.debug, prefix=prefix)
     except OSError as exc:
         print(f"driver.py: error: cannot write logs to run.log_dir={str(log_dir)!r}: "
               f"{exc.strerror or exc}", file=sys.stderr)
@@ -183,6 +204,10 @@ def _run(args, config, env: dict[str, str], prefix: str) -> int:
         result = test(Path(run_dir), data_dir=args.data, part=args.part, progress=progress,
                       allow_stale_settings=args.allow_stale_settings)
         logger.info("test done: %s", result.out_dir)
+    if args.export or args.watch is not None:
+        from live.cli import run_live
+
+        run_live(args, config, log_dir, prefix)
     return EXIT_OK
 
 

@@ -15,11 +15,11 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
-from benchmarks import detection, report, rolling, scale, speed
+from benchmarks import detection, report, rolling, scale, speed, stream
 
 log = logging.getLogger("beamwatch.benchmarks")
 
-SECTIONS = ("detection", "rolling", "speed", "scale")
+SECTIONS = ("detection", "rolling", "speed", "scale", "stream")
 # Simulator presets the rolling evaluation can run on (SimulatorParams classmethods).
 PRESETS = ("demo", "realistic")
 
@@ -38,6 +38,7 @@ class Profile:
     rolling_presets: tuple[str, ...] = ("demo",)
     scale_skipped: tuple[int, ...] = ()
     note: str = ""
+    stream: stream.StreamSettings = stream.StreamSettings()
 
 
 PROFILES = {
@@ -59,6 +60,8 @@ PROFILES = {
                                         n_boot=200),
         rolling_presets=("demo",),
         scale_skipped=(16,),
+        # 10 minutes of beam (36,000 pulses), memory read at 5 and 10 minutes
+        stream=stream.StreamSettings(hours=1.0 / 6.0, marks=(1.0 / 12.0, 1.0 / 6.0), epochs=4),
         note="1 seed per model, 15 epochs (early stopping); sns_prototype trained 1 epoch on "
              "192 training pulses "
              "(plus SMOTE); rolling: demo preset, the 2 newest of 5 blocks, sns_cnn_lstm and "
@@ -97,6 +100,8 @@ PROFILES = {
         scale=scale.ScaleSettings(unit_hours=6.0, factors=(1, 4, 16), epochs=2),
         rolling=rolling.RollingSettings(n_blocks=8, seeds=(0, 1, 2), epochs=15, n_boot=1000),
         rolling_presets=PRESETS,
+        # 4 h of beam (864,000 pulses), memory read at 1 h and 4 h (must stay flat)
+        stream=stream.StreamSettings(hours=4.0, marks=(1.0, 4.0), epochs=15, path_pulses=2000),
         note="3 seeds per model, 15 epochs each (early stopping on validation PR AUC); "
              "rolling: both presets, 8 blocks (6 test blocks).",
     ),
@@ -154,7 +159,7 @@ def run_sections(profile: Profile, sections: tuple[str, ...], workdir: Path,
     workdir.mkdir(parents=True, exist_ok=True)
     out = {}
     archive = None
-    if "detection" in sections or "speed" in sections:
+    if "detection" in sections or "speed" in sections or "stream" in sections:
         archive = detection_archive(profile, workdir)
     detection_result = None
     if previous and "detection" in previous:
@@ -173,6 +178,8 @@ def run_sections(profile: Profile, sections: tuple[str, ...], workdir: Path,
             result = speed.run(profile.speed, Path(archive["path"]), workdir, detection_result)
         elif name == "scale":
             result = scale.run(profile.scale, workdir, skipped=profile.scale_skipped)
+        elif name == "stream":
+            result = stream.run(profile.stream, Path(archive["path"]), workdir)
         else:
             raise ValueError(f"unknown section {name!r}; expected one of {SECTIONS}")
         out[name] = {"result": result, "wall_seconds": time.perf_counter() - started,
@@ -239,7 +246,7 @@ def render_document(results: dict, results_file: str) -> str:
                                    "CPU s", "load avg before (1/5/15 min)", "profile"], rows,
                                   align="llllrrrl"), ""]
     renderers = {"detection": detection.render, "rolling": rolling.render,
-                 "speed": speed.render, "scale": scale.render}
+                 "speed": speed.render, "scale": scale.render, "stream": stream.render}
     for name in SECTIONS:
         s = results["sections"].get(name)
         if s is not None:

@@ -25,6 +25,7 @@ from enterprise_tools.atomic import atomic_path
 __all__ = [
     "CorruptFileError",
     "FileTooLargeError",
+    "FilePulses",
     "QualityCut",
     "ReadStorage",
     "SKIP_FIRST_PULSE_TRIP",
@@ -39,6 +40,7 @@ __all__ = [
     "TraceSet",
     "decompress",
     "get_traces",
+    "pulse_windows",
     "encode_storage",
     "write_storage",
 ]
@@ -1176,3 +1178,62 @@ def _trace_set(
         traces, np.asarray(stamps, dtype=np.int64), skipped, references,
         (reference_stamps >= 0).sum(axis=1).astype(np.int16), reference_stamps,
     )
+
+
+@dataclass
+class FilePulses:
+    """Every well-formed pulse of one file, in file order, for live scoring."""
+
+    traces: np.ndarray  # float32 [n, shift]
+    timestamps_ns: np.ndarray  # int64 [n]
+    alarms: np.ndarray  # int64 [n], the status record's Alarm (0 when none / tag-format file)
+    skipped: list[Skip] = field(default_factory=list)
+
+
+def pulse_windows(
+    path: Any,
+    var_id: str = "Trace2",
+    begin: int = 3000,
+    shift: int = 10000,
+    bwidth_cut: float | None = 900,
+) -> FilePulses:
+    """The window of EVERY well-formed pulse of one DCM file, with its alarm code.
+
+    ``get_traces`` picks training samples (a normal file's pulses, the pulse before each trip);
+    live scoring instead judges every pulse as it arrives and learns its label only from the
+    pulse after it. The file rules are the same (``bWidth`` cut, pulse grouping and malformed
+    pulses as in ``get_traces``); an older Before/During file gives its ``Before`` pulses with
+    alarm 0. ``CorruptFileError`` propagates.
+    """
+    _check_get_traces_args(begin, shift, 0, bwidth_cut, None)
+    with ReadStorage(path) as storage:
+        heads = [storage._record(i, lazy=True) for i in range(len(storage))]
+        low = _low_bwidth(storage, heads, bwidth_cut)
+        if low is not None:
+            return FilePulses(np.empty((0, shift), np.float32), np.empty(0, np.int64),
+                            np.empty(0, np.int64), [low])
+        skipped: list[Skip] = []
+        if any("Alarm" in head["parameters"] for head in heads):
+            if not any(head["name"].endswith(var_id) for head in heads):
+                picks = []
+                skipped.append(Skip(SKIP_MISSING_TRACE, f"file has no record named *{var_id}", "file"))
+            else:
+                pulses = _group_pulses(storage, heads, var_id)
+                skipped += [p.problem for p in pulses if p.problem is not None]
+                picks = [(p.trace_index, p.timestamp_ns, int(p.alarm or 0))
+                         for p in pulses if p.problem is None]
+        else:
+            tagged, tag_skips = _tag_rules(heads, var_id, 0)
+            skipped += tag_skips
+            picks = [(pick.index, pick.timestamp_ns, 0) for pick in tagged]
+        windows, stamps, alarms = [], [], []
+        for index, stamp, alarm in picks:
+            window, problem = _window(storage, heads, index, begin, shift)
+            if problem is not None:
+                skipped.append(problem)
+                continue
+            windows.append(window)
+            stamps.append(stamp)
+            alarms.append(alarm)
+    traces = np.stack(windows) if windows else np.empty((0, shift), dtype=np.float32)
+    return FilePulses(traces, np.asarray(stamps, np.int64), np.asarray(alarms, np.int64), skipped)

@@ -28,7 +28,7 @@ from analysis.thresholds import ThresholdChoice
 from parser.configs import Config, ConfigError, dump_config, load_config
 from testing.online import online_figures
 from training import outputs
-from utils.run_folder import atomic_write_json, create_test_dir
+from utils.run_folder import atomic_write_json, atomic_write_text, create_test_dir
 
 log = logging.getLogger("beamwatch.test")
 
@@ -165,6 +165,10 @@ def test(run_dir: Path, *, data_dir: Path | None = None, part: str | None = None
                               pulse_rate_hz=config.threshold.pulse_rate_hz)
     online = online_figures(samples.timestamp_ns[idx], labels, scores, threshold, config.threshold)
 
+    from live.export import deployment_notes, deployment_summary
+
+    deployment = deployment_summary(run_dir, samples.settings[idx], labels, scores,
+                                    threshold.threshold)
     out_dir = create_test_dir(run_dir)
     splits = outputs.split_summary({part: idx}, samples)
     atomic_write_json(out_dir / "metrics.json", {
@@ -173,16 +177,25 @@ def test(run_dir: Path, *, data_dir: Path | None = None, part: str | None = None
         "online_threshold": online.summary,
         "split": splits[part], "ledger_summary": samples.ledger.summary(),
         "environment": outputs.environment_info(),
+        "deployment": None if deployment is None else {
+            k: ({**v, "flags": int(v["flags"].sum())} if k == "unseen_configuration" else v)
+            for k, v in deployment.items()},
     })
     atomic_write_json(out_dir / "data_ledger.json", samples.ledger.to_dict())
     outputs.write_predictions(out_dir / "predictions.csv", samples, {part: idx}, {part: scores},
                               threshold.threshold,
                               online={part: (online.thresholds, online.alarms)} if online.summary else None)
+    if deployment is not None and "unseen_configuration" in deployment:
+        flags = deployment["unseen_configuration"]["flags"].astype(int)
+        atomic_write_text(out_dir / "unseen_configuration.csv", "timestamp_ns,unseen_configuration\n"
+                          + "".join(f"{t},{f}\n" for t, f in zip(samples.timestamp_ns[idx], flags,
+                                                                  strict=True)))
     notes = [f"Data: {source}.",
              f"Threshold {threshold.threshold:.6g} chosen on the run's validation part "
              f"({threshold.method}); never tuned on these pulses."]
     if data_dir is None:
         notes += outputs.split_notes(config)
+    notes += deployment_notes(deployment)
     write_report(out_dir / "test_metrics_report.pdf", ReportContent(
         title="beamwatch test report",
         run_id=run_dir.name,

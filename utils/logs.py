@@ -20,7 +20,7 @@ import sys
 from pathlib import Path
 
 LOGGER_NAME = "beamwatch"
-FLOWS = ("train", "test")
+FLOWS = ("train", "test", "live")
 MAX_BYTES = 10 * 1024 * 1024
 BACKUP_COUNT = 5
 _CONSOLE_FORMAT = "%(asctime)s %(levelname)s %(message)s"
@@ -69,7 +69,7 @@ def setup_logging(
 
     Args:
         log_dir: folder for `app.log` and `<flow>_flow.log` (created if missing).
-        flow: "train" or "test".
+        flow: "train", "test" or "live" (export and watch).
         run_dir: if given, the run's own log `run_dir/<flow>.log` is written too.
         quiet: console shows warnings and errors only.
         debug: console and run log show DEBUG lines too.

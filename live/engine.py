@@ -1,0 +1,189 @@
+"""Score the pulses of one file (or one chunk of a stream) live: the one path of --watch and the
+stream benchmark.
+
+For each pulse in time order: settings check (present, production filter), configuration group
+and references (`live.references`), score through the exported artefact (`live.scorer`), alarm
+at the run's threshold (`score >= threshold`, as the evaluation counts it), the
+unseen-configuration flag (`live.unseen`) and the pulse's label as far as it is known live (1 when
+the next pulse of the file trips, 0 when it does not or the file holds no alarm, -1 unknown).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from collections import Counter
+from datetime import UTC, datetime
+
+import numpy as np
+
+from data_preparation.data_transformer import production_mask
+from data_preparation.ledger import NO_SETTINGS, NON_PRODUCTION
+from live.references import NO_REFERENCE, ReferenceBuffer, ReferenceRule
+from live.serving import InputLayout
+from live.unseen import UnseenDetector
+
+
+@dataclasses.dataclass
+class PulseRow:
+    """What live scoring says about one pulse (one row of alarms.csv)."""
+
+    file: str
+    pulse_in_file: int
+    timestamp_ns: int
+    score: float
+    alarm: bool
+    label: int
+    unseen_configuration: bool | None
+    config_distance: float | None
+    references: int
+    latency_ns: int
+
+
+CSV_COLUMNS = ("file", "pulse_in_file", "timestamp_ns", "time_utc", "score", "threshold", "alarm",
+               "label", "unseen_configuration", "config_distance", "references")
+
+
+class LiveScorer:
+    """Scores files of pulses with a backend and an export's serving.json (`meta`).
+
+    A file arrives whole, and every reference a pulse may take is earlier than it, so by default
+    all pulses of a file are prepared first and scored in one batched call (`per_pulse=False`,
+    `latency_ns` = the file's time); `per_pulse=True` scores them one by one (`serve_one`), the
+    path of a system fed pulse by pulse.
+    """
+
+    def __init__(self, backend, meta: dict, *, per_pulse: bool = False):
+        self.backend = backend
+        self.per_pulse = per_pulse  # True: serve_one per pulse; False: one call per file
+        self.layout = InputLayout.from_dict(meta["layout"])
+        self.threshold = float(meta["threshold"])
+        self.alarm_code = int(meta["window"]["alarm"])
+        settings = meta["settings"]
+        self.features = list(settings["features"])
+        self.production = dict(settings["production_filter"])
+        self.filter_columns = list(dict.fromkeys([*self.features, *self.production]))
+        scale = meta["scaling"]["settings"]
+        self._center = np.asarray(scale["center"], np.float64)
+        self._scale = np.asarray(scale["scale"], np.float64)
+        unseen = meta.get("unseen_configuration")
+        self.unseen = UnseenDetector.from_dict(unseen) if unseen else None
+        self.buffer = None
+        if self.layout.n_references:
+            self.buffer = ReferenceBuffer(ReferenceRule.from_dict(meta["reference"]),
+                                          float(settings["group_tolerance"]))
+        self._unseen_cache: tuple[bytes, float] | None = None
+        self.skipped: Counter = Counter()
+
+    def _trips(self, alarm: int) -> bool:
+        return alarm != 0 and (self.alarm_code == -1 or alarm == self.alarm_code)
+
+    def _distance(self, settings: np.ndarray) -> float | None:
+        if self.unseen is None:
+            return None
+        key = settings.tobytes()
+        if self._unseen_cache is None or self._unseen_cache[0] != key:
+            # float32 first, as the training pipeline holds settings
+            values = settings[: len(self._center)].astype(np.float32).astype(np.float64)
+            scaled = (values - self._center) / self._scale
+            self._unseen_cache = (key, float(self.unseen.distances(scaled[None])[0]))
+        return self._unseen_cache[1]
+
+    def score_file(self, name: str, traces, timestamps_ns, alarms, settings=None
+                   ) -> tuple[list[PulseRow], list[tuple[str, int, str]]]:
+        """Rows of the scored pulses and (reason, count, detail) of the skipped ones.
+
+        `settings` [n, len(filter_columns)]: the model's features then any production-filter
+        PV not among them, NaN where no settings row precedes the pulse (None: no settings).
+        """
+        n = len(timestamps_ns)
+        alarms = np.asarray(alarms, np.int64)
+        clean_file = not np.any(alarms)
+        ok = np.ones(n, bool)
+        skipped: list[tuple[str, int, str]] = []
+        if settings is not None and self.filter_columns:
+            settings = np.asarray(settings, np.float64)
+            has = ~np.isnan(settings).any(axis=1)
+            passed = production_mask(settings, self.filter_columns, self.production) & has
+            if (~has).any():
+                skipped.append((NO_SETTINGS, int((~has).sum()), "pulse precedes every settings row"))
+            if (has & ~passed).any():
+                skipped.append((NON_PRODUCTION, int((has & ~passed).sum()),
+                                "settings fail the production filter"))
+            ok = has & passed
+        elif self.layout.n_settings:
+            skipped.append((NO_SETTINGS, n, "no beam settings available"))
+            ok[:] = False
+        prepared: list[tuple[int, dict, int, int]] = []  # (pulse, raw inputs, references, label)
+        in_file: list = []
+        no_reference = 0
+        started = time.perf_counter_ns()
+        for i in range(n):
+            ts, window = int(timestamps_ns[i]), traces[i]
+            if i + 1 < n:
+                label = 1 if self._trips(int(alarms[i + 1])) else (0 if alarms[i] == 0 else -1)
+            else:
+                label = 0 if clean_file else -1
+            usable = bool(ok[i])
+            raw = {"trace": window}
+            used = 0
+            if usable:
+                if settings is not None and self.buffer is not None:
+                    self.buffer.see_settings(settings[i])
+                if self.layout.n_settings:
+                    raw["settings"] = settings[i, : self.layout.n_settings].astype(np.float32)
+                if self.buffer is not None:
+                    refs = self.buffer.lookup(ts, window, in_file)
+                    if refs is None:
+                        no_reference += 1
+                        usable = False
+                    else:
+                        raw["reference"], used = refs.windows, refs.count
+            if usable:
+                prepared.append((i, raw, used, label))
+            if alarms[i] == 0:  # later pulses of the file may take it as a reference
+                in_file.append((ts, window))
+        rows: list[PulseRow] = []
+        if prepared:
+            if self.per_pulse:
+                scores, latencies = [], []
+                for _, raw, _, _ in prepared:
+                    t0 = time.perf_counter_ns()
+                    scores.append(self.backend.score_one(raw))
+                    latencies.append(time.perf_counter_ns() - t0)
+            else:
+                batch = {name: np.stack([raw[name] for _, raw, _, _ in prepared])
+                         for name in self.layout.names}
+                scores = self.backend.score_batch(batch)
+                # the whole file is scored at once: each pulse waited for all of it
+                latencies = [time.perf_counter_ns() - started] * len(prepared)
+            for (i, _, used, label), score, latency in zip(prepared, scores, latencies,
+                                                            strict=True):
+                distance = self._distance(settings[i]) if settings is not None else None
+                unseen = None if distance is None else bool(distance > self.unseen.radius)
+                rows.append(PulseRow(name, i, int(timestamps_ns[i]), float(score),
+                                     bool(score >= self.threshold), label, unseen, distance, used,
+                                     int(latency)))
+        if no_reference:
+            skipped.append((NO_REFERENCE, no_reference, "fewer references than reference.min_count"))
+        if self.buffer is not None and clean_file:
+            for i in range(n):
+                if ok[i]:
+                    self.buffer.add_normal(int(timestamps_ns[i]), traces[i])
+        for reason, count, _ in skipped:
+            self.skipped[reason] += count
+        return rows, skipped
+
+
+def iso_time(timestamp_ns: int) -> str:
+    """UTC time of a pulse to the microsecond (pulses are 16.7 ms apart)."""
+    moment = datetime.fromtimestamp(int(timestamp_ns) // 1000 / 1e6, tz=UTC)
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def csv_row(row: PulseRow, threshold: float) -> list:
+    """One alarms.csv row (CSV_COLUMNS)."""
+    return [row.file, row.pulse_in_file, row.timestamp_ns, iso_time(row.timestamp_ns),
+            f"{row.score:.6g}", f"{threshold:.6g}", int(row.alarm), row.label,
+            "" if row.unseen_configuration is None else int(row.unseen_configuration),
+            "" if row.config_distance is None else f"{row.config_distance:.4g}", row.references]

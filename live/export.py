@@ -1,0 +1,389 @@
+"""`driver.py --export`: turn a trained run into artefacts a caller can use without this project.
+
+Writes `RUN/export/`:
+
+    saved_model/          TensorFlow SavedModel, signatures `serving_default` (any batch) and
+                          `serve_one` (batch 1, XLA-compiled: the per-pulse path), raw inputs
+                          with the run's fitted scaling built in (`live.serving`)
+    model_float32.tflite  LiteRT, batch 1, built-in ops only (variables frozen: the LSTM's while
+                          loop then lowers to TFLite ops; see `_litert_bytes`)
+    model_int8.tflite     the same with dynamic-range int8 weights
+    serving.json          how to call them: input shapes, threshold, the DCM window rule, the
+                          settings PVs, the reference rule, the unseen-configuration detector
+    parity.json           every format against the Keras model on the run's test part
+
+ONNX is written when `tf2onnx` is installed and converts the serving function; otherwise
+parity.json says why not. The directory is built beside the run and swapped in whole, so a
+crash never leaves half an export.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import os
+import shutil
+import tempfile
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+
+from live.serving import Scaling, build_serving_module, input_layout, save_module
+from live.unseen import DEFAULT_QUANTILE, fit_unseen
+from utils.run_folder import atomic_write_json
+
+log = logging.getLogger("beamwatch.export")
+
+FORMATS = ("saved_model", "litert", "onnx")
+EXPORT_DIR = "export"
+SERVING_JSON = "serving.json"
+LITERT_FILES = {"litert_float32": "model_float32.tflite", "litert_int8": "model_int8.tflite"}
+FLOAT_PARITY = 1e-4   # max |score difference| a float format may show
+INT8_PR_AUC = 0.01    # max PR AUC change the int8 model may show
+
+
+@dataclasses.dataclass
+class ExportResult:
+    out_dir: Path
+    formats: dict       # format -> {"path", "bytes"} or {"error"}
+    parity: dict
+
+
+def parse_formats(text: str) -> tuple[str, ...]:
+    """`"saved_model,litert"` -> a checked tuple (saved_model is always included)."""
+    asked = tuple(dict.fromkeys(p.strip() for p in text.split(",") if p.strip()))
+    unknown = [p for p in asked if p not in FORMATS]
+    if unknown or not asked:
+        raise ValueError(f"--format {text!r}: expected a comma-separated subset of "
+                         f"{','.join(FORMATS)}")
+    return tuple(dict.fromkeys(("saved_model", *asked)))
+
+
+def export_run(run_dir: Path, formats: tuple[str, ...] = FORMATS, *, progress: bool = True,
+               max_parity_pulses: int = 5000) -> ExportResult:
+    """Export the run in `run_dir` (see the module docstring); returns what was written."""
+    from testing.test import load_run
+
+    run_dir = Path(run_dir)
+    config, model, threshold, (trace_scaler, settings_scaler, _) = load_run(run_dir)
+    layout = input_layout(model)
+    scaling = Scaling.from_scalers(trace_scaler, settings_scaler)
+    data = _run_data(config, model, trace_scaler, settings_scaler, progress, max_parity_pulses)
+
+    tmp = Path(tempfile.mkdtemp(prefix=".export-", dir=run_dir))
+    try:
+        module = build_serving_module(model, scaling)
+        written: dict = {}
+        started = time.perf_counter()
+        save_module(module, tmp / "saved_model")
+        written["saved_model"] = {"path": "saved_model", "bytes": _size(tmp / "saved_model"),
+                                  "seconds": time.perf_counter() - started}
+        if "litert" in formats:
+            for name, (file, quantise) in {"litert_float32": (LITERT_FILES["litert_float32"], False),
+                                           "litert_int8": (LITERT_FILES["litert_int8"], True)}.items():
+                try:
+                    (tmp / file).write_bytes(_litert_bytes(module, quantise))
+                    written[name] = {"path": file, "bytes": (tmp / file).stat().st_size}
+                except Exception as exc:  # a converter failure is reported, the rest goes on
+                    written[name] = {"error": f"{type(exc).__name__}: {str(exc)[:300]}"}
+        if "onnx" in formats:
+            written["onnx"] = _onnx(module, layout, tmp / "model.onnx")
+        unseen = _unseen(data)
+        meta = serving_metadata(config, layout, scaling, threshold, unseen, written)
+        atomic_write_json(tmp / SERVING_JSON, meta)
+        parity = _parity(tmp, written, layout, data, float(threshold["threshold"]))
+        parity["created"] = datetime.now(UTC).isoformat(timespec="seconds")
+        atomic_write_json(tmp / "parity.json", parity)
+        out = run_dir / EXPORT_DIR
+        _swap_in(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    for name, info in written.items():
+        log.info("export %s: %s", name, info.get("path") or info.get("error"))
+    log.info("parity on %d %s pulses: %s", parity["n_pulses"], parity["data"],
+             {k: v.get("max_abs_diff") for k, v in parity["formats"].items()})
+    return ExportResult(out, written, parity)
+
+
+def serving_metadata(config, layout, scaling: Scaling, threshold: dict, unseen, written) -> dict:
+    """serving.json: everything a caller (and `--watch`) needs besides the artefact."""
+    data = config.data
+    reference = None
+    if layout.n_references:
+        rule = config.reference  # exists wherever a model with a reference input was trained
+        reference = {"count": layout.n_references, "window_s": rule.window_s,
+                     "min_count": rule.min_count, "missing": rule.missing}
+    bpm = config.beam_settings
+    return {
+        "format": "beamwatch-serving-1",
+        "model": config.model.name,
+        "layout": layout.to_dict(),
+        "output": "score: float32 [batch] in [0, 1], higher = next pulse more likely errant",
+        "threshold": float(threshold["threshold"]),
+        "threshold_method": threshold.get("method"),
+        "window": {"var_id": data.var_id, "begin": data.begin, "shift": data.shift,
+                   "alarm": data.alarm, "bwidth_cut": data.bwidth_cut},
+        # the PVs in input order; also for a trace-only model (the unseen-configuration flag
+        # and the production filter still need them)
+        "settings": {"use": bpm.use, "features": list(bpm.features) if bpm.use else [],
+                     "production_filter": dict(bpm.production_filter),
+                     "group_tolerance": bpm.group_tolerance},
+        "pulse_rate_hz": config.threshold.pulse_rate_hz,
+        "reference": reference,
+        "scaling": scaling.to_dict(),
+        "unseen_configuration": None if unseen is None else unseen.to_dict(),
+        "artefacts": {k: v for k, v in written.items()},
+        "usage": {
+            "saved_model": "m = tf.saved_model.load(DIR/saved_model); "
+                           "m.signatures['serve_one'](trace=tf.constant(raw[None]), ...)['score']",
+            "litert": "it = tf.lite.Interpreter(FILE); "
+                      "it.get_signature_runner()(trace=raw[None], ...)  (single output)",
+        },
+    }
+
+
+# ----------------------------------------------------------------------------------------------
+# Formats
+
+
+def _litert_bytes(module, quantise: bool) -> bytes:
+    """LiteRT flatbuffer of the batch-1 serving function, built-in ops only.
+
+    The Keras LSTM runs as a while loop that reads its kernels as resource variables; converted
+    as they are, the TFLite interpreter fails with READ_VARIABLE inside the WHILE node, and a
+    dynamic batch needs SELECT_TF_OPS (TensorList ops) that the stock interpreter cannot run.
+    A fixed batch of 1 with the variables frozen into constants converts to built-in ops only.
+    """
+    import tensorflow as tf
+    from tensorflow.python.framework.convert_to_constants import (
+        convert_variables_to_constants_v2,
+    )
+
+    frozen = convert_variables_to_constants_v2(module.serve_one_graph.get_concrete_function())
+    converter = tf.lite.TFLiteConverter.from_concrete_functions([frozen], module)
+    if quantise:
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]  # dynamic-range int8 weights
+    return converter.convert()
+
+
+def _onnx(module, layout, path: Path) -> dict:
+    """ONNX through tf2onnx when it is installed, else the reason it is not written."""
+    try:
+        import tf2onnx  # noqa: F401
+    except ImportError as exc:
+        return {"error": f"not written: tf2onnx is not installed ({exc}); it is optional "
+                         "(~115 MB with onnx and onnxruntime): pip install -r "
+                         "requirements-export.txt"}
+    try:
+        import tensorflow as tf
+        import tf2onnx.convert
+
+        specs = [tf.TensorSpec(layout.raw_shape(n, 1), tf.float32, name=n) for n in layout.names]
+        tf2onnx.convert.from_function(module.serve_one_graph, input_signature=specs,
+                                      output_path=str(path))
+        return {"path": path.name, "bytes": path.stat().st_size}
+    except Exception as exc:
+        return {"error": f"not supported: tf2onnx failed on the serving function: "
+                         f"{type(exc).__name__}: {str(exc)[:300]}"}
+
+
+# ----------------------------------------------------------------------------------------------
+# Data for parity and the unseen-configuration radius
+
+
+@dataclasses.dataclass
+class _RunData:
+    raw: dict            # name -> raw float32 inputs of the parity pulses
+    labels: np.ndarray
+    keras_scores: np.ndarray
+    source: str
+    train_settings: np.ndarray | None   # scaled, for the unseen-configuration anchors
+    val_settings: np.ndarray | None
+
+
+def _run_data(config, model, trace_scaler, settings_scaler, progress, limit) -> _RunData:
+    """The run's test part (raw inputs and Keras scores, via the test flow's pipeline)."""
+    from data_preparation.data_scaling import split_indices
+    from data_preparation.pipeline import make_dataset, prepare_samples
+    from training import outputs
+
+    samples = prepare_samples(config, progress=progress)
+    parts = split_indices(samples.timestamp_ns, samples.label, samples.group, config.split,
+                          seed=config.run.seed, acquisition=samples.acquisition)
+    idx = parts["test"][:limit]
+    names = outputs.input_names(model)
+    dataset = make_dataset(samples, idx, trace_scaler=trace_scaler,
+                           settings_scaler=settings_scaler, batch_size=256, shuffle=False,
+                           input_names=names, seed=config.run.seed)
+    keras_scores = outputs.predict(model, dataset)
+    raw = {"trace": np.asarray(samples.traces[idx], dtype=np.float32)}
+    if "settings" in names:
+        raw["settings"] = np.asarray(samples.settings[idx], dtype=np.float32)
+    if "reference" in names:
+        raw["reference"] = np.asarray(samples.references[idx], dtype=np.float32)
+    with_settings = samples.settings.shape[1] > 0
+    return _RunData(
+        raw=raw, labels=samples.label[idx].astype(np.int64), keras_scores=keras_scores,
+        source=f"test part of {config.data.dataset_loc}",
+        train_settings=settings_scaler.transform(samples.settings[parts["train"]])
+        if with_settings else None,
+        val_settings=settings_scaler.transform(samples.settings[parts["val"]])
+        if with_settings else None,
+    )
+
+
+def _unseen(data: _RunData):
+    if data.train_settings is None or not len(data.val_settings):
+        return None
+    return fit_unseen(data.train_settings, data.val_settings, DEFAULT_QUANTILE)
+
+
+# ----------------------------------------------------------------------------------------------
+# Parity
+
+
+def _parity(out: Path, written: dict, layout, data: _RunData, threshold: float) -> dict:
+    """Each written format scores the same raw test pulses; compare with the Keras model."""
+    from analysis.evaluation import compute_metrics
+    from live.scorer import load_backend, score_each
+
+    def pr_auc(scores):
+        return compute_metrics(data.labels, scores, threshold).get("pr_auc")
+
+    reference = pr_auc(data.keras_scores)
+    result = {"data": data.source, "n_pulses": int(data.labels.size),
+              "n_errant": int(data.labels.sum()), "keras_pr_auc": reference,
+              "float_tolerance": FLOAT_PARITY, "int8_pr_auc_tolerance": INT8_PR_AUC,
+              "formats": {}}
+    paths = {"saved_model": "saved_model", "saved_model_serve_one": "saved_model",
+             **{k: v for k, v in LITERT_FILES.items()}, "onnx": "model.onnx"}
+    for name, file in paths.items():
+        base = "saved_model" if name.startswith("saved_model") else name
+        info = written.get(base)
+        if info is None:
+            continue
+        if "error" in info:
+            result["formats"][name] = {"error": info["error"]}
+            continue
+        backend = load_backend(out / file, layout)
+        if name == "saved_model_serve_one":
+            scores = score_each(backend, data.raw)
+        else:
+            scores = backend.score_batch(data.raw)
+        diff = np.abs(scores - data.keras_scores)
+        auc = pr_auc(scores)
+        entry = {"max_abs_diff": float(diff.max()) if diff.size else 0.0,
+                 "mean_abs_diff": float(diff.mean()) if diff.size else 0.0,
+                 "pr_auc": auc,
+                 "delta_pr_auc": None if auc is None or reference is None else auc - reference,
+                 "bytes": info["bytes"]}
+        if name == "litert_int8":
+            entry["within_tolerance"] = (entry["delta_pr_auc"] is None
+                                         or abs(entry["delta_pr_auc"]) <= INT8_PR_AUC)
+        else:
+            entry["within_tolerance"] = entry["max_abs_diff"] <= FLOAT_PARITY
+        result["formats"][name] = entry
+    return result
+
+
+# ----------------------------------------------------------------------------------------------
+# Files
+
+
+def _size(path: Path) -> int:
+    if path.is_file():
+        return path.stat().st_size
+    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+
+
+def _swap_in(tmp: Path, out: Path) -> None:
+    """Replace `out` by the finished `tmp` folder: rename the old one away, rename, remove."""
+    old = None
+    if out.exists():
+        old = out.with_name(f".{out.name}-old-{os.getpid()}")
+        os.replace(out, old)
+    os.replace(tmp, out)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def read_serving(export_dir: Path) -> dict:
+    """serving.json of an export, with a clear error when it is not one."""
+    path = Path(export_dir) / SERVING_JSON
+    try:
+        meta = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise FileNotFoundError(f"{path}: not a beamwatch export ({exc}); run "
+                                "`python driver.py --export --run RUN` first") from exc
+    if meta.get("format") != "beamwatch-serving-1":
+        raise ValueError(f"{path}: unknown format {meta.get('format')!r}, expected "
+                         "beamwatch-serving-1")
+    return meta
+
+
+def deployment_summary(run_dir: Path, settings, labels, scores, threshold: float) -> dict | None:
+    """For the test flow: the export's parity and the unseen-configuration flag on these pulses.
+
+    None when the run has no export. `settings` are the raw settings [n, S] of the scored pulses
+    (model feature order), `labels` and `scores` theirs.
+    """
+    from live.unseen import UnseenDetector
+
+    export = Path(run_dir) / EXPORT_DIR
+    if not (export / SERVING_JSON).exists():
+        return None
+    meta = read_serving(export)
+    out: dict = {}
+    parity_path = export / "parity.json"
+    if parity_path.exists():
+        out["parity"] = json.loads(parity_path.read_text())["formats"]
+    unseen = meta.get("unseen_configuration")
+    settings = np.asarray(settings, dtype=np.float32)
+    if unseen and settings.ndim == 2 and settings.shape[1]:
+        center = np.asarray(meta["scaling"]["settings"]["center"], np.float64)
+        scale = np.asarray(meta["scaling"]["settings"]["scale"], np.float64)
+        detector = UnseenDetector.from_dict(unseen)
+        flags = detector.flags((settings.astype(np.float64) - center) / scale)
+        labels, alarms = np.asarray(labels), np.asarray(scores) >= threshold
+
+        def rates(mask):
+            errant, normal = mask & (labels == 1), mask & (labels == 0)
+            return {"n": int(mask.sum()), "n_errant": int(errant.sum()),
+                    "recall": float(alarms[errant].mean()) if errant.any() else None,
+                    "false_alarm_rate": float(alarms[normal].mean()) if normal.any() else None}
+
+        out["unseen_configuration"] = {"radius": detector.radius, "flagged": rates(flags),
+                                       "unflagged": rates(~flags), "flags": flags}
+    return out
+
+
+def deployment_notes(summary: dict | None) -> list[str]:
+    """Report lines for `deployment_summary` output (empty without an export)."""
+    if not summary:
+        return []
+    notes = []
+    for name, entry in summary.get("parity", {}).items():
+        if "error" in entry:
+            notes.append(f"Deployment: {name}: {entry['error']}")
+        else:
+            notes.append(f"Deployment: {name} ({entry['bytes']:,} bytes) max |score diff| "
+                         f"{entry['max_abs_diff']:.1e} vs the Keras model, PR AUC change "
+                         f"{entry['delta_pr_auc'] if entry['delta_pr_auc'] is not None else 'n/a'}"
+                         " (export/parity.json).")
+    unseen = summary.get("unseen_configuration")
+    if unseen:
+        f, u = unseen["flagged"], unseen["unflagged"]
+
+        def show(x):
+            return "n/a" if x is None else f"{x:.3f}"
+
+        notes.append(f"Unseen configurations: {f['n']} of {f['n'] + u['n']} pulses flagged "
+                     f"(farther than {unseen['radius']:.3g} from every training configuration); "
+                     f"recall {show(f['recall'])} flagged vs {show(u['recall'])} unflagged, "
+                     f"false-alarm rate {show(f['false_alarm_rate'])} vs "
+                     f"{show(u['false_alarm_rate'])}.")
+    return notes

@@ -1,0 +1,38 @@
+"""The stream benchmark's histogram percentiles and its table."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from benchmarks import stream
+
+
+def test_histogram_percentiles_match_the_samples():
+    rng = np.random.default_rng(0)
+    us = rng.integers(100, 5000, 20_000)
+    hist = np.bincount(us // stream._BIN_US, minlength=stream._BINS)
+    assert abs(stream._percentile(hist, 50) - np.percentile(us, 50) / 1000) < 0.02
+    assert abs(stream._percentile(hist, 99) - np.percentile(us, 99) / 1000) < 0.02
+    assert np.isnan(stream._percentile(np.zeros(10, np.int64), 50))
+
+
+def test_render_shows_measured_next_to_extrapolated_false_alarms():
+    result = {
+        "hours_of_beam": 1.0, "pulses": 216000, "scored": 215000, "pulses_per_second": 2500.0,
+        "real_time_ratio": 41.7, "latency_p50_ms": 20.0, "latency_p99_ms": 35.0,
+        "generate_seconds": 30.0, "memory": [{"hours": 0.5, "rss_mb": 900.0, "peak_rss_mb": 910.0}],
+        "false_alarms_per_hour": 12.0, "false_alarms": 12, "normal": 214000,
+        "extrapolated": {"false_alarms_per_hour": 2160.0, "false_alarm_rate": 0.01,
+                         "n_normal": 400},
+        "errant_caught": 7, "errant_pulses": 9, "unseen": 5, "online_recalibration": "n/a",
+        "backend": "saved_model", "pinned_with": "taskset -c 0", "run": "r",
+        "paths": {"litert float32": {"p50_ms": 0.9, "p99_ms": 1.5, "n": 500},
+                  "onnx": {"error": "not supported"}},
+        "parity": {"formats": {"saved_model": {"max_abs_diff": 1e-7, "delta_pr_auc": 0.0,
+                                               "bytes": 10}, "onnx": {"error": "no tf2onnx"}}},
+    }
+    text = stream.render(result)
+    assert "12.0 (12 on 214,000 normal pulses)" in text
+    assert "2,160 (rate 0.0100 on 400 sampled normal pulses)" in text
+    assert "| litert float32 | 0.900 | 1.500 | 0.75x |" in text
+    assert "no tf2onnx" in text and "7 / 9" in text
