@@ -114,9 +114,10 @@ def parallel_cnn_bilstm(model_config, input_spec: InputSpec) -> keras.Model:
                                name="bilstm")(x)
     branches = [layers.GlobalMaxPooling1D(name="bilstm_max")(rnn),
                 layers.GlobalAveragePooling1D(name="bilstm_mean")(rnn)]
-    for n, k in zip(model_config.conv_filters, model_config.conv_kernels, strict=True):
-        c = layers.Conv1D(n, k, padding="same", activation="relu", name=f"conv_k{k}")(x)
-        branches.append(layers.GlobalMaxPooling1D(name=f"conv_k{k}_max")(c))
+    for i, (n, k) in enumerate(zip(model_config.conv_filters, model_config.conv_kernels,
+                                   strict=True)):
+        c = layers.Conv1D(n, k, padding="same", activation="relu", name=f"conv{i}_k{k}")(x)
+        branches.append(layers.GlobalMaxPooling1D(name=f"conv{i}_k{k}_max")(c))
     x = layers.Concatenate(name="join")(branches)
     if model_config.dropout > 0:
         x = layers.Dropout(model_config.dropout, name="join_dropout")(x)
