@@ -9,7 +9,9 @@ from tests.model.helpers import model_config
 
 
 def test_all_architectures_are_registered_on_import():
-    assert list_models() == ["cnn_lstm", "sns_cnn_lstm", "sns_cnn_lstm_trace_only", "sns_prototype"]
+    assert list_models() == ["cnn_lstm", "conv_lstm_features", "masked_lstm", "parallel_cnn_bilstm",
+                             "sns_cnn_lstm", "sns_cnn_lstm_trace_only", "sns_prototype",
+                             "stacked_conv_lstm"]
 
 
 def test_list_models_filters_with_fnmatch_pattern():
