@@ -185,7 +185,8 @@ def _run(args, config, env: dict[str, str], prefix: str) -> int:
 def _run_after(args) -> int:
     """--predict and --report: work on a finished run (its own saved config), nothing trained."""
     from parser.configs import ConfigError, load_config
-    from training.samples_flow import is_samples_run, predict_files, render_train_report
+    from training.rerender import render_run_report
+    from training.samples_flow import is_samples_run, predict_files
     from utils.logs import setup_logging
     from utils.run_folder import newest_run
 
@@ -201,13 +202,13 @@ def _run_after(args) -> int:
     try:
         run_dir = args.report if args.report is not None else args.run
         run_dir = Path(run_dir) if run_dir is not None else newest_run(Path(config.run.output_dir))
-        if not is_samples_run(run_dir):
-            raise FileNotFoundError(
-                f"{run_dir} is not a finished sessions/npz/features/text run (no "
-                "preprocessing.json); for SNS runs use --test (--data DIR for new archives)")
         if args.report is not None:
-            logger.info("report re-rendered: %s", render_train_report(run_dir))
+            logger.info("report re-rendered: %s", render_run_report(run_dir))
         else:
+            if not is_samples_run(run_dir):
+                raise FileNotFoundError(
+                    f"{run_dir} is not a finished sessions/npz/features/text run (no "
+                    "preprocessing.json); score new SNS archives with --test --run DIR --data DIR")
             logger.info("predictions: %s", predict_files(run_dir, [str(f) for f in args.predict],
                                                          args.output))
     except Exception as exc:  # one line and an exit code, as for the other verbs
