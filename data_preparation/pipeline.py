@@ -132,10 +132,7 @@ def prepare_samples(
     data_config = config.data
     if dataset_loc is not None:
         data_config = dataclasses.replace(data_config, dataset_loc=str(dataset_loc))
-    if data_config.source == "npz":
-        pulses = load_npz_pulses(data_config.dataset_loc)
-    else:
-        pulses = _load_dcm(data_config, config.train, progress)
+    pulses = _pulse_reader(data_config.source)(data_config, config.train, progress)
     n = len(pulses)
     keep = np.ones(n, dtype=bool)
     if pulses.settings is not None:
@@ -187,6 +184,19 @@ def _load_dcm(data_config, train_config, progress: bool):
     else:
         logger.info("Streaming %.0f MB of traces from the cache.", pulses.traces.nbytes / 2**20)
     return pulses
+
+
+def _load_npz(data_config, train_config, progress: bool):
+    return load_npz_pulses(data_config.dataset_loc)
+
+
+def _pulse_reader(source: str):
+    """The pulse reader of `data.source` for the SNS flows (other sources: data_preparation.sources)."""
+    readers = {"sns_dcm": _load_dcm, "npz": _load_npz}
+    if source not in readers:
+        raise ValueError(f"prepare_samples reads SNS pulses (sns_dcm, npz), not data.source="
+                         f"{source!r}; use data_preparation.sources.load_samples for it.")
+    return readers[source]
 
 
 def _join_settings(pulses, bpm):
