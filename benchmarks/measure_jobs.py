@@ -24,7 +24,7 @@ ROOT = Path(__file__).resolve().parents[1]
 def _datasets(data: Path, small: bool) -> dict[str, Path]:
     scale = 0.25 if small else 1.0
     return {
-        "sessions": sj.write_sessions(data / "sessions", per_class=max(6, int(40 * scale)),
+        "sessions": sj.write_sessions(data / "sessions", per_class=max(6, int(80 * scale)),
                                       seed=1, xlsx_every=5),
         "windows": sj.write_windows(data / "windows.npz", n=int(1600 * scale), seed=2),
         "features": sj.write_feature_table(data / "features.csv", n=int(2000 * scale), seed=3),

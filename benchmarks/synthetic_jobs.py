@@ -62,11 +62,11 @@ def write_windows(path: Path, n: int = 400, *, seed: int = 0, steps: int = 64,
     for i in range(n):
         m = int(rng.integers(steps // 2, steps + 1))
         t = np.arange(m)
-        f = (0.05 + 0.04 * y[i]) * rng.uniform(0.85, 1.15)
+        f = (0.05 + 0.025 * y[i]) * rng.uniform(0.85, 1.15)  # neighbouring classes overlap
         lag = (y[i] % 2) * np.pi / 2
         for c in range(features):
             x[i, :m, c] = np.sin(2 * np.pi * f * t + c * lag + rng.uniform(0, 0.5))
-        x[i, :m] += rng.normal(0, 0.6, (m, features))
+        x[i, :m] += rng.normal(0, 1.0, (m, features))
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     np.savez(path, X=x, y=y, class_names=np.array([f"gesture{c}" for c in range(n_classes)]))
