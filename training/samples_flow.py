@@ -152,6 +152,10 @@ def train_samples(config: Config, *, run_dir: Path | None = None, progress: bool
     atomic_write_text(run_dir / "config.yaml", dump_config(config))
     log.info("run folder %s (%s source)", run_dir, config.data.source)
     set_seeds(config.run.seed, config.run.deterministic)
+    if config.train.distribute != "none" or config.train.mixed_precision:
+        log.warning("train.distribute=%s / mixed_precision=%s are not used by the %s flow: it "
+                    "trains on one device in float32 (in-memory samples)",
+                    config.train.distribute, config.train.mixed_precision, config.data.source)
 
     samples = load_samples(config)
     samples.ledger.log_summary(log)
