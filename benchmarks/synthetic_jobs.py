@@ -99,8 +99,8 @@ FILLER = ("the a of today we it was new big some very and in on for with this re
 
 
 def write_text(path: Path, per_class: int = 60, *, seed: int = 0, words: int = 14) -> Path:
-    """A .csv of `text,label`; each sentence has 2-4 topic words among filler words, and one
-    in six borrows a word of another topic (ambiguity)."""
+    """A .csv of `text,label`; each sentence has 1-2 topic words among filler words, and one
+    in three borrows 1-2 words of another topic (some sentences are ambiguous)."""
     rng = np.random.default_rng(seed)
     rows = []
     names = list(TOPICS)
@@ -108,11 +108,12 @@ def write_text(path: Path, per_class: int = 60, *, seed: int = 0, words: int = 1
         vocab = TOPICS[name].split()
         for _ in range(per_class):
             tokens = list(rng.choice(FILLER, words))
-            for _ in range(int(rng.integers(2, 5))):
+            for _ in range(int(rng.integers(1, 3))):
                 tokens[int(rng.integers(0, words))] = str(rng.choice(vocab))
-            if rng.random() < 1 / 6:
-                other = TOPICS[names[(names.index(name) + 1) % len(names)]].split()
-                tokens[int(rng.integers(0, words))] = str(rng.choice(other))
+            if rng.random() < 1 / 3:
+                other = TOPICS[str(rng.choice([n for n in names if n != name]))].split()
+                for _ in range(int(rng.integers(1, 3))):
+                    tokens[int(rng.integers(0, words))] = str(rng.choice(other))
             rows.append((" ".join(tokens).capitalize() + ".", name))
     order = rng.permutation(len(rows))
     frame = pd.DataFrame([rows[i] for i in order], columns=["text", "label"])
