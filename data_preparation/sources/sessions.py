@@ -75,10 +75,11 @@ def session_times(frame: pd.DataFrame, column: str) -> np.ndarray | None:
         ok = np.isfinite(ns)
         out[ok] = ns[ok].astype(np.int64)
         return out
-    parsed = pd.to_datetime(values, errors="coerce", utc=True)
+    parsed = pd.to_datetime(values, errors="coerce", utc=True, format="mixed")
     if parsed.notna().sum() == 0:
         return None
-    return parsed.astype("int64").to_numpy()  # NaT -> int64 min
+    # Text parses to microseconds in pandas 2; force ns. NaT views as int64 min.
+    return parsed.dt.tz_convert(None).to_numpy(dtype="datetime64[ns]").view(np.int64)
 
 
 def _labelled_files(root: Path, labels_file: str, ledger: DataLedger):

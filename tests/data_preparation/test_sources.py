@@ -71,6 +71,18 @@ def test_sessions_norms_replace_their_components(tmp_path):
     assert kept.layout["channels"] == ["ax", "ay", "az", "temp", "A"]
 
 
+def test_session_times_numbers_and_dates_become_int64_ns():
+    from data_preparation.sources.sessions import session_times
+
+    text = pd.DataFrame({"timestamp": ["2024-01-01 00:00:00", "2024-01-01 00:00:01", "bad"]})
+    assert session_times(text, "timestamp").tolist() == [
+        1_704_067_200 * 10**9, 1_704_067_201 * 10**9, np.iinfo(np.int64).min]
+    millis = pd.DataFrame({"timestamp": [1_704_067_200_000, 1_704_067_200_020]})
+    assert session_times(millis, "timestamp").tolist() == [1_704_067_200 * 10**9,
+                                                            1_704_067_200_020_000_000]
+    assert session_times(pd.DataFrame({"t": ["x", "y"]}), "t") is None
+
+
 def test_sessions_with_too_many_missing_columns_or_no_time_are_ledgered(tmp_path):
     session(tmp_path / "walk" / "ok.csv")
     session(tmp_path / "walk" / "two_missing.csv", drop=("ax", "ay"))
