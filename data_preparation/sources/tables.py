@@ -45,13 +45,17 @@ def read_table(path: Path) -> pd.DataFrame:
     raise ValueError(f"{path}: unknown table type {suffix!r}; expected .csv or .parquet.")
 
 
-def _tables(paths: list[Path]) -> pd.DataFrame:
+def _tables(config, location, files) -> tuple[pd.DataFrame, str]:
+    """The rows of `files` (--predict) or of the dataset file, each with its `__id`, and a
+    display name of where they came from."""
+    paths = [Path(f) for f in files] if files is not None else [
+        Path(location or config.data.dataset_loc)]
     frames = []
     for path in paths:
         frame = read_table(path)
         frame["__id"] = [f"{path}#{i}" for i in range(len(frame))]
         frames.append(frame)
-    return pd.concat(frames, ignore_index=True)
+    return pd.concat(frames, ignore_index=True), ", ".join(map(str, paths))
 
 
 def _labels_and_split(frame, label_column, split_column, where, layout, labelled, ledger):
@@ -80,10 +84,7 @@ def load_features(config, location: str | None = None, layout: dict | None = Non
                   files: list[str] | None = None) -> Samples:
     """A feature table (`features` section) as `inputs["features"]` float32 [n, F]."""
     fcfg = config.features
-    paths = [Path(f) for f in files] if files is not None else [
-        Path(location or config.data.dataset_loc)]
-    frame = _tables(paths)
-    where = ", ".join(map(str, paths))
+    frame, where = _tables(config, location, files)
     ledger = DataLedger()
     reserved = {fcfg.label_column, fcfg.split_column, fcfg.group_column, "__id"}
     if layout:
@@ -124,10 +125,7 @@ def load_text(config, location: str | None = None, layout: dict | None = None,
               files: list[str] | None = None) -> Samples:
     """A text table (`text` section) as `inputs["text"]` str [n]; vectorised after the split."""
     tcfg = config.text
-    paths = [Path(f) for f in files] if files is not None else [
-        Path(location or config.data.dataset_loc)]
-    frame = _tables(paths)
-    where = ", ".join(map(str, paths))
+    frame, where = _tables(config, location, files)
     if tcfg.text_column not in frame.columns:
         raise KeyError(f"{where}: no text column {tcfg.text_column!r}; columns are "
                        f"{list(frame.columns)[:12]}.")
