@@ -74,13 +74,27 @@ def write_windows(path: Path, n: int = 400, *, seed: int = 0, steps: int = 64,
 
 
 def write_feature_table(path: Path, n: int = 600, *, seed: int = 0, n_features: int = 40,
-                        n_classes: int = 5) -> Path:
-    """A .csv with `label` (names) and `f0..` numeric features."""
-    from sklearn.datasets import make_classification
+                        n_classes: int = 5, ordered: bool = False) -> Path:
+    """A .csv with `label` (names) and `f0..` numeric features.
 
-    x, y = make_classification(n_samples=n, n_features=n_features, n_informative=10,
-                               n_redundant=6, n_classes=n_classes, n_clusters_per_class=2,
-                               class_sep=1.2, flip_y=0.02, random_state=seed)
+    `ordered=False`: scikit-learn's `make_classification` (feature order means nothing).
+    `ordered=True`: descriptor-like rows (band energies): two class-dependent spectral bumps,
+    jittered per sample, plus noise, so neighbouring features are related as in audio tables.
+    """
+    if ordered:
+        rng = np.random.default_rng(seed)
+        y = rng.integers(0, n_classes, n)
+        bins = np.arange(n_features)
+        centers = rng.uniform(0.15, 0.75, (n_classes, 2)) * n_features
+        x = np.stack([np.exp(-(bins - centers[c, 0] - rng.normal(0, 1.5)) ** 2 / 8)
+                      + 0.7 * np.exp(-(bins - centers[c, 1] - rng.normal(0, 1.5)) ** 2 / 12)
+                      for c in y]) + rng.normal(0, 0.35, (n, n_features))
+    else:
+        from sklearn.datasets import make_classification
+
+        x, y = make_classification(n_samples=n, n_features=n_features, n_informative=10,
+                                   n_redundant=6, n_classes=n_classes, n_clusters_per_class=2,
+                                   class_sep=1.2, flip_y=0.02, random_state=seed)
     frame = pd.DataFrame(x, columns=[f"f{i}" for i in range(n_features)])
     frame.insert(0, "label", [f"genre{c}" for c in y])
     path = Path(path)
