@@ -15,6 +15,7 @@ import dataclasses
 import numpy as np
 
 from data_preparation.data_scaling import split_indices
+from data_preparation.ledger import GAP_DROPPED
 from data_preparation.sources.contract import PARTS, Samples
 
 
@@ -32,7 +33,10 @@ def split_samples(samples: Samples, config, seed: int) -> dict[str, np.ndarray]:
                              "use stratified_random, group or predefined.")
         parts = split_indices(samples.timestamp_ns, samples.label, samples.group, config,
                               seed=seed)
-        parts.pop("dropped", None)
+        dropped = parts.pop("dropped")
+        for i in dropped:
+            samples.ledger.add(samples.ids[i], GAP_DROPPED, 1,
+                               "within split.gap_seconds of a part boundary")
     else:  # stratified_random (the config allows no other value)
         parts = split_indices(np.zeros(n, np.int64), samples.label, samples.group,
                               dataclasses.replace(config, method="stratified_random"), seed=seed)
