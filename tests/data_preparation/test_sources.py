@@ -239,3 +239,20 @@ def test_augmentation_keeps_shape_and_padding():
                             feature_dropout=0.0)
     assert out.shape == x.shape and not np.array_equal(out, x)
     assert np.all(out[:, 12:] == 0)  # 10 steps warped to at most 11
+
+
+def test_sns_dcm_source_gives_the_same_pulses_as_the_sns_pipeline(simulated_archive):
+    from data_preparation.pipeline import prepare_samples
+    from parser.configs import BPMDataConfig, DCMDataConfig
+
+    cfg = Config(data=DCMDataConfig(dataset_loc=str(simulated_archive / "dcm"), workers=2,
+                                    cache_dir=None),
+                 beam_settings=BPMDataConfig(data_location=str(simulated_archive /
+                                                               "beam_settings")))
+    pulses = prepare_samples(cfg, progress=False)
+    s = load_samples(cfg)
+    assert s.class_names == ("normal", "errant")
+    assert s.inputs["trace"].shape == (len(pulses), *pulses.trace_shape)
+    assert s.inputs["settings"].shape == pulses.settings.shape
+    assert (s.label == pulses.label).all() and (s.timestamp_ns == pulses.timestamp_ns).all()
+    assert len(s.ledger) == len(pulses.ledger)
