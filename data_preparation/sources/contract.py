@@ -127,6 +127,24 @@ def normalise_split(values, where: str) -> np.ndarray:
     return np.asarray(out, dtype=object)
 
 
+SPLIT_STEMS = {"train": "train", "training": "train", "val": "val", "valid": "val",
+               "validation": "val", "dev": "val", "test": "test", "testing": "test"}
+
+
+def split_files(folder, suffixes: tuple[str, ...]) -> list[tuple[str, object]]:
+    """[(part, path)] of the files `train.*`, `val.*` (or validation/valid/dev), `test.*` in a
+    folder - the way benchmark datasets ship their parts; a clear error when there are none."""
+    from pathlib import Path
+
+    found = sorted((SPLIT_STEMS[p.stem.lower()], p) for p in Path(folder).iterdir()
+                   if p.suffix.lower() in suffixes and p.stem.lower() in SPLIT_STEMS)
+    if not found:
+        raise FileNotFoundError(f"{folder} is a folder without train/val/test files "
+                                f"({'/'.join(suffixes)}); give the file, or name the parts "
+                                "train, val and test.")
+    return found
+
+
 def group_ids(values) -> np.ndarray:
     """Arbitrary group keys (names, numbers) -> int64 ids in order of first appearance."""
     _, first, inverse = np.unique(np.asarray(values).astype(str), return_index=True,

@@ -23,6 +23,7 @@ from data_preparation.sources.contract import (
     encode_labels,
     group_ids,
     normalise_split,
+    split_files,
 )
 
 logger = logging.getLogger(__name__)
@@ -45,17 +46,23 @@ def read_table(path: Path) -> pd.DataFrame:
     raise ValueError(f"{path}: unknown table type {suffix!r}; expected .csv or .parquet.")
 
 
-def _tables(config, location, files) -> tuple[pd.DataFrame, str]:
+def _tables(config, location, files, split_column: str) -> tuple[pd.DataFrame, str]:
     """The rows of `files` (--predict) or of the dataset file, each with its `__id`, and a
-    display name of where they came from."""
-    paths = [Path(f) for f in files] if files is not None else [
-        Path(location or config.data.dataset_loc)]
+    display name of where they came from. A dataset folder holding train/val/test tables (as
+    benchmark datasets ship) is read whole, each row's part in `split_column`."""
+    root = Path(location or config.data.dataset_loc)
+    if files is None and root.is_dir():
+        parts = split_files(root, (".csv", ".parquet", ".pq"))
+    else:
+        parts = [(None, Path(f)) for f in files] if files is not None else [(None, root)]
     frames = []
-    for path in paths:
+    for part, path in parts:
         frame = read_table(path)
         frame["__id"] = [f"{path}#{i}" for i in range(len(frame))]
+        if part is not None:
+            frame[split_column] = part
         frames.append(frame)
-    return pd.concat(frames, ignore_index=True), ", ".join(map(str, paths))
+    return pd.concat(frames, ignore_index=True), ", ".join(str(p) for _, p in parts)
 
 
 def _labels_and_split(frame, label_column, split_column, where, layout, labelled, ledger):
@@ -84,7 +91,7 @@ def load_features(config, location: str | None = None, layout: dict | None = Non
                   files: list[str] | None = None) -> Samples:
     """A feature table (`features` section) as `inputs["features"]` float32 [n, F]."""
     fcfg = config.features
-    frame, where = _tables(config, location, files)
+    frame, where = _tables(config, location, files, fcfg.split_column)
     ledger = DataLedger()
     reserved = {fcfg.label_column, fcfg.split_column, fcfg.group_column, "__id"}
     if layout:
@@ -125,7 +132,7 @@ def load_text(config, location: str | None = None, layout: dict | None = None,
               files: list[str] | None = None) -> Samples:
     """A text table (`text` section) as `inputs["text"]` str [n]; vectorised after the split."""
     tcfg = config.text
-    frame, where = _tables(config, location, files)
+    frame, where = _tables(config, location, files, tcfg.split_column)
     if tcfg.text_column not in frame.columns:
         raise KeyError(f"{where}: no text column {tcfg.text_column!r}; columns are "
                        f"{list(frame.columns)[:12]}.")

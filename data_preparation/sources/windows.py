@@ -21,6 +21,7 @@ from data_preparation.sources.contract import (
     encode_labels,
     group_ids,
     normalise_split,
+    split_files,
 )
 
 
@@ -49,24 +50,56 @@ def _pick(arrays: dict, path: Path, *names: str, required: bool = True):
 def load(config, location: str | None = None, layout: dict | None = None,
          files: list[str] | None = None) -> Samples:
     """Windows of `data.dataset_loc` (or of `files`, labels optional, for --predict)."""
-    paths = [Path(f) for f in files] if files is not None else [
-        Path(location or config.data.dataset_loc)]
-    parts = [_load_one(p, config.windows, layout, labelled=files is None) for p in paths]
+    root = Path(location or config.data.dataset_loc)
+    if files is None and root.is_dir():  # train.npz / val.npz / test.npz, as benchmarks ship
+        named = split_files(root, (".npz",))
+        names = (layout or {}).get("class_names") or _joint_class_names(
+            [p for _, p in named], config.windows)
+        shared = {**(layout or {}), "class_names": list(names)}
+        parts = [_load_one(p, config.windows, shared, labelled=True, part=part)
+                 for part, p in named]
+    else:
+        paths = [Path(f) for f in files] if files is not None else [root]
+        parts = [_load_one(p, config.windows, layout, labelled=files is None) for p in paths]
     if len(parts) == 1:
         return parts[0]
     first = parts[0]
+    times = [p.timestamp_ns for p in parts]
+    splits = [p.split for p in parts]
     return Samples(
         inputs={k: np.concatenate([p.inputs[k] for p in parts]) for k in first.inputs},
         label=np.concatenate([p.label for p in parts]),
         class_names=first.class_names,
         group=np.concatenate([p.group + 1_000_000 * i for i, p in enumerate(parts)]),
         ids=np.concatenate([p.ids for p in parts]),
+        timestamp_ns=None if any(t is None for t in times) else np.concatenate(times),
+        split=None if any(s is None for s in splits) else np.concatenate(splits),
         layout=first.layout,
         ledger=first.ledger,
     )
 
 
-def _load_one(path: Path, wcfg, layout: dict | None, labelled: bool) -> Samples:
+def _raw_labels(arrays: dict, path: Path, wcfg, required: bool) -> np.ndarray | None:
+    """The label array, integer labels mapped through a stored `class_names` array."""
+    y = _pick(arrays, path, wcfg.y_key, "y", "label", required=required)
+    names = arrays.get("class_names")
+    if y is None or names is None or y.dtype.kind not in "iu":
+        return y
+    names = np.asarray([str(s) for s in names.astype(str)], dtype=object)
+    if y.size and (y.min() < 0 or y.max() >= len(names)):
+        raise ValueError(f"{path}: labels run {y.min()}..{y.max()}, but class_names has "
+                         f"{len(names)} entries.")
+    return names[y]
+
+
+def _joint_class_names(paths: list[Path], wcfg) -> tuple[str, ...]:
+    """Class names over all part files, so every part indexes the same classes."""
+    raw = [_raw_labels(_read(p), p, wcfg, required=True) for p in paths]
+    return encode_labels(np.concatenate(raw), ", ".join(map(str, paths)))[1]
+
+
+def _load_one(path: Path, wcfg, layout: dict | None, labelled: bool,
+              part: str | None = None) -> Samples:
     if not path.is_file():
         raise FileNotFoundError(f"data.dataset_loc {path} is not an .npz file.")
     arrays = _read(path)
@@ -81,20 +114,13 @@ def _load_one(path: Path, wcfg, layout: dict | None, labelled: bool) -> Samples:
     if layout and tuple(layout.get("window_shape", x.shape[1:])) != x.shape[1:]:
         raise ValueError(f"{path}: windows are {x.shape[1:]}, the run was trained on "
                          f"{tuple(layout['window_shape'])}.")
-    y = _pick(arrays, path, wcfg.y_key, "y", "label", required=labelled)
-    trained_names = tuple(layout["class_names"]) if layout else None
+    y = _raw_labels(arrays, path, wcfg, required=labelled)
+    trained_names = tuple(layout["class_names"]) if layout and "class_names" in layout else None
     if y is None:
         label, class_names = np.full(n, UNLABELLED, dtype=np.int64), trained_names or ()
     else:
         if y.shape != (n,):
             raise ValueError(f"{path}: {wcfg.y_key} has shape {y.shape}, expected ({n},).")
-        names = arrays.get("class_names")
-        if names is not None and y.dtype.kind in "iu":
-            names = tuple(str(s) for s in names.astype(str))
-            if y.min() < 0 or y.max() >= len(names):
-                raise ValueError(f"{path}: labels run {y.min()}..{y.max()}, but class_names "
-                                 f"has {len(names)} entries.")
-            y = np.asarray(names, dtype=object)[y]
         label, class_names = encode_labels(y, f"{path} {wcfg.y_key}", trained_names)
     inputs = {"trace": x}
     if "settings" in arrays:
@@ -115,7 +141,9 @@ def _load_one(path: Path, wcfg, layout: dict | None, labelled: bool) -> Samples:
         group=group_ids(group) if group is not None else np.arange(n, dtype=np.int64),
         ids=np.asarray([f"{path}#{i}" for i in range(n)], dtype=object),
         timestamp_ns=None if stamps is None else stamps.astype(np.int64),
-        split=None if split is None or not labelled else normalise_split(split, f"{path} split"),
+        split=(np.full(n, part, dtype=object) if part is not None
+               else None if split is None or not labelled
+               else normalise_split(split, f"{path} split")),
         layout={"window_shape": list(x.shape[1:]), "class_names": list(class_names)},
         ledger=DataLedger(),
     )

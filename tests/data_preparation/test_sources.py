@@ -256,3 +256,24 @@ def test_sns_dcm_source_gives_the_same_pulses_as_the_sns_pipeline(simulated_arch
     assert s.inputs["settings"].shape == pulses.settings.shape
     assert (s.label == pulses.label).all() and (s.timestamp_ns == pulses.timestamp_ns).all()
     assert len(s.ledger) == len(pulses.ledger)
+
+
+def test_benchmark_folders_with_train_and_test_files_give_a_predefined_split(tmp_path):
+    x = np.ones((3, 4, 1), np.float32)
+    np.savez(tmp_path / "train.npz", X=x, y=np.array(["b", "b", "c"]))
+    np.savez(tmp_path / "test.npz", X=x, y=np.array(["a", "b", "c"]))
+    s = load_samples(config(data={"source": "npz", "dataset_loc": str(tmp_path)}))
+    assert s.class_names == ("a", "b", "c")  # one class list over both parts
+    assert s.label.tolist() == [0, 1, 2, 1, 1, 2]  # test.npz sorts first
+    assert s.split.tolist() == ["test"] * 3 + ["train"] * 3
+    tables = tmp_path / "tables"
+    tables.mkdir()
+    pd.DataFrame({"text": ["x y", "y z"], "label": [1, 2]}).to_csv(tables / "train.csv",
+                                                                  index=False)
+    pd.DataFrame({"text": ["z"], "label": [3]}).to_csv(tables / "test.csv", index=False)
+    s = load_samples(config(data={"source": "text", "dataset_loc": str(tables)}))
+    assert s.split.tolist() == ["test", "train", "train"]
+    assert s.class_names == ("1", "2", "3") and s.label.tolist() == [2, 0, 1]
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(FileNotFoundError, match="without train/val/test"):
+        load_samples(config(data={"source": "features", "dataset_loc": str(tmp_path / "empty")}))
