@@ -24,6 +24,9 @@ examples:
   python driver.py --test                           test the newest run under runs/
   python driver.py --test --run runs/20261123-101500-demo --data /data/sns/2026-12
   python driver.py --test --run runs/20261123-101500-demo --part val
+  python driver.py --train --config configs/sessions.yaml   (also windows, features, text)
+  python driver.py --predict new/s1.csv new/s2.xlsx --run runs/20261127-101500-sessions
+  python driver.py --report runs/20261127-101500-sessions   re-render its PDF, no retraining
 
 exit codes: 0 ok, 1 failure, 2 bad usage or configuration.
 Logs: logs/app.log (everything), logs/train_flow.log, logs/test_flow.log, and a copy in the run.
@@ -64,6 +67,16 @@ def build_parser() -> argparse.ArgumentParser:
     live.add_argument("--epics", metavar="PREFIX", default=None,
                       help="--watch: publish score, alarm, threshold and unseen flag as EPICS "
                            "Channel Access PVs PREFIX:SCORE ... (needs caproto)")
+    verbs.add_argument("--predict", metavar="FILE", nargs="+", type=Path, default=None,
+                       help="score new files (sessions, npz, table or text rows) with a trained "
+                            "run (--run, default: the newest); writes a CSV of class and "
+                            "probability, e.g. --predict new/s1.csv new/s2.csv")
+    verbs.add_argument("--report", metavar="RUN", type=Path, default=None,
+                       help="re-render a run's PDF report from its saved predictions, without "
+                            "retraining, e.g. --report runs/20261127-101500-text")
+    parser.add_argument("--output", metavar="FILE", type=Path, default=None,
+                        help="--predict only: where to write the CSV (default: "
+                             "<run>/predictions/<time>.csv)")
     parser.add_argument("--config", metavar="FILE", type=Path, default=None,
                         help="YAML config (default: configs/default.yaml if present, else the "
                              "built-in defaults), e.g. --config configs/default.yaml")
@@ -104,6 +117,14 @@ def main(argv: list[str] | None = None, env: dict[str, str] | None = None) -> in
     except SystemExit as exc:  # argparse: --help (0) or bad usage (2)
         return int(exc.code or 0)
     live = args.export or args.watch is not None
+    if args.predict is not None or args.report is not None:
+        if (args.train or args.test or live
+                or (args.predict is not None and args.report is not None)):
+            return _usage(parser, "--predict and --report go alone (not with --train/--test, "
+                                  "--export or --watch)")
+        return _run_after(args)
+    if args.output is not None:
+        return _usage(parser, "--output applies to --predict only")
     if not args.train and not args.test and not live:
         args.train = args.test = True
     if args.data is not None and not args.test:
@@ -262,6 +283,42 @@ def _newest_complete_run(root: Path) -> Path:
             "skipping incomplete run %s (%s); resume it with: %s", run, describe(status),
             resume_command(run))
     return run_dir
+
+
+def _run_after(args) -> int:
+    """--predict and --report: work on a finished run (its own saved config), nothing trained."""
+    from parser.configs import ConfigError, load_config
+    from training.rerender import render_run_report
+    from training.samples_flow import is_samples_run, predict_files
+    from utils.logs import setup_logging
+    from utils.run_folder import newest_run
+
+    config_path = args.config
+    if config_path is None and Path("configs/default.yaml").exists():
+        config_path = Path("configs/default.yaml")
+    try:
+        config = load_config(config_path, list(args.overrides))  # where runs and logs live
+    except ConfigError as exc:
+        print(f"driver.py: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    logger = setup_logging(Path(config.run.log_dir), "test", quiet=args.quiet, debug=args.debug)
+    try:
+        run_dir = args.report if args.report is not None else args.run
+        run_dir = Path(run_dir) if run_dir is not None else newest_run(Path(config.run.output_dir))
+        if args.report is not None:
+            logger.info("report re-rendered: %s", render_run_report(run_dir))
+        else:
+            if not is_samples_run(run_dir):
+                raise FileNotFoundError(
+                    f"{run_dir} is not a finished sessions/npz/features/text run (no "
+                    "preprocessing.json); score new SNS archives with --test --run DIR --data DIR")
+            logger.info("predictions: %s", predict_files(run_dir, [str(f) for f in args.predict],
+                                                         args.output))
+    except Exception as exc:  # one line and an exit code, as for the other verbs
+        logger.debug("traceback:\n%s", traceback.format_exc())
+        print(f"driver.py: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE if _is_usage_error(exc) else EXIT_FAILURE
+    return EXIT_OK
 
 
 def _is_usage_error(exc: Exception) -> bool:

@@ -172,10 +172,7 @@ def prepare_samples(
     if dataset_loc is not None:
         data_config = dataclasses.replace(data_config, dataset_loc=str(dataset_loc))
     k = config.reference.count
-    if data_config.source == "npz":
-        pulses = load_npz_pulses(data_config.dataset_loc)
-    else:
-        pulses = _load_dcm(data_config, config.train, progress, k)
+    pulses = _pulse_reader(data_config.source)(data_config, config.train, progress, k)
     n = len(pulses)
     keep = np.ones(n, dtype=bool)
     if pulses.settings is not None:
@@ -306,6 +303,20 @@ def _drop(samples: SampleSet, keep: np.ndarray) -> SampleSet:
     empty = np.empty((len(samples), 0), dtype=np.float32)  # take() the small arrays only
     taken = dataclasses.replace(samples, traces=empty, references=empty).take(keep)
     return dataclasses.replace(taken, traces=traces, references=references)
+
+
+def _load_npz(data_config, train_config, progress: bool, references: int = 0):
+    """npz windows (their own references, if the file holds them)."""
+    return load_npz_pulses(data_config.dataset_loc)
+
+
+def _pulse_reader(source: str):
+    """The pulse reader of `data.source` for the SNS flows (other sources: data_preparation.sources)."""
+    readers = {"sns_dcm": _load_dcm, "npz": _load_npz}
+    if source not in readers:
+        raise ValueError(f"prepare_samples reads SNS pulses (sns_dcm, npz), not data.source="
+                         f"{source!r}; use data_preparation.sources.load_samples for it.")
+    return readers[source]
 
 
 def _join_settings(pulses, bpm):

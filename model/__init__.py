@@ -4,7 +4,7 @@ Importing the package registers every architecture and every custom layer/loss, 
 what lets `keras.saving.load_model(path, safe_mode=True)` load a saved beamwatch model.
 """
 
-from model import architectures  # noqa: F401  (registers the builders)
+from model import architectures, zoo  # noqa: F401  (registers the builders)
 from model.compile import compile_model
 from model.layers import (
     AttentionPooling,

@@ -58,6 +58,11 @@ __all__ = [
     "SplitConfig",
     "ThresholdConfig",
     "TrainConfig",
+    "SessionsConfig",
+    "WindowsConfig",
+    "FeaturesConfig",
+    "TextConfig",
+    "AugmentConfig",
     "config_from_dict",
     "config_to_dict",
     "dump_config",
@@ -327,6 +332,10 @@ _SCALERS = ("robust", "standard", "minmax", "none")
 
 _SNS_FEATURES = ERRANT_BEAM_PVS
 
+# The names of data_preparation.sources.SOURCES (the parser imports nothing from the project;
+# tests/data_preparation/test_sources.py checks the two lists agree).
+SOURCES = ("sns_dcm", "npz", "sessions", "features", "text")
+
 
 @dataclass(frozen=True)
 class RunConfig(_Section):
@@ -354,7 +363,7 @@ class DCMDataConfig(_Section):
 
     section: ClassVar[str] = "data"
 
-    source: str = _option("sns_dcm", choices=("sns_dcm", "npz"))
+    source: str = _option("sns_dcm", choices=SOURCES)
     dataset_loc: str = _option("data/demo/dcm", path=True)
     var_id: str = "Trace2"
     begin: int = _option(3000, ge=0)
@@ -410,7 +419,9 @@ class SplitConfig(_Section):
 
     section: ClassVar[str] = "split"
 
-    method: str = _option("time", choices=("time", "config_group", "stratified_random"))
+    method: str = _option(
+        "time", choices=("time", "config_group", "stratified_random", "group", "predefined")
+    )
     train_fraction: float = _option(0.70, gt=0, lt=1)
     val_fraction: float = _option(0.15, gt=0, lt=1)
     gap_seconds: float = _option(0.0, ge=0)
@@ -473,6 +484,10 @@ class ModelConfig(_Section):
     embedding_units: int = _option(32, ge=1)
     # Unit-length embeddings are at most 2 apart, so a larger margin could never be met.
     contrastive_margin: float = _option(1.0, gt=0, le=2)
+    # model/zoo.py (sessions, windows, features, text jobs)
+    lstm_layers: int = _option(2, ge=1)
+    pool_size: int = _option(2, ge=1)
+    embedding_dim: int = _option(128, ge=1)
 
     def _cross_check(self) -> list[tuple[str, str]]:
         lengths = (len(self.conv_filters), len(self.conv_kernels), len(self.conv_strides))
@@ -562,6 +577,84 @@ class ReferenceConfig(_Section):
         return []
 
 
+@dataclass(frozen=True)
+class SessionsConfig(_Section):
+    """``sessions``: one .csv/.xlsx file per session (data.source = sessions).
+
+    ``norms`` items read ``"A=acc_x,acc_y,acc_z"``: a channel A = sqrt(x^2 + y^2 + z^2).
+    """
+
+    section: ClassVar[str] = "sessions"
+
+    time_column: str = "timestamp"
+    channels: tuple[str, ...] = _option((), unique=True)
+    norms: tuple[str, ...] = _option((), unique=True)
+    keep_norm_components: bool = False
+    expected_columns: tuple[str, ...] = _option((), unique=True)
+    max_missing_columns: int = _option(3, ge=0)
+    length: int | None = _option(None, ge=2)
+    labels_file: str = _option("labels.csv", path=True)
+
+    def _cross_check(self) -> list[tuple[str, str]]:
+        for item in self.norms:
+            name, sep, parts = item.partition("=")
+            if not sep or not name.strip() or len([p for p in parts.split(",") if p.strip()]) < 2:
+                return [("norms", f"received {item!r}; expected 'NAME=col_x,col_y,col_z' "
+                                  "(two or more columns)")]
+        return []
+
+
+@dataclass(frozen=True)
+class WindowsConfig(_Section):
+    """``windows``: windowed arrays in one .npz (data.source = npz)."""
+
+    section: ClassVar[str] = "windows"
+
+    x_key: str = "X"
+    y_key: str = "y"
+
+
+@dataclass(frozen=True)
+class FeaturesConfig(_Section):
+    """``features``: one row per sample in a .csv/.parquet table (data.source = features)."""
+
+    section: ClassVar[str] = "features"
+
+    label_column: str = "label"
+    feature_columns: tuple[str, ...] = _option((), unique=True)
+    split_column: str = "split"
+    group_column: str | None = None
+
+
+@dataclass(frozen=True)
+class TextConfig(_Section):
+    """``text``: a .csv of texts and labels (data.source = text)."""
+
+    section: ClassVar[str] = "text"
+
+    text_column: str = "text"
+    label_column: str = "label"
+    split_column: str = "split"
+    max_tokens: int = _option(20000, ge=3)
+    max_length: int = _option(200, ge=1)
+    standardize: str = _option(
+        "lower_and_strip_punctuation",
+        choices=("lower_and_strip_punctuation", "lower", "strip_punctuation"),
+    )
+
+
+@dataclass(frozen=True)
+class AugmentConfig(_Section):
+    """``augment``: random changes to training sequences, drawn afresh each epoch."""
+
+    section: ClassVar[str] = "augment"
+
+    enabled: bool = False
+    time_warp: float = _option(0.1, ge=0, lt=1)
+    noise_std: float = _option(0.05, ge=0)
+    feature_dropout: float = _option(0.1, ge=0, lt=1)
+
+
 SECTION_CLASSES: Mapping[str, type] = types.MappingProxyType({
     "run": RunConfig,
     "data": DCMDataConfig,
@@ -572,6 +665,11 @@ SECTION_CLASSES: Mapping[str, type] = types.MappingProxyType({
     "train": TrainConfig,
     "threshold": ThresholdConfig,
     "reference": ReferenceConfig,
+    "sessions": SessionsConfig,
+    "windows": WindowsConfig,
+    "features": FeaturesConfig,
+    "text": TextConfig,
+    "augment": AugmentConfig,
 })
 
 
@@ -588,6 +686,11 @@ class Config:
     train: TrainConfig = field(default_factory=TrainConfig)
     threshold: ThresholdConfig = field(default_factory=ThresholdConfig)
     reference: ReferenceConfig = field(default_factory=ReferenceConfig)
+    sessions: SessionsConfig = field(default_factory=SessionsConfig)
+    windows: WindowsConfig = field(default_factory=WindowsConfig)
+    features: FeaturesConfig = field(default_factory=FeaturesConfig)
+    text: TextConfig = field(default_factory=TextConfig)
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
 
     def __post_init__(self) -> None:
         problems = [

@@ -121,8 +121,11 @@ def test(run_dir: Path, *, data_dir: Path | None = None, part: str | None = None
     from data_preparation.data_scaling import split_indices
     from data_preparation.pipeline import prepare_samples
     from training.dataset import make_dataset
+    from training.samples_flow import is_samples_run, test_samples
 
     run_dir = Path(run_dir)
+    if is_samples_run(run_dir):  # a sessions/npz/features/text run: samples and classes
+        return test_samples(run_dir, data_dir=data_dir, part=part)
     config, model, threshold, (trace_scaler, settings_scaler, _) = load_run(run_dir)
     if part is not None and part not in PARTS:
         raise ValueError(f"part={part!r}: expected one of {', '.join(PARTS)}")

@@ -115,6 +115,10 @@ def train(
     from data_preparation.pipeline import balance_training, fit_scalers, prepare_samples
     from model import InputSpec
 
+    if source_flow(config) == "samples":  # npz, sessions, features, text: the sample contract
+        from training.samples_flow import train_samples
+
+        return train_samples(config, run_dir=run_dir, progress=progress)
     env = dict(env or {})
     strategy, worker = make_strategy(config.train, env)
     run_dir = prepare_run_dir(config, run_dir, worker.is_chief)
@@ -185,6 +189,13 @@ def train(
     write_status(run_dir, COMPLETE, "done")  # the last write: the run is finished
     return TrainResult(run_dir, result["val"], result["test"], threshold.threshold,
                        strategy.num_replicas_in_sync)
+
+
+def source_flow(config: Config) -> str:
+    """The flow of `data.source` from the source registry: "pulses" (SNS) or "samples"."""
+    from data_preparation.sources import get_source
+
+    return get_source(config.data.source).flow
 
 
 def _use_xla() -> bool | str:

@@ -11,11 +11,15 @@ from tests.model.helpers import model_config
 def test_all_architectures_are_registered_on_import():
     assert list_models() == [
         "cnn_lstm",
+        "conv_lstm_features",
+        "masked_lstm",
+        "parallel_cnn_bilstm",
         "sns_cnn_lstm",
         "sns_cnn_lstm_trace_only",
         "sns_conditional_siamese",
         "sns_prototype",
         "sns_reference_cnn_lstm",
+        "stacked_conv_lstm",
     ]
 
 

@@ -166,13 +166,13 @@ def test_out_of_range_value_is_rejected(section, key, value):
 @pytest.mark.parametrize(
     ("section", "key", "allowed"),
     [
-        ("split", "method", "'time', 'config_group', 'stratified_random'"),
+        ("split", "method", "'time', 'config_group', 'stratified_random', 'group', 'predefined'"),
         ("scaling", "imbalance", "'class_weight', 'smote', 'undersample', 'none'"),
         ("model", "loss", "'bce', 'focal'"),
         ("train", "distribute", "'none', 'auto', 'mirrored', 'multi_worker'"),
         ("train", "streaming", "'auto', 'true', 'false'"),
         ("threshold", "operating_point", "'target_false_alarm_rate', 'best_f1'"),
-        ("data", "source", "'sns_dcm', 'npz'"),
+        ("data", "source", "'sns_dcm', 'npz', 'sessions', 'features', 'text'"),
     ],
 )
 def test_bad_enum_lists_allowed_values(section, key, allowed):

@@ -1,0 +1,136 @@
+"""The four non-SNS jobs end to end through the driver, from their example configs, on tiny
+data each test writes: run folder, metrics per part, PDF in samples/classes, --predict, --report."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+import driver
+from benchmarks import synthetic_jobs as sj
+from utils.logs import teardown_logging
+
+pypdf = pytest.importorskip("pypdf")
+CONFIGS = Path(__file__).resolve().parents[2] / "configs"
+TINY = {"conv_filters": [4, 4], "conv_kernels": [3, 3], "conv_strides": [1, 1],
+        "lstm_units": 4, "head_units": [4], "embedding_dim": 4}
+
+
+def run_driver(*args: str) -> int:
+    try:
+        return driver.main(list(args), env={})
+    finally:
+        teardown_logging()
+
+
+def job_config(tmp: Path, job: str, data: Path, **sections) -> Path:
+    """The example config of `job`, with tiny sizes and paths under `tmp`."""
+    config = yaml.safe_load((CONFIGS / f"{job}.yaml").read_text())
+    config["run"].update(output_dir=str(tmp / "runs"), log_dir=str(tmp / "logs"))
+    config["data"]["dataset_loc"] = str(data)
+    config["model"].update(TINY)
+    config["train"].update(epochs=2, batch_size=8)
+    for name, values in sections.items():
+        config.setdefault(name, {}).update(values)
+    path = tmp / f"{job}.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+def pdf_text(path: Path) -> str:
+    return "\n".join(page.extract_text() or "" for page in pypdf.PdfReader(str(path)).pages)
+
+
+def check_run(tmp: Path, classes: list[str]) -> Path:
+    (run,) = sorted((tmp / "runs").iterdir())
+    for name in ("model.keras", "preprocessing.json", "threshold.json", "predictions.csv",
+                 "history.csv", "data_ledger.json", "train_metrics_report.pdf"):
+        assert (run / name).exists(), name
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["class_names"] == classes
+    k = len(classes)
+    for part in ("validation", "test"):
+        m = metrics[part]
+        assert np.array(m["confusion_matrix"]).shape == (k, k)
+        assert sum(map(sum, m["confusion_matrix"])) == metrics["splits"][part[:4] if part ==
+                                                                         "test" else "val"]["n"]
+        assert set(m["per_class"]) == set(classes)
+    text = pdf_text(run / "train_metrics_report.pdf")
+    assert "balanced accuracy" in text and "samples" in text
+    assert "errant" not in text.lower() and "false alarms per hour" not in text
+    (test_dir,) = sorted((run / "tests").iterdir())
+    assert (test_dir / "test_metrics_report.pdf").exists()
+    assert json.loads((test_dir / "metrics.json").read_text())["part"] == "test"
+    return run
+
+
+def test_sessions_job_multiclass_end_to_end_with_predict(tmp_path):
+    data = sj.write_sessions(tmp_path / "sessions", per_class=10, length=40, xlsx_every=4)
+    config = job_config(tmp_path, "sessions", data,
+                        sessions={"norms": ["A=acc_x,acc_y,acc_z"]})
+    assert run_driver("--config", str(config), "--quiet") == 0
+    run = check_run(tmp_path, ["run", "sit", "walk"])
+    saved = json.loads((run / "preprocessing.json").read_text())
+    assert saved["layout"]["channels"] == ["gyr_x", "gyr_y", "gyr_z", "temp", "A"]
+    files = sorted(str(p) for p in data.rglob("*.*"))[:2]
+    out = tmp_path / "scores.csv"
+    assert run_driver("--predict", *files, "--run", str(run), "--output", str(out),
+                      "--config", str(config), "--quiet") == 0
+    rows = list(csv.DictReader(out.open()))
+    assert [r["id"] for r in rows] == files
+    assert all(r["class"] in ("run", "sit", "walk") and 0 < float(r["probability"]) <= 1
+               for r in rows)
+
+
+def test_windows_job_with_augmentation_and_focal_loss(tmp_path):
+    data = sj.write_windows(tmp_path / "w.npz", n=90, steps=16, n_classes=3)
+    config = job_config(tmp_path, "windows", data)
+    assert run_driver("--config", str(config), "--quiet") == 0
+    check_run(tmp_path, ["gesture0", "gesture1", "gesture2"])
+
+
+def test_features_job_predefined_split_and_report_rerendered(tmp_path):
+    path = sj.write_feature_table(tmp_path / "f.csv", n=90, n_features=20, n_classes=3)
+    table = json.loads(json.dumps(list(csv.DictReader(path.open()))))
+    split = ["test" if i % 5 == 0 else "train" for i in range(len(table))]
+    with path.open("w", newline="") as f:
+        writer = csv.DictWriter(f, [*table[0], "split"])
+        writer.writeheader()
+        writer.writerows({**row, "split": s} for row, s in zip(table, split, strict=True))
+    config = job_config(tmp_path, "features", path, split={"method": "predefined"})
+    assert run_driver("--config", str(config), "--quiet") == 0
+    run = check_run(tmp_path, ["genre0", "genre1", "genre2"])
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["splits"]["test"]["n"] == 18  # the rows marked test, no more
+    report = run / "train_metrics_report.pdf"
+    report.unlink()
+    assert run_driver("--report", str(run), "--config", str(config), "--quiet") == 0
+    assert "balanced accuracy" in pdf_text(report)
+
+
+def test_text_job_binary_keeps_the_threshold(tmp_path):
+    path = sj.write_text(tmp_path / "t.csv", per_class=16, words=8)
+    rows = [r for r in csv.DictReader(path.open()) if r["label"] != "tech"]
+    with path.open("w", newline="") as f:
+        writer = csv.DictWriter(f, ["text", "label"])
+        writer.writeheader()
+        writer.writerows(rows)
+    config = job_config(tmp_path, "text", path, text={"max_length": 12})
+    assert run_driver("--config", str(config), "--quiet") == 0
+    run = check_run(tmp_path, ["sports", "weather"])
+    threshold = json.loads((run / "threshold.json").read_text())
+    assert threshold["method"] == "best_f1" and 0 <= threshold["threshold"] <= 1
+    vocabulary = json.loads((run / "preprocessing.json").read_text())["preprocessor"]["vocabulary"]
+    assert vocabulary[:2] == ["", "[UNK]"]
+    assert set(sj.TOPICS["sports"].split()) & set(vocabulary)
+
+
+def test_predict_and_report_refuse_what_they_cannot_do(tmp_path, capsys):
+    assert run_driver("--report", str(tmp_path / "nope"), "--quiet") == 2
+    assert "not a finished" in capsys.readouterr().err
+    assert run_driver("--predict", "x.csv", "--train") == 2

@@ -1,0 +1,431 @@
+"""The train, test, predict and report flows of the sample-contract sources.
+
+Sources whose registry entry says `flow="samples"` (npz windows, sensor sessions, feature
+tables, text) go through here; SNS DCM archives keep `training.train` / `testing.test`. Reads
+top to bottom like architecture.md: load (registry) -> split -> fit preprocessing on the
+training part -> rebalance and augment the training part -> model from the registry -> fit with
+early stopping on validation macro F1 (best weights restored) -> decide (argmax; two classes:
+the threshold chosen on validation) -> metrics per part -> run folder and PDF in the vocabulary
+of samples and classes.
+
+A run folder holds what the SNS flows write (config.yaml, model.keras, threshold.json,
+metrics.json, predictions.csv, history.csv, data_ledger.json, train_metrics_report.pdf) plus
+`preprocessing.json`: the data layout, class names, fitted scalers and the text vocabulary
+(the TextVectorization stays outside the model, its vocabulary is JSON).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import logging
+import math
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+from types import SimpleNamespace
+
+import keras
+import numpy as np
+
+from analysis.class_report import ClassReportContent, write_class_report
+from analysis.classification import as_probabilities, classification_metrics
+from data_preparation.augment import augment_sequences
+from data_preparation.sample_prep import Preprocessor, rebalance
+from data_preparation.sources import load_samples
+from data_preparation.sources.contract import PARTS, UNLABELLED
+from data_preparation.sources.split import split_samples
+from parser.configs import Config, dump_config, load_config
+from training import outputs
+from training.callbacks import EpochLogLine, read_history_csv
+from utils.run_folder import atomic_path, atomic_write_json, atomic_write_text, create_test_dir
+
+log = logging.getLogger("beamwatch.train")
+test_log = logging.getLogger("beamwatch.test")
+
+PREP_FILE = "preprocessing.json"
+MONITOR = "val_macro_f1"
+PART_TITLES = {"train": "training", "val": "validation", "test": "test", "all": "all"}
+
+
+def is_samples_run(run_dir) -> bool:
+    """True for a run folder written by this flow (it holds preprocessing.json)."""
+    return (Path(run_dir) / PREP_FILE).is_file()
+
+
+class ArraySequence(keras.utils.PyDataset):
+    """Batches of in-memory arrays, reshuffled (seeded) and optionally augmented each epoch."""
+
+    def __init__(self, x: dict, y: np.ndarray, weights=None, *, batch_size: int,
+                 shuffle: bool = False, seed: int = 0, augment=None, binary: bool = False):
+        super().__init__()
+        self.x, self.weights, self.batch_size = x, weights, batch_size
+        self.y = y.astype(np.float32)[:, None] if binary else y.astype(np.int64)
+        self.shuffle, self.augment = shuffle, augment
+        self.rng = np.random.default_rng(seed)
+        self.order = np.arange(len(y))
+        self.on_epoch_end()
+
+    def __len__(self) -> int:
+        return max(1, math.ceil(len(self.order) / self.batch_size))
+
+    def __getitem__(self, i: int):
+        pos = self.order[i * self.batch_size:(i + 1) * self.batch_size]
+        x = {k: v[pos] for k, v in self.x.items()}
+        if self.augment is not None and "trace" in x:
+            x["trace"] = augment_sequences(x["trace"], self.rng, **self.augment)
+        if self.weights is None:
+            return x, self.y[pos]
+        return x, self.y[pos], self.weights[pos]
+
+    def on_epoch_end(self) -> None:
+        if self.shuffle:
+            self.order = self.rng.permutation(len(self.order))
+
+
+class ValidationMacroF1(keras.callbacks.Callback):
+    """Adds `val_macro_f1` (argmax, or 0.5 for one sigmoid unit) to each epoch's logs; list it
+    before the callbacks that monitor it."""
+
+    def __init__(self, x: dict, y: np.ndarray, n_classes: int, batch_size: int):
+        super().__init__()
+        self.x, self.y, self.n_classes, self.batch_size = x, y, n_classes, batch_size
+
+    def on_epoch_end(self, epoch, logs=None):
+        probs = as_probabilities(self.model.predict(self.x, batch_size=self.batch_size,
+                                                    verbose=0))
+        names = [str(i) for i in range(self.n_classes)]
+        if logs is not None:
+            logs[MONITOR] = classification_metrics(self.y, probs, names)["macro_f1"]
+
+
+def _input_spec(x: dict):
+    from model import InputSpec
+
+    if "trace" in x:
+        _, length, channels = x["trace"].shape
+        settings = x["settings"].shape[1] if "settings" in x else 0
+        return InputSpec(trace_length=int(length), n_channels=int(channels),
+                         n_settings=int(settings))
+    main = x["features"] if "features" in x else x["tokens"]
+    return InputSpec(trace_length=int(main.shape[1]))
+
+
+def _model_config(config: Config, n_classes: int, vocab_size: int) -> SimpleNamespace:
+    import dataclasses
+
+    return SimpleNamespace(**dataclasses.asdict(config.model), per_trace=config.scaling.per_trace,
+                           n_classes=n_classes, vocab_size=vocab_size)
+
+
+def _check_model(model, x: dict, n_classes: int, name: str) -> tuple[str, ...]:
+    names = outputs.input_names(model)
+    missing = [n for n in names if n not in x]
+    if missing:
+        raise ValueError(f"model.name={name!r} expects inputs {list(names)}, but the data source "
+                         f"gives {sorted(x)}; pick a model for this source (configs/<job>.yaml).")
+    units = int(model.outputs[0].shape[-1])
+    if units != (1 if n_classes == 2 else n_classes):
+        raise ValueError(f"model.name={name!r} has {units} output unit(s), the data have "
+                         f"{n_classes} classes; use a model of model/zoo.py for several classes.")
+    return names
+
+
+def _per_class(labels, class_names) -> dict:
+    counts = np.bincount(labels[labels >= 0], minlength=len(class_names))
+    return {name: int(counts[i]) for i, name in enumerate(class_names)}
+
+
+def _split_sizes(parts: dict, labels, class_names) -> dict:
+    return {name: {"n": int(len(idx)), "per_class": _per_class(labels[idx], class_names)}
+            for name, idx in parts.items()}
+
+
+def train_samples(config: Config, *, run_dir: Path | None = None, progress: bool = True):
+    """Train on a sample-contract source; returns a `training.train.TrainResult`."""
+    from model import build_model
+    from model.zoo import compile_classifier
+    from training.train import TrainResult, prepare_run_dir, set_seeds
+
+    run_dir = prepare_run_dir(config, run_dir, True)
+    atomic_write_text(run_dir / "config.yaml", dump_config(config))
+    log.info("run folder %s (%s source)", run_dir, config.data.source)
+    set_seeds(config.run.seed, config.run.deterministic)
+    if config.train.distribute != "none" or config.train.mixed_precision:
+        log.warning("train.distribute=%s / mixed_precision=%s are not used by the %s flow: it "
+                    "trains on one device in float32 (in-memory samples)",
+                    config.train.distribute, config.train.mixed_precision, config.data.source)
+
+    samples = load_samples(config)
+    samples.ledger.log_summary(log)
+    names, k = samples.class_names, samples.n_classes
+    if k < 2:
+        raise ValueError(f"{config.data.dataset_loc}: found {k} class(es) {list(names)}; "
+                         "classification needs at least 2.")
+    parts = split_samples(samples, config.split, config.run.seed)
+    sizes = _split_sizes(parts, samples.label, names)
+    for part, info in sizes.items():
+        log.info("%-5s %6d samples %s", part, info["n"], info["per_class"])
+
+    # Fitted on the training part only; then every part is transformed with it.
+    train_idx = parts["train"]
+    prep = Preprocessor(config.scaling.trace_scaler, config.scaling.settings_scaler, config.text)
+    prep.fit({name: x[train_idx] for name, x in samples.inputs.items()})
+    x = {part: prep.transform({n: v[idx] for n, v in samples.inputs.items()})
+         for part, idx in parts.items()}
+    y = {part: samples.label[idx] for part, idx in parts.items()}
+    x_train, y_train, weights, balance_note = rebalance(x["train"], y["train"], k,
+                                                        config.scaling, config.run.seed)
+    log.info("imbalance: %s", balance_note)
+
+    model_config = _model_config(config, k, prep.vocab_size)
+    model = build_model(model_config, _input_spec(x_train))
+    compile_classifier(model, model_config, config.train, k)
+    input_names = _check_model(model, x_train, k, config.model.name)
+    log.info("model %s: %d parameters, inputs %s, %d classes", config.model.name,
+             model.count_params(), ", ".join(input_names), k)
+    pick = lambda d: {n: d[n] for n in input_names}  # noqa: E731  only what the model takes
+    aug = config.augment
+    augment = (dict(time_warp=aug.time_warp, noise_std=aug.noise_std,
+                    feature_dropout=aug.feature_dropout)
+               if aug.enabled and "trace" in input_names else None)
+    binary = k == 2
+    batch = config.train.batch_size
+    train_seq = ArraySequence(pick(x_train), y_train, weights, batch_size=batch, shuffle=True,
+                              seed=config.run.seed, augment=augment, binary=binary)
+    val_seq = ArraySequence(pick(x["val"]), y["val"], batch_size=batch, binary=binary)
+    interactive = progress and sys.stdout.isatty()
+    callbacks = [
+        ValidationMacroF1(pick(x["val"]), y["val"], k, max(batch, 256)),
+        keras.callbacks.EarlyStopping(monitor=MONITOR, mode="max",
+                                      patience=config.train.early_stopping_patience,
+                                      restore_best_weights=True),
+        keras.callbacks.ReduceLROnPlateau(monitor="val_loss", mode="min",
+                                          patience=config.train.reduce_lr_patience,
+                                          factor=config.train.reduce_lr_factor,
+                                          min_lr=config.train.min_learning_rate),
+        keras.callbacks.CSVLogger(str(run_dir / "history.csv")),
+    ]
+    if config.train.tensorboard:
+        callbacks.append(keras.callbacks.TensorBoard(str(run_dir / "tensorboard"),
+                                                     write_graph=False))
+    if not interactive:
+        callbacks.append(EpochLogLine(log, config.train.epochs))
+    fit = model.fit(train_seq, validation_data=val_seq, epochs=config.train.epochs,
+                    callbacks=callbacks, verbose=1 if interactive else 0)
+    history = fit.history
+    with atomic_path(run_dir / "model.keras", suffix=".keras") as tmp:
+        model.save(tmp)  # the best epoch's weights (EarlyStopping restored them)
+
+    probs = {part: as_probabilities(model.predict(pick(x[part]), batch_size=max(batch, 256),
+                                                  verbose=0))
+             for part in ("val", "test")}
+    threshold = None
+    if binary:
+        choice = outputs.choose_and_save_threshold(y["val"], probs["val"][:, 1],
+                                                   config.threshold, run_dir / "threshold.json")
+        threshold = choice.threshold
+    else:
+        atomic_write_json(run_dir / "threshold.json", {
+            "threshold": None, "method": "argmax", "chosen_on": "multiclass: the most probable "
+                                                               "class is predicted"})
+    metrics = {part: classification_metrics(y[part], probs[part], names, threshold)
+               for part in probs}
+    atomic_write_json(run_dir / PREP_FILE, {
+        "source": config.data.source, "class_names": list(names), "layout": samples.layout,
+        "input_names": list(input_names), "preprocessor": prep.to_dict()})
+    write_predictions(run_dir / "predictions.csv", samples, {p: parts[p] for p in probs}, probs,
+                      names, threshold)
+    atomic_write_json(run_dir / "data_ledger.json", samples.ledger.to_dict())
+    payload = {
+        "run_id": run_dir.name, "created": datetime.now(UTC).isoformat(timespec="seconds"),
+        "source": config.data.source, "model": config.model.name,
+        "model_parameters": int(model.count_params()), "class_names": list(names),
+        "threshold": threshold, "splits": sizes, "imbalance": balance_note,
+        "seeds": outputs.seeds_info(config), "environment": outputs.environment_info(),
+        "ledger_summary": samples.ledger.summary(), "validation": metrics["val"],
+        "test": metrics["test"], "epochs_trained": len(next(iter(history.values()), [])),
+    }
+    atomic_write_json(run_dir / "metrics.json", payload)
+    render_train_report(run_dir)
+    for part in ("val", "test"):
+        m = metrics[part]
+        log.info("%s: accuracy %s, balanced accuracy %s, macro F1 %s", PART_TITLES[part],
+                 outputs._f(m["accuracy"]), outputs._f(m["balanced_accuracy"]),
+                 outputs._f(m["macro_f1"]))
+    log.info("report %s", run_dir / "train_metrics_report.pdf")
+    return TrainResult(run_dir, metrics["val"], metrics["test"],
+                       float("nan") if threshold is None else threshold, 1)
+
+
+def write_predictions(path: Path, samples, parts: dict, probs: dict, class_names,
+                      threshold: float | None) -> None:
+    """predictions.csv: part, id, label, predicted class, its probability, every class's."""
+    buf = io.StringIO()
+    writer = csv.writer(buf)
+    writer.writerow(["part", "id", "label", "label_name", "predicted", "predicted_name",
+                     "probability", *[f"p_{c}" for c in class_names]])
+    for part, idx in parts.items():
+        predicted = _decide(probs[part], threshold)
+        for row, i in enumerate(np.asarray(idx)):
+            label = int(samples.label[i])
+            c = int(predicted[row])
+            writer.writerow([part, samples.ids[i], label,
+                             class_names[label] if label != UNLABELLED else "", c, class_names[c],
+                             f"{probs[part][row, c]:.6g}",
+                             *[f"{v:.6g}" for v in probs[part][row]]])
+    atomic_write_text(path, buf.getvalue())
+
+
+def _decide(probs: np.ndarray, threshold: float | None) -> np.ndarray:
+    from analysis.classification import predicted_classes
+
+    return predicted_classes(probs, threshold)
+
+
+def read_predictions(path: Path, class_names) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """predictions.csv -> part -> (labels, probabilities [n, k])."""
+    out: dict[str, tuple[list, list]] = {}
+    with Path(path).open(newline="") as f:
+        for row in csv.DictReader(f):
+            labels, probs = out.setdefault(row["part"], ([], []))
+            labels.append(int(row["label"]))
+            probs.append([float(row[f"p_{c}"]) for c in class_names])
+    return {part: (np.asarray(a, np.int64), np.asarray(b, np.float64).reshape(len(a), -1))
+            for part, (a, b) in out.items()}
+
+
+def render_train_report(run_dir: Path) -> Path:
+    """(Re)write train_metrics_report.pdf from the run's saved files only (no retraining)."""
+    run_dir = Path(run_dir)
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    names = metrics["class_names"]
+    preds = read_predictions(run_dir / "predictions.csv", names)
+    labels, probs = preds["val"]
+    history = read_history_csv(run_dir / "history.csv")
+    test = metrics.get("test") or {}
+    notes = [f"Imbalance handling on the training part: {metrics.get('imbalance', 'n/a')}.",
+             f"Held-out test part ({test.get('n', 0)} samples, never used for training or "
+             f"decisions): accuracy {outputs._f(test.get('accuracy'))}, balanced accuracy "
+             f"{outputs._f(test.get('balanced_accuracy'))}, macro F1 "
+             f"{outputs._f(test.get('macro_f1'))}; `driver.py --test` writes its full report."]
+    path = run_dir / "train_metrics_report.pdf"
+    write_class_report(path, ClassReportContent(
+        title=f"beamwatch training report: {metrics['source']} job, {metrics['model']}",
+        run_id=run_dir.name, created=metrics["created"], data=_data_text(run_dir),
+        class_names=names, split_sizes=metrics["splits"], metrics=metrics["validation"],
+        part_name="validation", labels=labels, probabilities=probs, history=history or None,
+        ledger_summary=metrics.get("ledger_summary", []), notes=notes,
+        config_text=(run_dir / "config.yaml").read_text()))
+    return path
+
+
+def _data_text(run_dir: Path) -> str:
+    config = load_config(run_dir / "config.yaml")
+    return f"{config.data.source}: {config.data.dataset_loc}"
+
+
+def _load_run(run_dir: Path):
+    import model  # noqa: F401  registers the custom layers and losses for safe-mode loading
+    from testing.test import RunFolderError
+
+    for name in ("config.yaml", "model.keras", PREP_FILE):
+        if not (run_dir / name).exists():
+            raise RunFolderError(f"{run_dir} has no {name}: not a finished training run of a "
+                                 "sessions/npz/features/text job")
+    config = load_config(run_dir / "config.yaml")
+    trained = keras.saving.load_model(run_dir / "model.keras", safe_mode=True)
+    saved = json.loads((run_dir / PREP_FILE).read_text())
+    prep = Preprocessor.from_dict(saved["preprocessor"], config.scaling.trace_scaler,
+                                  config.scaling.settings_scaler, config.text)
+    threshold = json.loads((run_dir / "threshold.json").read_text())["threshold"]
+    return config, trained, saved, prep, threshold
+
+
+def _score(model, prep, saved, samples) -> np.ndarray:
+    x = prep.transform(samples.inputs)
+    x = {n: x[n] for n in saved["input_names"]}
+    return as_probabilities(model.predict(x, batch_size=256, verbose=0))
+
+
+def test_samples(run_dir: Path, *, data_dir: Path | None = None, part: str | None = None):
+    """Score a run's held-out part (or every sample of `data_dir`); a new tests/<time>/ folder."""
+    from testing.test import TestResult
+
+    run_dir = Path(run_dir)
+    config, model, saved, prep, threshold = _load_run(run_dir)
+    names = saved["class_names"]
+    if data_dir is None:
+        samples = load_samples(config, layout=saved["layout"])
+        parts = split_samples(samples, config.split, config.run.seed)
+        parts["all"] = np.arange(len(samples))
+        part = part or "test"
+        idx = parts[part]
+        source = f"{part} part of the run's own data ({config.data.dataset_loc})"
+    else:
+        if part not in (None, "all"):
+            raise ValueError("--part applies to the run's own data; with --data every sample is "
+                             "scored (part 'all')")
+        samples = load_samples(config, location=str(data_dir), layout=saved["layout"])
+        part, idx = "all", np.arange(len(samples))
+        source = f"every sample of {data_dir}"
+    samples.ledger.log_summary(test_log)
+    sub = samples.take(idx)
+    probs = _score(model, prep, saved, sub)
+    metrics = classification_metrics(sub.label, probs, names, threshold)
+    out_dir = create_test_dir(run_dir)
+    sizes = {part: {"n": len(sub), "per_class": _per_class(sub.label, names)}}
+    atomic_write_json(out_dir / "metrics.json", {
+        "run_id": run_dir.name, "created": datetime.now(UTC).isoformat(timespec="seconds"),
+        "data": source, "part": part, "threshold": threshold, "metrics": metrics,
+        "split": sizes[part], "ledger_summary": samples.ledger.summary(),
+        "environment": outputs.environment_info()})
+    atomic_write_json(out_dir / "data_ledger.json", samples.ledger.to_dict())
+    write_predictions(out_dir / "predictions.csv", sub, {part: np.arange(len(sub))},
+                      {part: probs}, names, threshold)
+    write_class_report(out_dir / "test_metrics_report.pdf", ClassReportContent(
+        title=f"beamwatch test report: {config.data.source} job, {config.model.name}",
+        run_id=run_dir.name, created=datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%S"),
+        data=source, class_names=names, split_sizes=sizes, metrics=metrics,
+        part_name=PART_TITLES.get(part, part), labels=sub.label, probabilities=probs,
+        ledger_summary=samples.ledger.summary(), config_text=dump_config(config),
+        notes=["Decisions use the run's own rule (argmax, or the binary threshold chosen on "
+               "its validation part); nothing is tuned on these samples."]))
+    test_log.info("%s: accuracy %s, balanced accuracy %s, macro F1 %s", part,
+                  outputs._f(metrics["accuracy"]), outputs._f(metrics["balanced_accuracy"]),
+                  outputs._f(metrics["macro_f1"]))
+    test_log.info("test report %s", out_dir / "test_metrics_report.pdf")
+    return TestResult(out_dir, metrics, part)
+
+
+def predict_files(run_dir: Path, files: list[str], output: Path | None = None) -> Path:
+    """Score new files with a trained run: a CSV of id, predicted class and its probability."""
+    run_dir = Path(run_dir)
+    config, model, saved, prep, threshold = _load_run(run_dir)
+    missing = [f for f in files if not Path(f).exists()]
+    if missing:
+        raise FileNotFoundError(f"--predict: file(s) not found: {missing[:5]}")
+    samples = load_samples(config, layout=saved["layout"], files=[str(f) for f in files])
+    samples.ledger.log_summary(test_log)
+    probs = _score(model, prep, saved, samples)
+    names = saved["class_names"]
+    predicted = _decide(probs, threshold)
+    buf = io.StringIO()
+    writer = csv.writer(buf)
+    writer.writerow(["id", "class", "probability", *[f"p_{c}" for c in names]])
+    for i, c in enumerate(predicted):
+        writer.writerow([samples.ids[i], names[c], f"{probs[i, c]:.6g}",
+                         *[f"{v:.6g}" for v in probs[i]]])
+    if output is None:
+        stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+        output = run_dir / "predictions" / f"{stamp}.csv"
+    output = Path(output)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(output, buf.getvalue())
+    test_log.info("%d samples scored by %s: %s", len(samples), run_dir.name, output)
+    return output
+
+
+__all__ = ["PARTS", "is_samples_run", "predict_files", "render_train_report", "test_samples",
+           "train_samples"]
