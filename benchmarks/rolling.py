@@ -27,10 +27,11 @@ import pandas as pd
 
 from benchmarks import detection, leaky, peers, stats
 from benchmarks.report import render_table
+from parser.configs import ModelConfig
 
 log = logging.getLogger("beamwatch.benchmarks.rolling")
 
-DEFAULT_MODEL = "sns_cnn_lstm"
+DEFAULT_MODEL = ModelConfig().name  # the shipped default (configs/default.yaml)
 NEURAL_MODELS = ("sns_cnn_lstm", "sns_cnn_lstm_trace_only", "sns_reference_cnn_lstm",
                  "sns_conditional_siamese")
 REFERENCE_MODELS = ("sns_reference_cnn_lstm", "sns_conditional_siamese")

@@ -460,7 +460,9 @@ class ModelConfig(_Section):
 
     section: ClassVar[str] = "model"
 
-    name: str = "sns_cnn_lstm"
+    # The default compares each pulse with its reference pulses (docs/benchmarks.md, "Choosing
+    # the default model").
+    name: str = "sns_reference_cnn_lstm"
     per_trace: bool = False
     input_pool: int = _option(10, ge=1)
     conv_filters: tuple[int, ...] = _option((16, 32, 32), ge=1)
