@@ -208,8 +208,9 @@ class _RunData:
 def _run_data(config, model, trace_scaler, settings_scaler, progress, limit) -> _RunData:
     """The run's test part (raw inputs and Keras scores, via the test flow's pipeline)."""
     from data_preparation.data_scaling import split_indices
-    from data_preparation.pipeline import make_dataset, prepare_samples
+    from data_preparation.pipeline import prepare_samples
     from training import outputs
+    from training.dataset import make_dataset
 
     samples = prepare_samples(config, progress=progress)
     parts = split_indices(samples.timestamp_ns, samples.label, samples.group, config.split,
