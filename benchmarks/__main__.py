@@ -34,6 +34,9 @@ def build_parser() -> argparse.ArgumentParser:
                       help=f"under 10 minutes on 2 cores (default): {PROFILES['quick'].note}")
     size.add_argument("--standard", dest="profile", action="store_const", const="standard",
                       help=f"about 90 minutes on 2 cores: {PROFILES['standard'].note}")
+    size.add_argument("--evidence", dest="profile", action="store_const", const="evidence",
+                      help="the rolling evaluation on the realistic preset sized for two CPU "
+                           "cores (about an hour): 2 test blocks, 1 seed, subsampled training")
     size.add_argument("--full", dest="profile", action="store_const", const="full",
                       help="a workstation / GPU: more days, more epochs, 3 seeds")
     parser.set_defaults(profile="quick")

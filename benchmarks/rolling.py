@@ -53,6 +53,7 @@ class RollingSettings:
     n_boot: int = 200
     recalibration_step: float = 0.05  # online_thresholds step, used only when it has no default
     leaky: bool = True
+    max_train: int | None = None  # networks: at most this many training pulses (class ratio kept)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -398,7 +399,8 @@ def _fit(name, neural, samples, data, parts, archive, workdir, settings, seed, p
         cfg = detection.bench_config(archive, workdir, [*detection.model_overrides(
             name, settings.epochs), f"run.seed={seed}"])
         return detection.fit_neural(samples, parts, cfg,
-                                    workdir / "runs" / f"rolling-{preset}-{name}-b{block}-s{seed}")
+                                    workdir / "runs" / f"rolling-{preset}-{name}-b{block}-s{seed}",
+                                    max_train=settings.max_train)
     return peers.fit_score(name, data, parts, seed, n_kernels=settings.minirocket_kernels)
 
 
@@ -440,7 +442,18 @@ def paired_comparisons(result: dict, test_scores: dict, labels: list[np.ndarray]
     comparisons = {name: paired_bootstrap(labels, test_scores[DEFAULT_MODEL], test_scores[name],
                                           n_boot=settings.n_boot, seed=0)
                    for name in others}
-    return {"default": DEFAULT_MODEL, "best_peer": best, "against": comparisons}
+    out = {"default": DEFAULT_MODEL, "best_peer": best, "against": comparisons}
+    # Each other network against the best peer too (which network a new default should be).
+    peer_scores = {n: v for n, v in others.items() if result["models"][n]["kind"] == "peer"}
+    if peer_scores:
+        best_peer = max(peer_scores, key=lambda n: -1.0 if peer_scores[n] is None else peer_scores[n])
+        out["networks_vs_best_peer"] = {
+            name: {"peer": best_peer, **paired_bootstrap(labels, test_scores[name],
+                                                         test_scores[best_peer],
+                                                         n_boot=settings.n_boot, seed=0)}
+            for name in test_scores
+            if result["models"][name]["kind"] == "neural" and name != DEFAULT_MODEL}
+    return out
 
 
 def _save_scores(path: Path, frame: pd.DataFrame) -> None:

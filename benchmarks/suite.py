@@ -87,6 +87,23 @@ PROFILES = {
         note="rolling: both presets, 5 blocks (3 test blocks), 3 seeds per network, every "
              "peer; detection/speed/scale as in quick (1 seed, scale 16x left out).",
     ),
+    # The evidence two CPU cores can give in about an hour: the realistic preset only, the two
+    # newest of 5 blocks, one seed, networks on a 2,500-pulse subsample of each fold's training
+    # part (class ratio kept; the peers see all of it), every peer, the leaky comparison.
+    "evidence": Profile(
+        name="evidence",
+        archive_hours=42.0,
+        archive_seed=20201,
+        detection=detection.DetectionSettings(),
+        speed=speed.SpeedSettings(),
+        scale=scale.ScaleSettings(),
+        rolling=rolling.RollingSettings(n_blocks=5, last_folds=2, seeds=(0,), epochs=12,
+                                        neural=("sns_cnn_lstm", "sns_reference_cnn_lstm"),
+                                        n_boot=500, max_train=2500),
+        rolling_presets=("realistic",),
+        note="rolling only: realistic preset, the 2 newest of 5 blocks, 1 seed, networks on a "
+             "2,500-pulse training subsample (12 epochs), every peer on the whole training part.",
+    ),
     # A workstation or GPU: five days of beam, the train flow's epochs, three seeds.
     "full": Profile(
         name="full",

@@ -103,17 +103,19 @@ def _reference_channels(references: np.ndarray) -> np.ndarray:
 
 
 def _epoch_keyed(dataset, n: int, batch_size: int, seed: int, epochs: tuple[int, int]):
-    """Epochs first..stop-1 back to back, epoch e shuffled by (seed, e) alone."""
-    import tensorflow as tf
+    """Epochs first..stop-1 back to back, epoch e shuffled by (seed, e) alone.
 
+    The per-epoch seeds are Python ints: a tensor seed (e.g. from `Dataset.range(...).flat_map`)
+    fails in `shuffle` once a global seed is set, as `keras.utils.set_random_seed` does.
+    """
     first, stop = (int(e) for e in epochs)
     mixed = int(seed) * 1_000_003  # distinct seeds for (seed, epoch) pairs in practice
-
-    def one_epoch(epoch):
-        return dataset.shuffle(n, seed=mixed + epoch, reshuffle_each_iteration=False).batch(
+    keyed = None
+    for epoch in range(first, max(stop, first + 1)):
+        one = dataset.shuffle(n, seed=mixed + epoch, reshuffle_each_iteration=False).batch(
             batch_size)
-
-    return tf.data.Dataset.range(first, stop).flat_map(one_epoch)
+        keyed = one if keyed is None else keyed.concatenate(one)
+    return keyed
 
 
 def _streamed(store, indices, trace_scaler, settings, labels, weights, *, batch_size, shuffle, seed,
