@@ -59,7 +59,9 @@ class PeerData:
 
     @property
     def has_references(self) -> bool:
-        return self.samples.n_references > 0
+        # The SampleSet field the reference peers read: None or K = 0 means no references.
+        references = self.samples.references
+        return references is not None and references.shape[1] > 0
 
     def pulse(self) -> np.ndarray:
         """float32 [n, L] traces (first channel)."""

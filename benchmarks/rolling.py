@@ -275,7 +275,7 @@ def available_models(settings: RollingSettings, samples, data: peers.PeerData) -
 
     registered = set(list_models())
     run, skipped = [], {}
-    has_refs = samples.n_references > 0
+    has_refs = data.has_references
     for name in settings.neural:
         if name not in registered:
             skipped[name] = "not a registered model in this code base"

@@ -206,6 +206,7 @@ class TraceScaler(TransformerMixin, BaseEstimator, auto_wrap_output_keys=None):
             scaler.n_traces_seen_ = int(data.get("n_traces_seen_", 0))
         except (KeyError, TypeError, ValueError) as exc:
             raise ValueError(f"{cls.__name__}.from_dict: bad fitted state in {data!r}.") from exc
+        _check_state(cls.__name__, np.array([scaler.center_]), np.array([scaler.scale_]))
         return scaler
 
 
@@ -294,8 +295,22 @@ class SettingsScaler(TransformerMixin, BaseEstimator, auto_wrap_output_keys=None
             raise ValueError(f"{cls.__name__}.from_dict: bad fitted state in {data!r}.") from exc
         if scaler.center_.shape != scaler.scale_.shape or scaler.center_.ndim != 1:
             raise ValueError(f"{cls.__name__}.from_dict: center_ and scale_ must be equal-length lists.")
+        _check_state(cls.__name__, scaler.center_, scaler.scale_)
         scaler.n_features_in_ = int(scaler.center_.size)
         return scaler
+
+
+def _check_state(owner: str, center: np.ndarray, scale: np.ndarray) -> None:
+    """A loaded state must be finite with positive scales: a NaN centre or a zero scale would
+    make every score NaN or inf, and transform could only report it later, on the input side."""
+    bad_center = np.flatnonzero(~np.isfinite(center))
+    if bad_center.size:
+        i = int(bad_center[0])
+        raise ValueError(f"{owner}: center_[{i}] is {center[i]}; expected a finite number.")
+    bad_scale = np.flatnonzero(~(np.isfinite(scale) & (scale > 0)))
+    if bad_scale.size:
+        i = int(bad_scale[0])
+        raise ValueError(f"{owner}: scale_[{i}] is {scale[i]}; expected a finite number > 0.")
 
 
 def _params(data: Mapping, cls) -> dict:

@@ -31,6 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
+from analysis.thresholds import ThresholdChoice
 from live.serving import Scaling, build_serving_module, input_layout, save_module
 from live.unseen import DEFAULT_QUANTILE, fit_unseen
 from utils.run_folder import atomic_write_json
@@ -94,7 +95,7 @@ def export_run(run_dir: Path, formats: tuple[str, ...] = FORMATS, *, progress: b
         unseen = _unseen(data)
         meta = serving_metadata(config, layout, scaling, threshold, unseen, written)
         atomic_write_json(tmp / SERVING_JSON, meta)
-        parity = _parity(tmp, written, layout, data, float(threshold["threshold"]))
+        parity = _parity(tmp, written, layout, data, float(threshold.threshold))
         parity["created"] = datetime.now(UTC).isoformat(timespec="seconds")
         atomic_write_json(tmp / "parity.json", parity)
         out = run_dir / EXPORT_DIR
@@ -109,7 +110,8 @@ def export_run(run_dir: Path, formats: tuple[str, ...] = FORMATS, *, progress: b
     return ExportResult(out, written, parity)
 
 
-def serving_metadata(config, layout, scaling: Scaling, threshold: dict, unseen, written) -> dict:
+def serving_metadata(config, layout, scaling: Scaling, threshold: ThresholdChoice, unseen,
+                     written) -> dict:
     """serving.json: everything a caller (and `--watch`) needs besides the artefact."""
     data = config.data
     reference = None
@@ -123,8 +125,8 @@ def serving_metadata(config, layout, scaling: Scaling, threshold: dict, unseen, 
         "model": config.model.name,
         "layout": layout.to_dict(),
         "output": "score: float32 [batch] in [0, 1], higher = next pulse more likely errant",
-        "threshold": float(threshold["threshold"]),
-        "threshold_method": threshold.get("method"),
+        "threshold": float(threshold.threshold),
+        "threshold_method": threshold.method,
         "window": {"var_id": data.var_id, "begin": data.begin, "shift": data.shift,
                    "alarm": data.alarm, "bwidth_cut": data.bwidth_cut},
         # the PVs in input order; also for a trace-only model (the unseen-configuration flag
@@ -208,8 +210,9 @@ class _RunData:
 def _run_data(config, model, trace_scaler, settings_scaler, progress, limit) -> _RunData:
     """The run's test part (raw inputs and Keras scores, via the test flow's pipeline)."""
     from data_preparation.data_scaling import split_indices
-    from data_preparation.pipeline import make_dataset, prepare_samples
+    from data_preparation.pipeline import prepare_samples
     from training import outputs
+    from training.dataset import make_dataset
 
     samples = prepare_samples(config, progress=progress)
     parts = split_indices(samples.timestamp_ns, samples.label, samples.group, config.split,

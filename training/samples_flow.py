@@ -115,8 +115,8 @@ def _input_spec(x: dict):
 def _model_config(config: Config, n_classes: int, vocab_size: int) -> SimpleNamespace:
     import dataclasses
 
-    return SimpleNamespace(**dataclasses.asdict(config.model), per_trace=config.scaling.per_trace,
-                           n_classes=n_classes, vocab_size=vocab_size)
+    return SimpleNamespace(**dataclasses.asdict(config.model), n_classes=n_classes,
+                           vocab_size=vocab_size)
 
 
 def _check_model(model, x: dict, n_classes: int, name: str) -> tuple[str, ...]:

@@ -178,8 +178,9 @@ def test_models_missing_here_are_skipped_with_the_reason():
     from benchmarks.peers import PeerData
     from benchmarks.rolling import RollingSettings, available_models
 
-    class Samples:  # no `references` attribute: the pipeline before reference pulses
+    class Samples:  # a SampleSet without reference pulses (reference.count = 0)
         traces = np.zeros((4, 20, 1), np.float32)
+        references = None
         settings = np.zeros((4, 1), np.float32)
         label = np.array([0, 1, 0, 1], np.int8)
 
@@ -211,8 +212,10 @@ def test_rolling_run_on_a_tiny_archive_writes_json_and_tables(tmp_path):
                                       "logistic_reference"))
     result = run(archive, tmp_path / "work", settings, preset="tiny")
     assert [f["block"] for f in result["folds"]] == [2, 3]
-    assert set(result["models"]) == {"logistic_regression", "isolation_forest"}
-    assert "logistic_reference" in result["skipped"]
+    # The default config attaches K = 3 reference pulses, so the reference peer runs too.
+    assert set(result["models"]) == {"logistic_regression", "isolation_forest",
+                                     "logistic_reference"}
+    assert "logistic_reference" not in result["skipped"]
     assert result["paired"]["note"].startswith("sns_cnn_lstm did not run")
     assert set(result["leaky"]["recipes"]) == {"leaky", "random_split", "honest"}
     atomic_write_json(tmp_path / "r.json", result)  # JSON-able as the suite writes it

@@ -35,7 +35,7 @@ def counted_reads(monkeypatch):
     calls = []
 
     def counting(path, *args, **kwargs):
-        calls.append(os.path.basename(path))
+        calls.append(os.path.basename(getattr(path, "name", path)))  # a path or a named buffer
         return get_traces(path, *args, **kwargs)
 
     monkeypatch.setattr(data_loader, "get_traces", counting)

@@ -25,6 +25,7 @@ def build_run(tmp: Path, archive: Path, overrides=()) -> Path:
     """A run folder with config.yaml, model.keras, scalers.json and threshold.json."""
     import keras
 
+    from analysis.thresholds import ThresholdChoice
     from data_preparation.data_scaling import save_scalers, split_indices
     from data_preparation.pipeline import fit_scalers, prepare_samples
     from model import InputSpec, build_model
@@ -45,7 +46,13 @@ def build_run(tmp: Path, archive: Path, overrides=()) -> Path:
     keras.utils.set_random_seed(1)
     model = build_model(config.model, InputSpec(config.data.shift, 1, samples.settings.shape[1]))
     model.save(run / "model.keras")
-    (run / "threshold.json").write_text(json.dumps({"threshold": 0.5, "method": "fixed"}))
+    # A complete record as the train flow writes it (the test flow reads it through
+    # ThresholdChoice); the figures are placeholders, the model is untrained.
+    choice = ThresholdChoice(threshold=0.5, method="target_false_alarm_rate",
+                             target_false_alarm_rate=0.05, false_alarm_rate=0.0, recall=0.0,
+                             precision=0.0, f1=0.0, n_normal=0, n_errant=0,
+                             chosen_on="validation part")
+    (run / "threshold.json").write_text(json.dumps(choice.to_dict()))
     return run
 
 

@@ -5,15 +5,18 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from model import InputSpec, build_model, compile_model, list_models
+from model import InputSpec, architectures, build_model, compile_model, list_models
 from tests.model.helpers import DEFAULT_MODEL, model_config, random_batch, train_config
 
 SPEC = InputSpec(trace_length=256, n_channels=1, n_settings=3, n_references=2)
 TRACE_ONLY = {"sns_cnn_lstm_trace_only"}
 WITH_REFERENCES = {"sns_reference_cnn_lstm", "sns_conditional_siamese"}
+# The SNS architectures (trace + settings in, one "score" out). The zoo's models for the other
+# jobs (model/zoo.py) take other inputs and need n_classes; tests/model/test_zoo.py covers them.
+SNS_MODELS = [name for name in list_models() if hasattr(architectures, name)]
 
 
-@pytest.fixture(scope="module", params=list_models())
+@pytest.fixture(scope="module", params=SNS_MODELS)
 def trained(request):
     """Each registered model, built tiny, compiled with focal loss, fitted one epoch of 8."""
     keras.utils.set_random_seed(0)

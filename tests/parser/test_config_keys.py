@@ -42,6 +42,9 @@ ENV_ALLOWED: dict[tuple[str, str], str] = {
         "starts the streaming child process with the parent's environment plus CPU-only pins",
     ("benchmarks/scale.py", "_run_child"):
         "starts a scale child process with the parent's environment plus CPU-only pins",
+    ("benchmarks/device_rolling.py", "run_all"):
+        "starts the rolling slices' child processes with the parent's environment plus "
+        "no GPU memory preallocation and unbuffered output",
     ("benchmarks/bench_multi_worker.py", "_run_workers"):
         "starts local worker processes with the parent's environment plus their TF_CONFIG",
     ("training/multi_worker.py", "_check_slurm_env"):

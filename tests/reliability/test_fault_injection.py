@@ -18,8 +18,8 @@ import yaml
 
 import driver
 from enterprise_tools.sns_simulator import SimulatorParams, simulate_archive
+from training import fit as fit_module
 from training import outputs
-from training import train as train_module
 from utils.logs import teardown_logging
 from utils.status import read_status
 
@@ -77,11 +77,11 @@ def _inject(monkeypatch, stage: str) -> None:
     if stage == "data":
         monkeypatch.setattr("data_preparation.pipeline.prepare_samples", _raiser())
     elif stage == "epoch":
-        original = train_module.standard_callbacks
+        original = fit_module.standard_callbacks
 
         def callbacks(*args, **kwargs):
             return [*original(*args, **kwargs), _KillAfterFirstEpoch()]  # after the backup
-        monkeypatch.setattr(train_module, "standard_callbacks", callbacks)
+        monkeypatch.setattr(fit_module, "standard_callbacks", callbacks)
     elif stage == "checkpoint":  # model.keras written, nothing after it
         monkeypatch.setattr(outputs, "publish_best_model",
                             _raiser(outputs.publish_best_model, after=True))

@@ -111,10 +111,15 @@ def test_deeply_nested_yaml_is_a_config_error(tmp_path):
 
 
 def test_truncated_model_is_named_as_damaged_not_missing(tmp_path, capsys):
+    from analysis.thresholds import ThresholdChoice
     from data_preparation.data_scaling import SettingsScaler, TraceScaler, save_scalers
 
     run = _run(tmp_path / "runs", "20260102-000000-b", COMPLETE, "done")
-    (run / "threshold.json").write_text(json.dumps({"threshold": 0.5}))
+    # a complete threshold record (the test flow checks it before it opens the model)
+    choice = ThresholdChoice(threshold=0.5, method="best_f1", target_false_alarm_rate=None,
+                             false_alarm_rate=0.0, recall=1.0, precision=1.0, f1=1.0,
+                             n_normal=1, n_errant=1)
+    (run / "threshold.json").write_text(json.dumps(choice.to_dict()))
     save_scalers(run / "scalers.json", TraceScaler().fit(np.array([[0.0, 1.0]])),
                  SettingsScaler().fit(np.array([[0.0], [1.0]])))
     (run / "model.keras").write_bytes(b"PK\x03\x04" + os.urandom(100))
