@@ -15,7 +15,7 @@ from live.serving import InputLayout, Scaling, build_serving_module, input_layou
 from tests.live.conftest import raw_window
 
 
-def _keras_score(run, trace, settings):
+def _keras_score(run, trace, settings, reference):
     import keras
 
     import model  # noqa: F401  registers custom layers
@@ -24,7 +24,8 @@ def _keras_score(run, trace, settings):
     trained = keras.saving.load_model(run / "model.keras", safe_mode=True)
     trace_scaler, settings_scaler, _ = load_scalers(run / "scalers.json")
     inputs = {"trace": trace_scaler.transform(trace[None])[..., None],
-              "settings": settings_scaler.transform(settings[None])}
+              "settings": settings_scaler.transform(settings[None]),
+              "reference": trace_scaler.transform(reference[None])[..., None]}
     return float(np.asarray(trained(inputs, training=False)).reshape(-1)[0])
 
 
@@ -42,16 +43,20 @@ def test_export_writes_every_format_with_parity(exported):
     assert formats["litert_int8"]["delta_pr_auc"] is not None
     assert "error" in formats["onnx"] or formats["onnx"]["max_abs_diff"] <= 1e-4
     serving = json.loads((exported / "serving.json").read_text())
-    assert serving["layout"]["inputs"] == {"trace": [None, 2000], "settings": [None, 22]}
+    # the default model: raw window, its K=3 raw reference windows and the raw settings
+    assert serving["layout"]["inputs"] == {"trace": [None, 2000], "settings": [None, 22],
+                                           "reference": [None, 3, 2000]}
     assert serving["threshold"] == 0.5
     assert serving["unseen_configuration"]["radius"] >= 0.0
 
 
 def test_fresh_python_with_only_tensorflow_scores_a_raw_window(exported, tiny_run):
     trace = raw_window(2000, seed=4)
+    reference = np.stack([raw_window(2000, seed=5 + k) for k in range(3)])  # K = 3 raw windows
     settings = np.array(json.loads((exported / "serving.json").read_text())
                         ["scaling"]["settings"]["center"], dtype=np.float32) + 0.5
     np.save(exported.parent / "window.npy", trace)
+    np.save(exported.parent / "reference.npy", reference)
     np.save(exported.parent / "settings.npy", settings)
     script = textwrap.dedent(f"""
         import json, sys, warnings
@@ -60,14 +65,15 @@ def test_fresh_python_with_only_tensorflow_scores_a_raw_window(exported, tiny_ru
         warnings.simplefilter("ignore")
         trace = np.load({str(exported.parent / 'window.npy')!r})[None]
         settings = np.load({str(exported.parent / 'settings.npy')!r})[None]
+        reference = np.load({str(exported.parent / 'reference.npy')!r})[None]
+        feed = dict(trace=trace, settings=settings, reference=reference)
         m = tf.saved_model.load({str(exported / 'saved_model')!r})
-        out = {{"serve_one": float(m.signatures["serve_one"](trace=tf.constant(trace),
-                                  settings=tf.constant(settings))["score"][0]),
-               "serving_default": float(m.signatures["serving_default"](
-                   trace=tf.constant(trace), settings=tf.constant(settings))["score"][0])}}
+        tensors = {{k: tf.constant(v) for k, v in feed.items()}}
+        out = {{"serve_one": float(m.signatures["serve_one"](**tensors)["score"][0]),
+               "serving_default": float(m.signatures["serving_default"](**tensors)["score"][0])}}
         for name in ("model_float32", "model_int8"):
             it = tf.lite.Interpreter(model_path={str(exported)!r} + "/" + name + ".tflite")
-            res = it.get_signature_runner()(trace=trace, settings=settings)
+            res = it.get_signature_runner()(**feed)
             out[name] = float(list(res.values())[0].reshape(-1)[0])
         ours = [m for m in sys.modules if m.split(".")[0] in
                 ("live", "model", "data_preparation", "enterprise_tools", "training", "parser")]
@@ -80,7 +86,7 @@ def test_fresh_python_with_only_tensorflow_scores_a_raw_window(exported, tiny_ru
     assert done.returncode == 0, done.stderr[-2000:]
     out = json.loads(done.stdout.strip().splitlines()[-1])
     assert out.pop("project_modules") == []
-    expected = _keras_score(tiny_run, trace, settings)
+    expected = _keras_score(tiny_run, trace, settings, reference)
     for name in ("serve_one", "serving_default", "model_float32"):
         assert out[name] == pytest.approx(expected, abs=1e-4), name
     assert out["model_int8"] == pytest.approx(expected, abs=0.05)

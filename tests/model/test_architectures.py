@@ -66,7 +66,8 @@ def test_no_lambda_layers_in_any_model(trained):
 
 
 def test_minipulse_average_and_strided_convs_shorten_10000_samples_to_125_lstm_steps():
-    model = build_model(model_config(**DEFAULT_MODEL), InputSpec(10000, 1, 22))
+    sizes = {**DEFAULT_MODEL, "name": "sns_cnn_lstm"}  # the default sizes, the pulse-alone model
+    model = build_model(model_config(**sizes), InputSpec(10000, 1, 22))
     assert tuple(model.get_layer("minipulse_average").output.shape) == (None, 1000, 1)
     assert tuple(model.get_layer("bilstm").input.shape) == (None, 125, 32)
     # BiLSTM attention summary (2 x 32) beside the mean and max of the 32 conv features
@@ -149,10 +150,13 @@ def test_default_config_from_parser_builds_the_default_model():
     configs = pytest.importorskip("parser.configs")
     config = configs.load_config(None)
     model = compile_model(
-        build_model(config.model, InputSpec(10000, 1, len(config.beam_settings.features))),
+        build_model(config.model, InputSpec(10000, 1, len(config.beam_settings.features),
+                                            config.reference.count)),
         config.model,
         config.train,
     )
-    assert model.name == config.model.name == "sns_cnn_lstm"
-    assert tuple(model.get_layer("bilstm").input.shape) == (None, 125, 32)
+    assert model.name == config.model.name == "sns_reference_cnn_lstm"
+    # pulse, reference median and their difference: 3 x 32 conv features over 125 steps
+    assert tuple(model.get_layer("bilstm").input.shape) == (None, 125, 96)
     assert tuple(model.input["settings"].shape) == (None, 22)
+    assert tuple(model.input["reference"].shape) == (None, 3, 10000, 1)

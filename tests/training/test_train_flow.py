@@ -82,7 +82,8 @@ def test_model_of_record_loads_in_safe_mode(trained):
     import keras
 
     model = keras.saving.load_model(trained[3] / "model.keras", safe_mode=True)
-    assert {t.name.split(":")[0] for t in model.inputs} == {"trace", "settings"}
+    # the default model: the pulse, its reference pulses and the settings
+    assert {t.name.split(":")[0] for t in model.inputs} == {"trace", "settings", "reference"}
 
 
 def test_training_history_has_every_epoch(trained):
