@@ -192,6 +192,11 @@ def watch(run_dir: Path, watched: Path, *, artefact: str = "saved_model",
     ledger_path = session / "ledger.json"
     ledger = (DataLedger.from_dict(json.loads(ledger_path.read_text()))
               if ledger_path.exists() else DataLedger())
+    # ledger.json is written just before state.json: a kill between the two leaves entries of
+    # a file that was not committed and is scored again now, so they would count twice.
+    committed = DataLedger()
+    committed.extend(e for e in ledger.entries if e.path in state["done"])
+    ledger = committed
     if state.get("buffer") and scorer.buffer is not None:
         with np.load(session / state["buffer"], allow_pickle=False) as arrays:
             scorer.buffer.load_arrays(arrays)

@@ -62,9 +62,10 @@ def prepare_run_dir(config: Config, run_dir: Path | None, is_chief: bool) -> Pat
 
 
 # Keys that may differ when a run is resumed: they change where logs, caches and new runs go,
-# how many reader processes run or whether TensorBoard logs, never what is trained.
+# how many reader processes run, whether TensorBoard logs or which port the workers meet on,
+# never what is trained.
 _RESUME_FREE_KEYS = frozenset({"run.name", "run.log_dir", "run.output_dir", "data.workers",
-                               "data.cache_dir", "train.tensorboard"})
+                               "data.cache_dir", "train.tensorboard", "train.port_base"})
 
 
 def check_resume(config: Config, run_dir: Path) -> None:

@@ -149,3 +149,26 @@ def test_kill_9_and_restart_leave_a_complete_alarm_log(exported, tiny_archive, t
 def test_watch_refuses_a_missing_folder(exported, tmp_path):
     with pytest.raises(FileNotFoundError, match="no such folder"):
         watch(exported.parent, tmp_path / "nope")
+
+
+def test_ledger_entries_of_an_uncommitted_file_do_not_count_twice(exported, tiny_archive,
+                                                                   tmp_path):
+    # kill -9 between ledger.json and state.json: the file is scored again on restart, so the
+    # ledger's entries for it from the killed session must not stay beside the new ones.
+    run = exported.parent
+    files = _dcm_files(tiny_archive, 2)
+    incoming = tmp_path / "incoming"
+    incoming.mkdir()
+    shutil.copy(files[0], incoming / files[0].name)
+    first = watch(run, incoming, poll_s=0.05, idle_exit_s=0.3, echo=False)
+    ledger_path = first.session / "ledger.json"
+    ledger = json.loads(ledger_path.read_text())
+    ghost = files[1].name  # ledgered, but its state was never written
+    ledger["entries"].append({"path": ghost, "reason": "no_reference", "count": 5,
+                              "detail": "from a killed session", "scope": "pulse"})
+    ledger_path.write_text(json.dumps(ledger))
+    shutil.copy(files[1], incoming / ghost)
+    watch(run, incoming, poll_s=0.05, idle_exit_s=0.3, echo=False)
+    entries = json.loads(ledger_path.read_text())["entries"]
+    assert not [e for e in entries if e["detail"] == "from a killed session"]
+    assert _accounted(first.session) == _expected_pulses(files)
