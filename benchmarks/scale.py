@@ -20,10 +20,8 @@ import argparse
 import dataclasses
 import json
 import logging
-import os
 import resource
 import shutil
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -31,6 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from benchmarks import stats
+from benchmarks.children import run_cpu_child
 from benchmarks.report import render_table
 
 log = logging.getLogger("beamwatch.benchmarks.scale")
@@ -121,12 +120,8 @@ def _run_child(kind: str, archive: Path, workdir: Path, settings: ScaleSettings)
     command = [sys.executable, "-m", "benchmarks.scale", "--child", kind, "--archive",
                str(archive), "--workdir", str(workdir), "--workers", str(settings.workers),
                "--epochs", str(settings.epochs), "--out", str(out)]
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", CUDA_VISIBLE_DEVICES="-1")
     started = time.perf_counter()
-    done = subprocess.run(command, cwd=Path(__file__).resolve().parent.parent, env=env,
-                          capture_output=True, text=True)
-    if done.returncode != 0:
-        raise RuntimeError(f"scale child {kind} on {archive} failed: {done.stderr[-2000:]}")
+    run_cpu_child(command, f"scale child {kind} on {archive}")
     result = json.loads(out.read_text())
     result["child_wall_seconds"] = time.perf_counter() - started
     result["children_max_rss_mb"] = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024

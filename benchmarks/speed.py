@@ -22,7 +22,6 @@ import json
 import logging
 import os
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
@@ -31,6 +30,7 @@ from pathlib import Path
 import numpy as np
 
 from benchmarks import stats
+from benchmarks.children import run_cpu_child
 from benchmarks.report import render_table
 
 log = logging.getLogger("beamwatch.benchmarks.speed")
@@ -196,14 +196,7 @@ def latency(settings: SpeedSettings, workdir: Path, model_path: Path | None = No
                "--batch-repeats", str(settings.batch_repeats), "--workdir", str(workdir)]
     if model_path is not None and model_path.exists():
         command += ["--model", str(model_path)]
-    pinned = shutil.which("taskset") is not None
-    if pinned:
-        command = ["taskset", "-c", "0", *command]
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", CUDA_VISIBLE_DEVICES="-1")
-    done = subprocess.run(command, cwd=Path(__file__).resolve().parent.parent, env=env,
-                          capture_output=True, text=True)
-    if done.returncode != 0:
-        raise RuntimeError(f"latency child failed ({done.returncode}): {done.stderr[-2000:]}")
+    pinned = run_cpu_child(command, "latency child", pin=True)
     result = json.loads(out_json.read_text())
     result["pinned_with"] = "taskset -c 0" if pinned else "os.sched_setaffinity({0})"
     result["budget_ms"] = PULSE_BUDGET_MS

@@ -22,7 +22,6 @@ import json
 import logging
 import os
 import shutil
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -30,6 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from benchmarks import stats
+from benchmarks.children import run_cpu_child
 from benchmarks.report import render_table
 
 log = logging.getLogger("beamwatch.benchmarks.stream")
@@ -267,14 +267,7 @@ def run(settings: StreamSettings, archive: Path, workdir: Path) -> dict:
                "--run", str(run_dir), "--hours", str(settings.hours),
                "--marks", *[str(m) for m in settings.marks],
                "--path-pulses", str(settings.path_pulses)]
-    pinned = shutil.which("taskset") is not None
-    if pinned:
-        command = ["taskset", "-c", "0", *command]
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", CUDA_VISIBLE_DEVICES="-1")
-    done = subprocess.run(command, cwd=Path(__file__).resolve().parent.parent, env=env,
-                          capture_output=True, text=True)
-    if done.returncode != 0:
-        raise RuntimeError(f"stream child failed ({done.returncode}): {done.stderr[-2000:]}")
+    pinned = run_cpu_child(command, "stream child", pin=True)
     result = json.loads(out_json.read_text())
     metrics = json.loads((run_dir / "metrics.json").read_text())
     test = metrics.get("test") or {}

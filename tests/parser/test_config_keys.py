@@ -36,12 +36,9 @@ ENV_ALLOWED: dict[tuple[str, str], str] = {
         "(SLURM / TF_CONFIG for training); sets TF_CPP_MIN_LOG_LEVEL before TensorFlow loads",
     ("benchmarks/__main__.py", "main"):
         "the benchmarks' entry point: sets TF_CPP_MIN_LOG_LEVEL before TensorFlow loads",
-    ("benchmarks/speed.py", "latency"):
-        "starts the latency child process with the parent's environment plus CPU-only pins",
-    ("benchmarks/stream.py", "run"):  # branch `live`
-        "starts the streaming child process with the parent's environment plus CPU-only pins",
-    ("benchmarks/scale.py", "_run_child"):
-        "starts a scale child process with the parent's environment plus CPU-only pins",
+    ("benchmarks/children.py", "run_cpu_child"):
+        "starts the speed, stream and scale child processes with the parent's environment "
+        "plus CPU-only pins",
     ("benchmarks/device_rolling.py", "run_all"):
         "starts the rolling slices' child processes with the parent's environment plus "
         "no GPU memory preallocation and unbuffered output",
