@@ -268,8 +268,7 @@ def fold_figures(labels, scores, threshold: float, *, target: float, n_boot: int
     return figures
 
 
-def available_models(settings: RollingSettings, samples, data: peers.PeerData) -> tuple[list,
-                                                                                          dict]:
+def available_models(settings: RollingSettings, data: peers.PeerData) -> tuple[list, dict]:
     """(models to run, {model: why skipped}) for this archive and this code base."""
     from model import list_models
 
@@ -310,7 +309,7 @@ def run(archive: Path, workdir: Path, settings: RollingSettings, *, preset: str)
     truth = detection.load_truth(archive)
     edges = detection.strength_edges(truth)
     data = peers.PeerData(samples, config.model.input_pool)
-    models, skipped = available_models(settings, samples, data)
+    models, skipped = available_models(settings, data)
     recalibrate = _recalibration()
     target = config.threshold.target_false_alarm_rate
     rate = config.threshold.pulse_rate_hz

@@ -168,14 +168,7 @@ def _trace_and_settings_model(model_config, spec, name, settings):
     """Trace branch (+ settings branch when `settings` is an Input) -> head -> score."""
     trace = _trace_input(spec)
     features = trace_branch(trace, model_config)
-    inputs = {"trace": trace}
-    if settings is not None:
-        inputs["settings"] = settings
-        features = layers.Concatenate(name="join")(
-            [features, settings_branch(settings, model_config)]
-        )
-    score = classification_head(features, model_config.head_units, model_config.dropout)
-    return keras.Model(inputs=inputs, outputs=score, name=name)
+    return _settings_and_head({"trace": trace}, features, settings, model_config, name)
 
 
 @register_model
@@ -259,9 +252,14 @@ def sns_reference_cnn_lstm(model_config, input_spec: InputSpec) -> keras.Model:
     difference = layers.Subtract(name="reference_difference")([pulse, typical])
     joined = layers.Concatenate(name="pulse_reference_join")([pulse, typical, difference])
     features = sequence_summary(joined, model_config, "trace_summary")
-    inputs = {"trace": trace, "reference": reference}
+    return _settings_and_head({"trace": trace, "reference": reference}, features, settings,
+                              model_config, name)
+
+
+def _settings_and_head(inputs: dict, features, settings, model_config, name: str) -> keras.Model:
+    """Join the settings branch (when `settings` is an Input), then the head -> "score"."""
     if settings is not None:
-        inputs["settings"] = settings
+        inputs = {**inputs, "settings": settings}
         features = layers.Concatenate(name="join")(
             [features, settings_branch(settings, model_config)]
         )

@@ -190,7 +190,7 @@ def test_models_missing_here_are_skipped_with_the_reason():
 
     settings = RollingSettings(neural=("sns_cnn_lstm", "not_a_model", "sns_reference_cnn_lstm"),
                                peers=("logistic_reference", "logistic_regression"))
-    run, skipped = available_models(settings, Samples(), PeerData(Samples(), pool=2))
+    run, skipped = available_models(settings, PeerData(Samples(), pool=2))
     assert run == ["sns_cnn_lstm", "logistic_regression"]
     assert "not a registered model" in skipped["not_a_model"]
     assert "reference" in skipped["logistic_reference"]
