@@ -245,9 +245,11 @@ def fit_multi_worker(model, train_ds, val_ds, *, strategy, worker: WorkerInfo, c
             _save_model(model, best_checkpoint_path(work_dir))
         _reduce_lr_on_plateau(state, model, logs[MONITOR], config, logger)
         state.epoch = epoch + 1
+        # The backup first: history.csv must never list an epoch a resume cannot start after
+        # (a kill between the two used to leave history one epoch ahead of the backup).
+        _write_backup(backup_dir, model, best_weights, state)
         if worker.is_chief:
             write_history_csv(work_dir / "history.csv", state.history)
-        _write_backup(backup_dir, model, best_weights, state)
         epoch_line.on_epoch_end(epoch, logs)
         if state.stopped:
             logger.info("early stopping after epoch %d: no better %s for %d epochs (best %s, "
