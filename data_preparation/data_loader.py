@@ -1,14 +1,17 @@
-"""Pulses from a DCM archive: find the files, extract the windows, cache them, ledger the rest.
+"""Pulses from a DCM archive: extract every file's windows in workers, cache them, ledger the rest.
 
 `load_pulses` walks `data.dataset_loc`, labels each file by its nearest "normal" / "anomal"
-folder, and applies the `get_traces` rules of `enterprise_tools.data_utils` to every file, in
+folder, and applies the `get_traces` rules of `enterprise_tools.trace_windows` to every file, in
 parallel worker processes (started with "forkserver" or "spawn", never "fork", because the
 parent may already hold TensorFlow). Extracted windows, timestamps and skips are cached on disk
 (`data_preparation.trace_cache`), keyed by file path, size, mtime and the extraction
 parameters, so a warm rebuild reads no gzip at all and a changed or added file is re-read alone.
 
 Damaged and non-DCM files are never fatal: they, and every skipped pulse, go to the ledger.
-`load_npz_pulses` reads the other data source, windowed arrays in an `.npz`.
+Neighbours with one job each: `dcm_files` (find and label the files), `pulse_assembly` (join
+the per-file results in time order), `pulse_set` (`PulseSet`) and `npz_source`
+(`load_npz_pulses`, the other data source); their names still import from here. The worker
+half (`_extract`, `_read_file`) stays here beside `load_pulses`, which is its only caller.
 """
 
 from __future__ import annotations
@@ -26,13 +29,21 @@ import threading
 import time
 import zlib
 from concurrent.futures import ProcessPoolExecutor, as_completed
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import NamedTuple
 
 import numpy as np
 from tqdm.auto import tqdm
 
+from data_preparation.dcm_files import (
+    ANOMALY,
+    DATA_SUFFIXES,
+    NORMAL,
+    _kind,
+    _usable_files,
+    find_data_files,
+    folder_label,
+)
 from data_preparation.ledger import (
     CORRUPT_FILE,
     FILE_TOO_LARGE,
@@ -40,115 +51,52 @@ from data_preparation.ledger import (
     NOT_A_DCM_FILE,
     NOT_A_REGULAR_FILE,
     UNLABELLED_FOLDER,
-    UNREADABLE_LINK,
+    UNREADABLE_LINK,  # noqa: F401  (kept importable from this module)
     DataLedger,
 )
+from data_preparation.npz_source import (
+    _npz_references,  # noqa: F401  (kept importable from this module)
+    _npz_settings,  # noqa: F401  (kept importable from this module)
+    load_npz_pulses,
+)
+from data_preparation.pulse_assembly import (
+    _assemble,
+    _files_in_rows,
+    _fill_from_results,  # noqa: F401  (kept importable from this module)
+    _fill_from_store,  # noqa: F401  (kept importable from this module)
+    _store,  # noqa: F401  (kept importable from this module)
+)
+from data_preparation.pulse_set import PulseSet
 from data_preparation.trace_cache import (
     CACHE_FORMAT,
     CacheChecksumError,
     FileKey,
     FileResult,
     TraceCache,
-    TraceStore,
     write_pending,
 )
-from enterprise_tools.data_utils import (
-    HEADER,
-    CorruptFileError,
-    FileTooLargeError,
-    QualityCut,
-    ReadStorage,
-    decompress,
-    get_traces,
-)
+from data_preparation.trace_store import TraceStore
+from enterprise_tools.biet_format import HEADER, CorruptFileError, FileTooLargeError
+from enterprise_tools.biet_reader import ReadStorage, decompress
+from enterprise_tools.trace_windows import QualityCut, get_traces
 
 logger = logging.getLogger(__name__)
 
-DATA_SUFFIXES = (".gz", ".bin")  # ".bin.gz" ends with ".gz"
-NORMAL, ANOMALY = 0, 1
+__all__ = [
+    "ANOMALY",
+    "DATA_SUFFIXES",
+    "NORMAL",
+    "PulseSet",
+    "TraceStore",
+    "cache_folder",
+    "check_window",
+    "find_data_files",
+    "folder_label",
+    "load_npz_pulses",
+    "load_pulses",
+]
 _GZIP_MAGIC = b"\x1f\x8b"
 _FROM_CONFIG = object()  # sentinel: take cache_dir from the config
-
-
-# ----------------------------------------------------------------------------------------------
-# Results
-
-
-@dataclass
-class PulseSet:
-    """The pulses of an archive, sorted by time (stable).
-
-    Attributes:
-        traces: float32 [n, shift] array, or a `TraceStore` reading the cache lazily.
-        timestamp_ns: int64 [n] pulse times (ns since the Unix epoch, UTC).
-        label: int8 [n], 1 for an errant-beam precursor, 0 for a normal pulse.
-        file_index: int32 [n] index into `files`.
-        files: the file table (paths as str).
-        ledger: every skipped file and pulse.
-        settings: float [n, k] settings stored with the pulses (npz source only), else None.
-        settings_names: the k settings names (npz source only).
-        references: float32 [n, K, shift] in-file reference windows (`get_traces`
-            references; a `TraceStore` when streaming), or None when none were asked for.
-        reference_timestamp_ns: int64 [n, K] their times, -1 for empty slots (None with them).
-    """
-
-    traces: np.ndarray | TraceStore
-    timestamp_ns: np.ndarray
-    label: np.ndarray
-    file_index: np.ndarray
-    files: list[str]
-    ledger: DataLedger = field(default_factory=DataLedger)
-    settings: np.ndarray | None = None
-    settings_names: tuple[str, ...] = ()
-    references: np.ndarray | TraceStore | None = None
-    reference_timestamp_ns: np.ndarray | None = None
-
-    def __len__(self) -> int:
-        return int(self.timestamp_ns.size)
-
-
-# ----------------------------------------------------------------------------------------------
-# Finding and labelling files
-
-
-def folder_label(path: Path, root: Path) -> int | None:
-    """Label from the nearest folder whose name holds "anomal" (1) or "normal" (0), else None.
-
-    Folders between `root` and the file count nearest first, then `root`'s own name.
-    """
-    parts = list(path.relative_to(root).parent.parts)[::-1] + [root.name]
-    for part in parts:
-        name = part.lower()
-        if "anomal" in name:
-            return ANOMALY
-        if "normal" in name:
-            return NORMAL
-    return None
-
-
-def find_data_files(
-    root, max_files: int | None = None
-) -> tuple[list[tuple[Path, int]], list[Path]]:
-    """Data files under `root` (sorted by relative path) with their labels, and unlabelled ones.
-
-    `max_files` keeps the first N files of each class.
-    """
-    root = Path(root)
-    found: list[Path] = []
-    for folder, dirs, names in os.walk(root):
-        dirs.sort()
-        found.extend(Path(folder) / n for n in names if n.lower().endswith(DATA_SUFFIXES))
-    found.sort(key=lambda p: p.relative_to(root).as_posix())
-    labelled, unlabelled = [], []
-    per_class = {NORMAL: 0, ANOMALY: 0}
-    for path in found:
-        label = folder_label(path, root)
-        if label is None:
-            unlabelled.append(path)
-        elif max_files is None or per_class[label] < max_files:
-            per_class[label] += 1
-            labelled.append((path, label))
-    return labelled, unlabelled
 
 
 # ----------------------------------------------------------------------------------------------
@@ -248,15 +196,6 @@ def _read_regular(path: str, max_bytes: int) -> _Content:
 
 class _NotRegular(Exception):
     """A path that is not a regular file (FIFO, socket, device, folder)."""
-
-
-def _kind(mode: int) -> str:
-    for test, name in ((stat.S_ISFIFO, "a FIFO"), (stat.S_ISSOCK, "a socket"),
-                       (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
-                       (stat.S_ISDIR, "a folder")):
-        if test(mode):
-            return name
-    return "not a regular file"
 
 
 def _extract(path: str, alarm: int, params: _Extraction) -> FileResult:
@@ -395,27 +334,6 @@ def load_pulses(
     return pulses
 
 
-def _usable_files(files, ledger: DataLedger) -> list[tuple[Path, int]]:
-    """The files that are (links to) regular files; the rest are ledgered, not read.
-
-    A dangling link or a link loop is `unreadable_link`; a FIFO, socket or device that carries
-    a data-file name is `not_a_regular_file` (opening a FIFO would block the reader forever).
-    """
-    usable = []
-    for path, label in files:
-        try:
-            info = os.stat(path)  # follows links: ELOOP / ENOENT for loops and dangling links
-        except OSError as exc:
-            reason = UNREADABLE_LINK if os.path.islink(path) else CORRUPT_FILE
-            ledger.add(path, reason, 0, f"{exc.strerror or exc}", scope="file")
-            continue
-        if not stat.S_ISREG(info.st_mode):
-            ledger.add(path, NOT_A_REGULAR_FILE, 0, _kind(info.st_mode), scope="file")
-            continue
-        usable.append((path, label))
-    return usable
-
-
 def check_window(path: Path, params: _Extraction) -> None:
     """Refuse a window that does not fit the traces of `path` (the first file), naming both.
 
@@ -441,18 +359,6 @@ def check_window(path: Path, params: _Extraction) -> None:
             f"{params.var_id} traces of the first file {path} hold {length} samples; choose a "
             f"window that ends at or before sample {length}."
         )
-
-
-def _files_in_rows(files, results, exc: CacheChecksumError) -> list[str]:
-    """The source files whose cached rows include the damaged rows of `exc.shard`."""
-    name = Path(exc.shard).name
-    damaged = []
-    for (path, _), result in zip(files, results, strict=True):
-        if result.shard == name and result.n:
-            rows = np.arange(result.offset, result.offset + result.n)
-            if np.isin(rows, exc.rows).any():
-                damaged.append(str(path))
-    return damaged
 
 
 def cache_folder(cache_dir, params: _Extraction) -> Path:
@@ -530,191 +436,3 @@ def _pool_context():
     """'forkserver' where available, else 'spawn': never fork a parent that may hold TensorFlow."""
     methods = multiprocessing.get_all_start_methods()
     return multiprocessing.get_context("forkserver" if "forkserver" in methods else "spawn")
-
-
-def _assemble(files, results, params: _Extraction, ledger: DataLedger, stream: bool, cache
-              ) -> PulseSet:
-    """Concatenate the per-file results in time order and ledger their skips."""
-    shift, k = params.shift, params.references
-    for (path, _), result in zip(files, results, strict=True):
-        if result.error is not None:
-            ledger.add(path, result.error[0], 0, result.error[1], scope="file")
-        for reason, detail, scope in result.skips:
-            ledger.add(path, reason, 1 if scope == "pulse" else 0, detail, scope=scope)
-    counts = np.array([r.n for r in results], dtype=np.int64)
-    file_index = np.repeat(np.arange(len(files), dtype=np.int32), counts)
-    label = np.repeat(np.array([lab for _, lab in files], dtype=np.int8), counts)
-    timestamp_ns = np.concatenate([r.timestamps_ns for r in results]).astype(np.int64)
-    order = np.argsort(timestamp_ns, kind="stable")
-    references = reference_stamps = None
-    if cache is None:
-        traces = _fill_from_results(results, counts, order, (shift,))
-        if k:
-            references = _fill_from_results(results, counts, order, (k, shift), "references")
-    else:
-        store = _store(results, counts, shift, cache)
-        traces = store.take(order) if stream else _fill_from_store(store, order)
-        if k:
-            # The references live beside the windows in the same shard rows.
-            refs = TraceStore(store.sources, store.source_index, store.row, shift, slots=k)
-            references = refs.take(order) if stream else _fill_from_store(refs, order)
-    if k:
-        reference_stamps = np.concatenate(
-            [np.full((0, k), -1, np.int64)]
-            + [np.reshape(r.reference_timestamps_ns, (r.n, k)) for r in results if r.n]
-        ).astype(np.int64)[order]
-    return PulseSet(
-        traces=traces,
-        timestamp_ns=timestamp_ns[order],
-        label=label[order],
-        file_index=file_index[order],
-        files=[str(path) for path, _ in files],
-        ledger=ledger,
-        references=references,
-        reference_timestamp_ns=reference_stamps,
-    )
-
-
-def _store(results, counts, shift: int, cache: TraceCache) -> TraceStore:
-    """A TraceStore over the shards, pulses in file order."""
-    shards = sorted({r.shard for r in results if r.n})
-    slot = {name: i for i, name in enumerate(shards)}
-    source = np.repeat([slot.get(r.shard, -1) for r in results], counts).astype(np.int32)
-    starts = np.repeat([r.offset for r in results], counts)
-    within = np.arange(counts.sum()) - np.repeat(np.cumsum(counts) - counts, counts)
-    return TraceStore([str(cache.folder / s) for s in shards], source, starts + within, shift)
-
-
-def _fill_from_store(store: TraceStore, order) -> np.ndarray:
-    """One in-memory array in time order, read shard by shard in storage order."""
-    destination = np.empty(order.size, dtype=np.int64)
-    destination[order] = np.arange(order.size)
-    traces = np.empty(store.shape, dtype=np.float32)
-    rows = max(1, 2**25 // max(1, store.nbytes // max(1, len(store))))  # ~32 MB per read
-    for chunk in np.array_split(np.arange(len(store)), max(1, len(store) // rows)):
-        traces[destination[chunk]] = store.read(chunk)
-    store.close()
-    return traces
-
-
-def _fill_from_results(results, counts, order, item_shape: tuple, attr: str = "traces"
-                       ) -> np.ndarray:
-    """One float32 array in time order from in-memory results (no second full-size copy)."""
-    destination = np.empty(order.size, dtype=np.int64)
-    destination[order] = np.arange(order.size)
-    traces = np.empty((order.size, *item_shape), dtype=np.float32)
-    start = 0
-    for result, count in zip(results, counts, strict=True):
-        if count:
-            traces[destination[start : start + count]] = getattr(result, attr)
-        start += count
-    return traces
-
-
-# ----------------------------------------------------------------------------------------------
-# Windowed arrays (data.source = "npz")
-
-
-def load_npz_pulses(path) -> PulseSet:
-    """Pulses from an `.npz` of windowed arrays (read with `allow_pickle=False`).
-
-    Required: `traces` float [n, L] or [n, L, C], `label` (0/1) [n], `timestamp_ns` int [n].
-    Optional: `settings` float [n, k] with `settings_names` str [k]; `references` float
-    [n, K, L(, C)] with `reference_timestamp_ns` int [n, K] (-1: empty slot), the windows
-    each sample is judged against. Sorted by time on return.
-    """
-    path = Path(path)
-    try:
-        archive = np.load(path, allow_pickle=False)
-    except (OSError, ValueError) as exc:
-        raise ValueError(f"{path}: cannot read as an .npz archive ({exc}).") from exc
-    with archive:
-        missing = [k for k in ("traces", "label", "timestamp_ns") if k not in archive.files]
-        if missing:
-            raise KeyError(
-                f"{path}: missing array(s) {missing}; found {sorted(archive.files)}. Expected "
-                "traces [n, L] or [n, L, C], label [n], timestamp_ns [n]."
-            )
-        try:
-            arrays = {name: archive[name] for name in archive.files}
-        except ValueError as exc:
-            raise ValueError(f"{path}: holds object arrays, which are not allowed ({exc}).") from exc
-    traces, label, stamps = arrays["traces"], arrays["label"], arrays["timestamp_ns"]
-    if traces.ndim not in (2, 3) or not np.issubdtype(traces.dtype, np.number):
-        raise ValueError(
-            f"{path}: traces must be numeric [n, L] or [n, L, C], got {traces.dtype} {traces.shape}."
-        )
-    n = traces.shape[0]
-    for name, array in (("label", label), ("timestamp_ns", stamps)):
-        if array.shape != (n,):
-            raise ValueError(f"{path}: {name} has shape {array.shape}, expected ({n},) like traces.")
-    if not np.issubdtype(stamps.dtype, np.integer):
-        raise ValueError(f"{path}: timestamp_ns must be integers (ns), got {stamps.dtype}.")
-    bad = np.setdiff1d(np.unique(label), [0, 1])
-    if bad.size:
-        raise ValueError(f"{path}: label must be 0 or 1, found {bad.tolist()[:5]}.")
-    settings, names = _npz_settings(path, arrays, n)
-    for name, array in (("traces", traces), ("settings", settings)):
-        if array is not None and n and not np.isfinite(array).all():
-            rows = np.flatnonzero(~np.isfinite(array.reshape(n, -1)).all(axis=1))
-            raise ValueError(
-                f"{path}: {name} of record {int(rows[0])} hold NaN or inf ({rows.size} record(s)); "
-                "expected finite numbers.")
-    references, reference_stamps = _npz_references(path, arrays, traces.shape)
-    if references is not None and n and not np.isfinite(references).all():
-        rows = np.flatnonzero(~np.isfinite(references.reshape(n, -1)).all(axis=1))
-        raise ValueError(f"{path}: references of record {int(rows[0])} hold NaN or inf "
-                         f"({rows.size} record(s)); expected finite numbers.")
-    order = np.argsort(stamps, kind="stable")
-    return PulseSet(
-        traces=traces.astype(np.float32)[order],
-        timestamp_ns=stamps.astype(np.int64)[order],
-        label=label.astype(np.int8)[order],
-        file_index=np.zeros(n, dtype=np.int32),
-        files=[str(path)],
-        ledger=DataLedger(),
-        settings=None if settings is None else settings[order],
-        settings_names=names,
-        references=None if references is None else references[order],
-        reference_timestamp_ns=None if reference_stamps is None else reference_stamps[order],
-    )
-
-
-def _npz_references(path, arrays, shape) -> tuple[np.ndarray | None, np.ndarray | None]:
-    if "references" not in arrays:
-        return None, None
-    references, stamps = arrays["references"], arrays.get("reference_timestamp_ns")
-    n = shape[0]
-    if references.ndim != len(shape) + 1 or references.shape[0] != n or \
-            references.shape[2:] != shape[1:] or not np.issubdtype(references.dtype, np.number):
-        raise ValueError(
-            f"{path}: references must be numeric [n={n}, K, {', '.join(map(str, shape[1:]))}] "
-            f"like traces, got {references.dtype} {references.shape}."
-        )
-    k = references.shape[1]
-    if stamps is None or stamps.shape != (n, k) or not np.issubdtype(stamps.dtype, np.integer):
-        got = "none" if stamps is None else f"{stamps.dtype} {stamps.shape}"
-        raise ValueError(
-            f"{path}: references need reference_timestamp_ns int [n={n}, K={k}] (-1 for an "
-            f"empty slot), got {got}."
-        )
-    return references.astype(np.float32), stamps.astype(np.int64)
-
-
-def _npz_settings(path, arrays, n: int) -> tuple[np.ndarray | None, tuple[str, ...]]:
-    if "settings" not in arrays:
-        return None, ()
-    settings = arrays["settings"]
-    if settings.ndim != 2 or settings.shape[0] != n or not np.issubdtype(settings.dtype, np.number):
-        raise ValueError(
-            f"{path}: settings must be numeric [n={n}, k], got {settings.dtype} {settings.shape}."
-        )
-    k = settings.shape[1]
-    if "settings_names" in arrays:
-        names = arrays["settings_names"]
-        if names.shape != (k,) or names.dtype.kind not in "US":
-            raise ValueError(
-                f"{path}: settings_names must be {k} strings, got {names.dtype} {names.shape}."
-            )
-        return settings.astype(np.float64), tuple(str(x) for x in names.astype(str))
-    raise KeyError(f"{path}: has settings but no settings_names (the {k} column names).")

@@ -1,4 +1,4 @@
-"""The on-disk cache of extracted windows (HDF5), and `TraceStore`, the lazy array over it.
+"""The on-disk cache of extracted windows (HDF5): look files up, pack workers' results, clean up.
 
 Extracting windows means gunzipping and parsing every DCM file; the cache makes that a
 one-time cost. Per set of extraction parameters (a hash of them names the folder):
@@ -31,24 +31,22 @@ Rows of changed files leave dead rows in old shards; when dead rows outnumber li
 shards are compacted into one. Shards no longer referenced are removed (an unknown one only
 once it is an hour old); a pending entry of another build only once its process is gone (same
 host) or it is a week old. Concurrent builds stay correct but may redo each other's work.
+
+Neighbours with one job each: `cache_checksums` (row CRC32s, `CacheChecksumError`),
+`cache_locks` (the folder's locks and pending-entry writers) and `trace_store`
+(`TraceStore`, the lazy array over the shards); their names still import from here.
 """
 
 from __future__ import annotations
 
-import contextlib
 import errno
-import fcntl
 import hashlib
 import json
 import logging
 import os
 import shutil
-import socket
-import threading
 import time
 import uuid
-import zlib
-from collections import OrderedDict
 from collections.abc import Sequence
 from pathlib import Path
 from typing import NamedTuple
@@ -56,56 +54,51 @@ from typing import NamedTuple
 import h5py
 import numpy as np
 
+from data_preparation.cache_checksums import (
+    _SUMS,
+    CacheChecksumError,
+    _verify_rows,
+    mark_damaged,
+    row_checksums,
+)
+from data_preparation.cache_locks import (
+    _READERS,  # noqa: F401  (kept importable from this module)
+    _hold_reader_lock,
+    _host,
+    _locked,
+    _sole_user,
+    _writer_gone,
+    _writer_pid,
+)
+from data_preparation.trace_store import (
+    TraceStore,
+    _as_indices,  # noqa: F401  (kept importable from this module)
+)
 from utils.run_folder import atomic_path
 
 logger = logging.getLogger(__name__)
+
+__all__ = [
+    "CACHE_FORMAT",
+    "CacheChecksumError",
+    "FileKey",
+    "FileResult",
+    "TraceCache",
+    "TraceStore",
+    "mark_damaged",
+    "row_checksums",
+    "write_pending",
+]
 
 CACHE_FORMAT = 3  # bump when the layout or the extraction rules change (3: row checksums)
 _INDEX = "index.h5"
 _PENDING = "pending"
 _LOCK = ".lock"
 _WINDOWS = ("traces", "references")  # the window datasets of a shard (references: K > 0)
-# each window dataset's per-row CRC32 dataset
-_SUMS = {"traces": "crc32", "references": "references_crc32"}
 _STORED = ("traces", "crc32", "references", "references_crc32")
 _STALE_S = 3600  # unreferenced shards older than this are removed
 _PENDING_STALE_S = 7 * 86400  # another host's pending entries older than this are removed
 _FREE_MARGIN_BYTES = 64 << 20  # HDF5 metadata and the index rewrite need some room too
-
-
-class CacheChecksumError(OSError):
-    """Rows of a cache shard whose bytes no longer match the checksum written with them."""
-
-    def __init__(self, shard: str, rows):
-        self.shard = str(shard)
-        self.rows = np.asarray(rows, dtype=np.int64)
-        shown = ", ".join(str(r) for r in self.rows[:5]) + (" ..." if self.rows.size > 5 else "")
-        super().__init__(
-            f"cache shard {self.shard}: {self.rows.size} row(s) fail their CRC32 checksum "
-            f"(rows {shown}); the shard is damaged. Delete the cache folder or rebuild the data set."
-        )
-
-
-def mark_damaged(shard: str | os.PathLike) -> None:
-    """Leave `<shard>.damaged` beside a shard that failed its checksum: the next build treats
-    the shard as gone and re-reads its files (a streamed training cannot rebuild mid-fit)."""
-    try:
-        Path(f"{shard}.damaged").touch()
-    except OSError:
-        pass  # a read-only cache: the error raised still names the shard
-
-
-def row_checksums(traces: np.ndarray) -> np.ndarray:
-    """uint32 [rows]: the CRC32 of each row's float32 bytes (what a shard stores per row)."""
-    block = np.ascontiguousarray(traces, dtype=np.float32)
-    return np.array([zlib.crc32(row.tobytes()) for row in block], dtype=np.uint32)
-
-
-def _verify_rows(shard: str, first_row: int, block: np.ndarray, stored: np.ndarray) -> None:
-    """Raise `CacheChecksumError` when any row of `block` differs from its stored checksum."""
-    bad = np.flatnonzero(row_checksums(block) != np.asarray(stored, dtype=np.uint32))
-    if bad.size:
-        raise CacheChecksumError(shard, bad + first_row)
 
 
 class FileKey(NamedTuple):
@@ -500,248 +493,5 @@ def _check_free_space(folder: Path, needed: int) -> None:
                       f"needed, {free} free); the cache is unchanged. Free space or set "
                       "data.cache_dir elsewhere", str(folder))
 
-
-def _host() -> str:
-    """This machine's name, reduced to characters safe in a file name."""
-    return "".join(c if c.isalnum() else "_" for c in socket.gethostname())[:32] or "host"
-
-
 def _path_hash(key: FileKey) -> str:
     return hashlib.sha1(key.path.encode()).hexdigest()
-
-
-def _writer_pid(entry: Path) -> int | None:
-    """The process id in a pending entry's name (None for another layout)."""
-    try:
-        return int(entry.stem.split("-", 1)[1].rsplit(".", 2)[1])
-    except (IndexError, ValueError):
-        return None
-
-
-def _writer_gone(entry: Path) -> bool:
-    """True when the build that wrote pending `entry` is known to have ended (same host only).
-
-    Entry names are `<sha1>-<host>.<pid>.<random>.h5`; another host's processes cannot be
-    checked, so their entries count as live (removed only when a week old).
-    """
-    try:
-        host, pid, _ = entry.stem.split("-", 1)[1].rsplit(".", 2)
-        pid = int(pid)
-    except ValueError:
-        return True  # an older layout's entry
-    if host != _host():
-        return False
-    if pid == os.getpid():
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return True
-    except PermissionError:
-        return False
-    return False
-
-
-_READERS: dict[str, object] = {}  # cache folder -> open handle holding a shared flock
-
-
-def _hold_reader_lock(folder: Path) -> None:
-    """Mark this process as a user of `folder` until it exits (a shared flock on `.readers`).
-
-    A process that builds from the cache may read its shards for as long as it runs (a
-    streamed training), so nobody else may delete or compact shards meanwhile.
-    """
-    key = str(folder.resolve())
-    if key not in _READERS:
-        handle = open(folder / ".readers", "a+b")  # noqa: SIM115  held for the process lifetime
-        fcntl.flock(handle.fileno(), fcntl.LOCK_SH)
-        _READERS[key] = handle
-
-
-def _sole_user(folder: Path) -> bool:
-    """True when no other process holds `folder`'s reader lock (checked, then back to shared)."""
-    handle = _READERS.get(str(folder.resolve()))
-    if handle is None:
-        return False
-    # Called only under the folder's commit lock, so no two processes convert at once. A
-    # failed conversion drops the shared lock on Linux; take it again before returning.
-    try:
-        fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-        sole = True
-    except BlockingIOError:
-        sole = False
-    fcntl.flock(handle.fileno(), fcntl.LOCK_SH)
-    return sole
-
-
-@contextlib.contextmanager
-def _locked(path: Path):
-    """An exclusive `flock` on `path` for the duration (released when the process dies)."""
-    with open(path, "a+b") as handle:
-        fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
-
-
-# ----------------------------------------------------------------------------------------------
-# Lazy reading
-
-
-class TraceStore:
-    """Lazy, read-only `[n, shift]` float32 array over cache entries (HDF5 files).
-
-    Pulse `i` is row `row[i]` of the `traces` dataset in `sources[source_index[i]]`. Indexing
-    with an int, a slice or an index array reads only those rows, grouped per file, through a
-    small LRU of open files; it is thread-safe, so a `tf.data` generator can use it.
-    With `slots=K` it reads the `references` dataset instead: a `[n, K, shift]` array.
-    """
-
-    def __init__(
-        self,
-        sources: Sequence[str],
-        source_index,
-        row,
-        shift: int,
-        max_open: int = 16,
-        slots: int = 0,
-    ):
-        self.sources = [str(s) for s in sources]
-        self.source_index = np.asarray(source_index, dtype=np.int32)
-        self.row = np.asarray(row, dtype=np.int64)
-        if self.source_index.shape != self.row.shape or self.row.ndim != 1:
-            raise ValueError("TraceStore: source_index and row must be 1-D and the same length.")
-        self.shift = int(shift)
-        self.max_open = int(max_open)
-        self.slots = int(slots)
-        self.dataset = "references" if self.slots else "traces"
-        self.item_shape = (self.slots, self.shift) if self.slots else (self.shift,)
-        self._open: OrderedDict[int, h5py.File] = OrderedDict()
-        self._lock = threading.Lock()
-
-    dtype = np.dtype(np.float32)
-
-    def __len__(self) -> int:
-        return int(self.row.size)
-
-    @property
-    def ndim(self) -> int:
-        return 1 + len(self.item_shape)
-
-    @property
-    def shape(self) -> tuple[int, ...]:
-        return (len(self), *self.item_shape)
-
-    @property
-    def nbytes(self) -> int:
-        """Bytes the traces would take in memory."""
-        return len(self) * int(np.prod(self.item_shape)) * 4
-
-    def take(self, indices) -> TraceStore:
-        """A store of the pulses at `indices` (same files, nothing read)."""
-        indices = _as_indices(indices, len(self))
-        return TraceStore(
-            self.sources, self.source_index[indices], self.row[indices], self.shift, self.max_open,
-            self.slots,
-        )
-
-    def __getitem__(self, key) -> np.ndarray:
-        if isinstance(key, (int, np.integer)):
-            return self.read(np.array([key]))[0]
-        return self.read(key)
-
-    def read(self, indices) -> np.ndarray:
-        """float32 [m, shift] (or [m, K, shift]): the traces at `indices`, in that order."""
-        indices = _as_indices(indices, len(self))
-        out = np.empty((indices.size, *self.item_shape), dtype=np.float32)
-        if indices.size == 0:
-            return out
-        src = self.source_index[indices]
-        order = np.argsort(src, kind="stable")
-        cuts = np.flatnonzero(np.diff(src[order])) + 1
-        with self._lock:
-            for positions in np.split(order, cuts):
-                source = int(src[positions[0]])
-                handle = self._file(source)
-                dataset, sums = handle[self.dataset], handle[_SUMS[self.dataset]]
-                rows, inverse = np.unique(self.row[indices[positions]], return_inverse=True)
-                if rows[-1] - rows[0] + 1 <= 2 * rows.size:  # dense: one contiguous read
-                    block = dataset[rows[0] : rows[-1] + 1][rows - rows[0]]
-                    crc = sums[rows[0] : rows[-1] + 1][rows - rows[0]]
-                else:
-                    block, crc = dataset[rows], sums[rows]
-                bad = np.flatnonzero(row_checksums(block) != crc)
-                if bad.size:
-                    mark_damaged(self.sources[source])
-                    raise CacheChecksumError(self.sources[source], rows[bad])
-                out[positions] = block[inverse]
-        return out
-
-    def to_array(self, chunk: int = 1024) -> np.ndarray:
-        """All traces in memory."""
-        out = np.empty(self.shape, dtype=np.float32)
-        for start in range(0, len(self), chunk):
-            stop = min(start + chunk, len(self))
-            out[start:stop] = self.read(np.arange(start, stop))
-        return out
-
-    def __array__(self, dtype=None, copy=None) -> np.ndarray:
-        array = self.to_array()
-        return array if dtype is None else array.astype(dtype)
-
-    def _file(self, source: int) -> h5py.File:
-        handle = self._open.get(source)
-        if handle is not None:
-            self._open.move_to_end(source)
-            return handle
-        path = self.sources[source]
-        try:
-            handle = h5py.File(path, "r")
-        except OSError as exc:
-            raise OSError(
-                f"TraceStore: cannot open cache entry {path} ({exc}); was the cache cleared "
-                "while the store was in use? Rebuild the data set."
-            ) from exc
-        self._open[source] = handle
-        while len(self._open) > self.max_open:
-            _, oldest = self._open.popitem(last=False)
-            oldest.close()
-        return handle
-
-    def close(self) -> None:
-        """Close the open HDF5 files (they reopen on the next read)."""
-        with self._lock:
-            while self._open:
-                self._open.popitem()[1].close()
-
-    def __getstate__(self) -> dict:
-        state = self.__dict__.copy()
-        state["_open"] = OrderedDict()
-        del state["_lock"]
-        return state
-
-    def __setstate__(self, state: dict) -> None:
-        self.__dict__.update(state)
-        self._lock = threading.Lock()
-
-    def __repr__(self) -> str:
-        return f"TraceStore(shape={self.shape}, files={len(self.sources)})"
-
-
-def _as_indices(key, n: int) -> np.ndarray:
-    if isinstance(key, slice):
-        return np.arange(n)[key]
-    key = np.asarray(key)
-    if key.dtype == bool:
-        if key.shape != (n,):
-            raise IndexError(f"boolean index of shape {key.shape} for {n} traces")
-        return np.flatnonzero(key)
-    if key.ndim != 1 or not np.issubdtype(key.dtype, np.integer):
-        raise IndexError(f"index must be a slice or a 1-D integer array, got {key.dtype} {key.shape}")
-    key = key.astype(np.int64)
-    if key.size and (key.min() < -n or key.max() >= n):
-        raise IndexError(f"index out of range for {n} traces")
-    return np.where(key < 0, key + n, key)
-
-
