@@ -1,0 +1,416 @@
+"""The config schema: one frozen dataclass per `configs/default.yaml` section, and `Config`.
+
+Keys, defaults and order are exactly those of `configs/default.yaml`; the checks live in
+`parser.validation` (each section validates itself when constructed).
+"""
+
+from __future__ import annotations
+
+import types
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import ClassVar
+
+from enterprise_tools.sns_pvs import ERRANT_BEAM_PVS
+from parser.validation import ConfigError, Problem, _option, _Section, _show
+
+__all__ = [
+    "AugmentConfig",
+    "BPMDataConfig",
+    "Config",
+    "DCMDataConfig",
+    "FeaturesConfig",
+    "ModelConfig",
+    "ReferenceConfig",
+    "RunConfig",
+    "ScalingConfig",
+    "SECTION_CLASSES",
+    "SOURCES",
+    "SessionsConfig",
+    "SplitConfig",
+    "TextConfig",
+    "ThresholdConfig",
+    "TrainConfig",
+    "WindowsConfig",
+]
+
+
+# --------------------------------------------------------------------------------------------
+# Sections (keys, defaults and order exactly as in configs/default.yaml)
+
+_SCALERS = ("robust", "standard", "minmax", "none")
+
+_SNS_FEATURES = ERRANT_BEAM_PVS
+
+# The names of data_preparation.sources.SOURCES (the parser imports nothing from the project;
+# tests/data_preparation/test_sources.py checks the two lists agree).
+SOURCES = ("sns_dcm", "npz", "sessions", "features", "text")
+
+
+@dataclass(frozen=True)
+class RunConfig(_Section):
+    """``run``: naming, output folders and seeding of a run."""
+
+    section: ClassVar[str] = "run"
+
+    name: str = "demo"  # run folder suffix: runs/<YYYYmmdd-HHMMSS>-<name>/
+    output_dir: str = _option("runs", path=True)
+    log_dir: str = _option("logs", path=True)
+    seed: int = _option(42, ge=0, le=2**32 - 1)  # NumPy seeds must fit in 32 bits
+    deterministic: bool = False
+    demo_archive: bool = True
+
+    def _cross_check(self) -> list[tuple[str, str]]:
+        if any(c in self.name for c in "/\\") or self.name in (".", ".."):
+            return [("name", f"received {self.name!r}; expected a folder-name suffix "
+                             "without '/' or '\\'")]
+        return []
+
+
+@dataclass(frozen=True)
+class DCMDataConfig(_Section):
+    """``data``: where the DCM waveform files are and how pulses are cut from them."""
+
+    section: ClassVar[str] = "data"
+
+    source: str = _option("sns_dcm", choices=SOURCES)
+    dataset_loc: str = _option("data/demo/dcm", path=True)
+    var_id: str = "Trace2"
+    begin: int = _option(3000, ge=0)
+    shift: int = _option(10000, gt=0)
+    alarm: int = _option(48, ge=-1, le=2**32 - 1)  # -1: any non-zero alarm
+    bwidth_cut: float = _option(900.0, ge=0)  # microseconds
+    quality_cut: bool = False
+    quality_min_peaks: int = _option(100, ge=0)
+    quality_min_median: float = 0.02
+    quality_max_q1: float = 0.0075
+    workers: int = _option(0, ge=0)  # 0: all cores
+    cache_dir: str | None = _option(".cache/beamwatch", path=True)
+    max_files: int | None = _option(None, ge=1)
+    max_file_mb: int = _option(512, ge=1)  # larger DCM files (on disk or gunzipped) are ledgered
+
+    def _cross_check(self) -> list[tuple[str, str]]:
+        if self.alarm == 0:
+            return [("alarm", "received 0 (int); expected -1 (any alarm) or a positive "
+                              "alarm code such as 48 (0 marks normal pulses)")]
+        return []
+
+
+@dataclass(frozen=True)
+class BPMDataConfig(_Section):
+    """``beam_settings``: the beam-settings PV archive, the PVs fed to the model, the filter.
+
+    ``production_filter`` is a tuple of ``(pv, minimum)`` pairs; ``dict()`` of it is the mapping.
+    """
+
+    section: ClassVar[str] = "beam_settings"
+
+    use: bool = True
+    data_location: str = _option("data/demo/beam_settings", path=True)
+    features: tuple[str, ...] = _option(_SNS_FEATURES, unique=True)
+    production_filter: tuple[tuple[str, float], ...] = _option(
+        (("ICS_Tim:Gate_BeamOn:RR", 59.9), ("ICS_Tim:Chop_Flavor1:BeamOn", 850.0)),
+        unique=True,
+        mapping=True,
+    )
+    group_tolerance: float = _option(1.0e-6, ge=0)
+    max_settings_age_s: float | None = _option(86400.0, gt=0)  # None: no limit
+
+    def _cross_check(self) -> list[tuple[str, str]]:
+        if self.use and not self.features:
+            return [("features", "received an empty list; expected at least one PV while "
+                                 "beam_settings.use is true (set use: false for trace-only)")]
+        return []
+
+
+@dataclass(frozen=True)
+class SplitConfig(_Section):
+    """``split``: how pulses are divided into training, validation and test parts."""
+
+    section: ClassVar[str] = "split"
+
+    method: str = _option(
+        "time", choices=("time", "config_group", "stratified_random", "group", "predefined")
+    )
+    train_fraction: float = _option(0.70, gt=0, lt=1)
+    val_fraction: float = _option(0.15, gt=0, lt=1)
+    gap_seconds: float = _option(0.0, ge=0)
+
+    def _cross_check(self) -> list[tuple[str, str]]:
+        total = self.train_fraction + self.val_fraction
+        if total >= 1:
+            return [("val_fraction", f"train_fraction + val_fraction is {total:g}; expected "
+                                     "below 1 so that a test part remains")]
+        return []
+
+
+@dataclass(frozen=True)
+class ScalingConfig(_Section):
+    """``scaling``: scalers fitted on the training part, and class-imbalance handling."""
+
+    section: ClassVar[str] = "scaling"
+
+    trace_scaler: str = _option("robust", choices=_SCALERS)
+    settings_scaler: str = _option("minmax", choices=_SCALERS)
+    imbalance: str = _option(
+        "class_weight", choices=("class_weight", "smote", "undersample", "none")
+    )
+    smote_ratio: float = _option(0.6, gt=0, le=1)
+    undersample_ratio: float = _option(0.5, gt=0, le=1)
+
+
+@dataclass(frozen=True)
+class ModelConfig(_Section):
+    """``model``: which registered architecture to build and its sizes.
+
+    ``name`` is not checked against the model registry here (the parser imports nothing from
+    the project); ``model.build_model`` reports an unknown name, and ``model.compile_model``
+    refuses ``loss: contrastive`` for a model whose score is not a distance.
+    """
+
+    section: ClassVar[str] = "model"
+
+    # The default compares each pulse with its reference pulses (docs/benchmarks.md, "Choosing
+    # the default model").
+    name: str = "sns_reference_cnn_lstm"
+    per_trace: bool = False
+    input_pool: int = _option(10, ge=1)
+    conv_filters: tuple[int, ...] = _option((16, 32, 32), ge=1)
+    conv_kernels: tuple[int, ...] = _option((7, 5, 5), ge=1)
+    conv_strides: tuple[int, ...] = _option((2, 2, 2), ge=1)
+    lstm_units: int = _option(32, ge=1)
+    bidirectional: bool = True
+    attention: bool = True
+    global_pooling: bool = True
+    settings_units: tuple[int, ...] = _option((32,), ge=1)
+    head_units: tuple[int, ...] = _option((32,), ge=1)
+    dropout: float = _option(0.2, ge=0, lt=1)
+    loss: str = _option("bce", choices=("bce", "focal", "contrastive"))
+    focal_alpha: float = _option(0.25, gt=0, lt=1)
+    focal_gamma: float = _option(2.0, ge=0)
+    # The reference models (sns_reference_cnn_lstm, sns_conditional_siamese):
+    use_settings: bool = True
+    reference_reduce: str = _option("median", choices=("median", "mean"))
+    raw_difference: bool = False
+    siamese_filters: tuple[int, ...] = _option((16, 32, 64, 128), ge=1)
+    siamese_kernel: int = _option(5, ge=1)
+    embedding_units: int = _option(32, ge=1)
+    # Unit-length embeddings are at most 2 apart, so a larger margin could never be met.
+    contrastive_margin: float = _option(1.0, gt=0, le=2)
+    # model/zoo.py (sessions, windows, features, text jobs)
+    lstm_layers: int = _option(2, ge=1)
+    pool_size: int = _option(2, ge=1)
+    embedding_dim: int = _option(128, ge=1)
+
+    def _cross_check(self) -> list[tuple[str, str]]:
+        lengths = (len(self.conv_filters), len(self.conv_kernels), len(self.conv_strides))
+        if len(set(lengths)) > 1:
+            return [("conv_kernels", "conv_filters, conv_kernels and conv_strides have "
+                                     f"{lengths[0]}, {lengths[1]} and {lengths[2]} items; "
+                                     "expected one item per Conv1D block in each")]
+        return []
+
+
+@dataclass(frozen=True)
+class TrainConfig(_Section):
+    """``train``: optimiser, callbacks, data streaming and distribution strategy.
+
+    ``streaming`` is normalised to ``"auto"``, ``"true"`` or ``"false"``.
+    """
+
+    section: ClassVar[str] = "train"
+
+    epochs: int = _option(15, ge=1)
+    batch_size: int = _option(32, ge=1)  # per replica
+    optimizer: str = _option("adam", choices=("adam", "sgd"))
+    learning_rate: float = _option(0.001, gt=0)
+    momentum: float = _option(0.9, ge=0, lt=1)
+    early_stopping_patience: int = _option(5, ge=0)
+    reduce_lr_patience: int = _option(2, ge=0)
+    reduce_lr_factor: float = _option(0.5, gt=0, lt=1)
+    min_learning_rate: float = _option(1.0e-5, ge=0)
+    tensorboard: bool = True
+    streaming: str = _option("auto", choices=("auto", "true", "false"))
+    streaming_threshold_mb: int = _option(2048, ge=0)
+    distribute: str = _option("none", choices=("none", "auto", "mirrored", "multi_worker"))
+    mixed_precision: bool = False
+    port_base: int = _option(8888, ge=1024, le=65535)
+    gpus_per_node: int | None = _option(None, ge=1)
+    gpus_per_task: int | None = _option(None, ge=1)
+
+    def _prepare(self) -> None:
+        if isinstance(self.streaming, bool):  # YAML reads `streaming: true` as a bool
+            object.__setattr__(self, "streaming", "true" if self.streaming else "false")
+
+    def _cross_check(self) -> list[tuple[str, str]]:
+        if self.min_learning_rate > self.learning_rate:
+            return [("min_learning_rate", f"received {self.min_learning_rate:g}; expected at "
+                                          f"most learning_rate ({self.learning_rate:g})")]
+        return []
+
+
+@dataclass(frozen=True)
+class ThresholdConfig(_Section):
+    """``threshold``: the operating point chosen on the validation part."""
+
+    section: ClassVar[str] = "threshold"
+
+    operating_point: str = _option(
+        "target_false_alarm_rate", choices=("target_false_alarm_rate", "best_f1")
+    )
+    target_false_alarm_rate: float = _option(0.01, gt=0, lt=1)
+    pulse_rate_hz: float = _option(60.0, gt=0)
+    # Test flow: also run the online recalibration (analysis.recalibration) from the validation
+    # threshold over the evaluated pulses in time order; reported beside the fixed threshold.
+    online: bool = True
+    online_step: float = _option(0.2, gt=0, le=5)  # logit units per update
+
+
+@dataclass(frozen=True)
+class ReferenceConfig(_Section):
+    """``reference``: earlier pulses of the same configuration a pulse is judged against.
+
+    ``count`` 0 turns references off. A sample first takes the pulses just before it in its
+    own file, then the most recent earlier normal samples of its configuration group within
+    ``window_s``; with fewer than ``min_count`` it is ledgered ``no_reference`` (``missing:
+    skip``) or stands in as its own reference (``missing: self``).
+    """
+
+    section: ClassVar[str] = "reference"
+
+    count: int = _option(3, ge=0)
+    window_s: float = _option(3600.0, gt=0)
+    min_count: int = _option(1, ge=1)
+    missing: str = _option("skip", choices=("skip", "self"))
+
+    def _cross_check(self) -> list[tuple[str, str]]:
+        if self.count and self.min_count > self.count:
+            return [("min_count", f"received {self.min_count}; expected at most count "
+                                  f"({self.count})")]
+        return []
+
+
+@dataclass(frozen=True)
+class SessionsConfig(_Section):
+    """``sessions``: one .csv/.xlsx file per session (data.source = sessions).
+
+    ``norms`` items read ``"A=acc_x,acc_y,acc_z"``: a channel A = sqrt(x^2 + y^2 + z^2).
+    """
+
+    section: ClassVar[str] = "sessions"
+
+    time_column: str = "timestamp"
+    channels: tuple[str, ...] = _option((), unique=True)
+    norms: tuple[str, ...] = _option((), unique=True)
+    keep_norm_components: bool = False
+    expected_columns: tuple[str, ...] = _option((), unique=True)
+    max_missing_columns: int = _option(3, ge=0)
+    length: int | None = _option(None, ge=2)
+    labels_file: str = _option("labels.csv", path=True)
+
+    def _cross_check(self) -> list[tuple[str, str]]:
+        for item in self.norms:
+            name, sep, parts = item.partition("=")
+            if not sep or not name.strip() or len([p for p in parts.split(",") if p.strip()]) < 2:
+                return [("norms", f"received {item!r}; expected 'NAME=col_x,col_y,col_z' "
+                                  "(two or more columns)")]
+        return []
+
+
+@dataclass(frozen=True)
+class WindowsConfig(_Section):
+    """``windows``: windowed arrays in one .npz (data.source = npz)."""
+
+    section: ClassVar[str] = "windows"
+
+    x_key: str = "X"
+    y_key: str = "y"
+
+
+@dataclass(frozen=True)
+class FeaturesConfig(_Section):
+    """``features``: one row per sample in a .csv/.parquet table (data.source = features)."""
+
+    section: ClassVar[str] = "features"
+
+    label_column: str = "label"
+    feature_columns: tuple[str, ...] = _option((), unique=True)
+    split_column: str = "split"
+    group_column: str | None = None
+
+
+@dataclass(frozen=True)
+class TextConfig(_Section):
+    """``text``: a .csv of texts and labels (data.source = text)."""
+
+    section: ClassVar[str] = "text"
+
+    text_column: str = "text"
+    label_column: str = "label"
+    split_column: str = "split"
+    max_tokens: int = _option(20000, ge=3)
+    max_length: int = _option(200, ge=1)
+    standardize: str = _option(
+        "lower_and_strip_punctuation",
+        choices=("lower_and_strip_punctuation", "lower", "strip_punctuation"),
+    )
+
+
+@dataclass(frozen=True)
+class AugmentConfig(_Section):
+    """``augment``: random changes to training sequences, drawn afresh each epoch."""
+
+    section: ClassVar[str] = "augment"
+
+    enabled: bool = False
+    time_warp: float = _option(0.1, ge=0, lt=1)
+    noise_std: float = _option(0.05, ge=0)
+    feature_dropout: float = _option(0.1, ge=0, lt=1)
+
+
+SECTION_CLASSES: Mapping[str, type] = types.MappingProxyType({
+    "run": RunConfig,
+    "data": DCMDataConfig,
+    "beam_settings": BPMDataConfig,
+    "split": SplitConfig,
+    "scaling": ScalingConfig,
+    "model": ModelConfig,
+    "train": TrainConfig,
+    "threshold": ThresholdConfig,
+    "reference": ReferenceConfig,
+    "sessions": SessionsConfig,
+    "windows": WindowsConfig,
+    "features": FeaturesConfig,
+    "text": TextConfig,
+    "augment": AugmentConfig,
+})
+
+
+@dataclass(frozen=True)
+class Config:
+    """The whole configuration: one section dataclass per ``configs/default.yaml`` section."""
+
+    run: RunConfig = field(default_factory=RunConfig)
+    data: DCMDataConfig = field(default_factory=DCMDataConfig)
+    beam_settings: BPMDataConfig = field(default_factory=BPMDataConfig)
+    split: SplitConfig = field(default_factory=SplitConfig)
+    scaling: ScalingConfig = field(default_factory=ScalingConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    threshold: ThresholdConfig = field(default_factory=ThresholdConfig)
+    reference: ReferenceConfig = field(default_factory=ReferenceConfig)
+    sessions: SessionsConfig = field(default_factory=SessionsConfig)
+    windows: WindowsConfig = field(default_factory=WindowsConfig)
+    features: FeaturesConfig = field(default_factory=FeaturesConfig)
+    text: TextConfig = field(default_factory=TextConfig)
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+
+    def __post_init__(self) -> None:
+        problems = [
+            Problem(name, f"received {_show(getattr(self, name))}; expected a {cls.__name__}")
+            for name, cls in SECTION_CLASSES.items()
+            if not isinstance(getattr(self, name), cls)
+        ]
+        if problems:
+            raise ConfigError(problems)
+
