@@ -250,21 +250,7 @@ def sns_reference_cnn_lstm(model_config, input_spec: InputSpec) -> keras.Model:
         references
     )
     difference = layers.Subtract(name="reference_difference")([pulse, typical])
-    parts = [pulse, typical, difference]
-    if model_config.raw_difference:
-        # The pulse minus the median reference, sample by sample, before any nonlinearity:
-        # the configuration's own shape cancels exactly, and what is left (a ramp, a burst)
-        # gets its own front end. Same strides, so its steps line up with the others.
-        raw_typical = ReferenceReduction(model_config.reference_reduce,
-                                         name="raw_reference_reduce")(reference)
-        raw = layers.Subtract(name="raw_difference")([trace, raw_typical])
-        difference_input = keras.Input((input_spec.trace_length, input_spec.n_channels),
-                                       name="difference")
-        difference_encoder = keras.Model(
-            difference_input, conv_front_end(difference_input, model_config),
-            name="difference_encoder")
-        parts.append(difference_encoder(raw))
-    joined = layers.Concatenate(name="pulse_reference_join")(parts)
+    joined = layers.Concatenate(name="pulse_reference_join")([pulse, typical, difference])
     features = sequence_summary(joined, model_config, "trace_summary")
     return _settings_and_head({"trace": trace, "reference": reference}, features, settings,
                               model_config, name)

@@ -191,7 +191,6 @@ class ModelConfig(_Section):
     # The reference models (sns_reference_cnn_lstm, sns_conditional_siamese):
     use_settings: bool = True
     reference_reduce: str = _option("median", choices=("median", "mean"))
-    raw_difference: bool = False
     siamese_filters: tuple[int, ...] = _option((16, 32, 64, 128), ge=1)
     siamese_kernel: int = _option(5, ge=1)
     embedding_units: int = _option(32, ge=1)
