@@ -399,6 +399,25 @@ def test_samples(run_dir: Path, *, data_dir: Path | None = None, part: str | Non
     return TestResult(out_dir, metrics, part)
 
 
+def run_predict_flow(config: Config, *, run_dir: Path | None, files: list[Path],
+                     output: Path | None = None, quiet: bool = False,
+                     debug: bool = False) -> Path:
+    """`driver.py --predict FILE...`: logs, the run (given, or the newest under
+    run.output_dir), which must be a samples run, then `predict_files`."""
+    from utils.logs import setup_logging
+    from utils.run_folder import newest_run
+
+    logger = setup_logging(Path(config.run.log_dir), "test", quiet=quiet, debug=debug)
+    run_dir = Path(run_dir) if run_dir is not None else newest_run(Path(config.run.output_dir))
+    if not is_samples_run(run_dir):
+        raise FileNotFoundError(
+            f"{run_dir} is not a finished sessions/npz/features/text run (no "
+            "preprocessing.json); score new SNS archives with --test --run DIR --data DIR")
+    path = predict_files(run_dir, [str(f) for f in files], output)
+    logger.info("predictions: %s", path)
+    return path
+
+
 def predict_files(run_dir: Path, files: list[str], output: Path | None = None) -> Path:
     """Score new files with a trained run: a CSV of id, predicted class and its probability."""
     run_dir = Path(run_dir)
@@ -427,5 +446,5 @@ def predict_files(run_dir: Path, files: list[str], output: Path | None = None) -
     return output
 
 
-__all__ = ["PARTS", "is_samples_run", "predict_files", "render_train_report", "test_samples",
-           "train_samples"]
+__all__ = ["PARTS", "is_samples_run", "predict_files", "render_train_report", "run_predict_flow",
+           "test_samples", "train_samples"]
