@@ -179,19 +179,19 @@ def main(argv: list[str] | None = None, env: dict[str, str] | None = None) -> in
 def _run(args, config, env: dict[str, str], prefix: str) -> int:
     """One flow per verb, in order: train, test (the run just trained), export/watch."""
     flags = dict(quiet=args.quiet, debug=args.debug, prefix=prefix)
-    run_dir = args.run
+    run_dir, scored = args.run, None
     if args.train:
         from training.train import run_train_flow
 
         trained = run_train_flow(config, run_dir=run_dir, env=env, **flags)
         if trained is None:  # a non-chief worker: the chief tests the run
             return EXIT_OK
-        run_dir = trained.run_dir
-    if args.test:
+        run_dir, scored = trained.run_dir, trained.scored
+    if args.test:  # the parts the train flow just scored are not scored again
         from testing.test import run_test_flow
 
         run_test_flow(config, run_dir=run_dir, data_dir=args.data, part=args.part,
-                      allow_stale_settings=args.allow_stale_settings, **flags)
+                      allow_stale_settings=args.allow_stale_settings, scored=scored, **flags)
     if args.export or args.watch is not None:
         from live.cli import run_live
 

@@ -39,6 +39,7 @@ from utils.status import COMPLETE, describe, newest_complete_run, read_status, r
 log = logging.getLogger("beamwatch.test")
 
 PARTS = ("train", "val", "test", "all")
+SCORE_BATCH = 256  # scoring batch (the train flow's too, so its scores can be reused)
 
 
 class RunFolderError(FileNotFoundError):
@@ -130,9 +131,14 @@ def run_test_flow(
     quiet: bool = False,
     debug: bool = False,
     prefix: str = "",
+    scored: outputs.ScoredParts | None = None,
 ) -> TestResult:
     """`driver.py --test`: logs, the run (given, or the newest complete one under
-    run.output_dir), a warning when it did not finish training, then `test`."""
+    run.output_dir), a warning when it did not finish training, then `test`.
+
+    `scored`: the train flow's in-memory scores of this run's validation and test parts (plain
+    `driver.py` trains, then tests): the part asked is then not scored a second time.
+    """
     logger = start_logging(Path(config.run.log_dir), "test", quiet=quiet, debug=debug,
                            prefix=prefix)
     if run_dir is None:
@@ -141,8 +147,8 @@ def run_test_flow(
     if run_dir.is_dir():
         add_run_log(run_dir, "test", debug=debug, prefix=prefix)
     _warn_if_incomplete(run_dir, logger)
-    result = test(run_dir, data_dir=data_dir, part=part, progress=not quiet,
-                  allow_stale_settings=allow_stale_settings)
+    result = _test(run_dir, data_dir=data_dir, part=part, progress=not quiet,
+                   allow_stale_settings=allow_stale_settings, scored=scored)
     logger.info("test done: %s", result.out_dir)
     return result
 
@@ -165,6 +171,14 @@ def _warn_if_incomplete(run_dir: Path, logger: logging.Logger) -> None:
                        "Finish it with: %s", run_dir, describe(status), resume_command(run_dir))
 
 
+def _reusable(scored: outputs.ScoredParts | None, run_dir: Path, part: str):
+    """(samples, indices, scores) of `part` from the train flow, or None to score here."""
+    if (scored is None or part not in scored.parts or scored.batch_size != SCORE_BATCH
+            or Path(scored.run_dir).resolve() != Path(run_dir).resolve()):
+        return None
+    return scored.samples, scored.parts[part], scored.scores[part]
+
+
 def resolve_data_dir(data_dir: Path) -> tuple[Path, Path | None]:
     """An archive root (dcm/ + beam_settings/) or a DCM dataset root -> (dcm root, settings)."""
     data_dir = Path(data_dir)
@@ -183,6 +197,14 @@ def test(run_dir: Path, *, data_dir: Path | None = None, part: str | None = None
     With `data_dir`, pulses later than the settings history used (plus
     beam_settings.max_settings_age_s) refuse the test unless `allow_stale_settings`.
     """
+    return _test(run_dir, data_dir=data_dir, part=part, progress=progress,
+                 allow_stale_settings=allow_stale_settings)
+
+
+def _test(run_dir: Path, *, data_dir: Path | None, part: str | None, progress: bool,
+          allow_stale_settings: bool, scored: outputs.ScoredParts | None = None) -> TestResult:
+    """`test`, reusing `scored` (the train flow's in-memory scores of this run's own parts)
+    for the part asked when they were made in this flow's batches."""
     from data_preparation.data_scaling import split_indices
     from data_preparation.pipeline import prepare_samples
     from training.dataset import make_dataset
@@ -195,14 +217,20 @@ def test(run_dir: Path, *, data_dir: Path | None = None, part: str | None = None
     if part is not None and part not in PARTS:
         raise ValueError(f"part={part!r}: expected one of {', '.join(PARTS)}")
 
+    scores = None
     if data_dir is None:
-        samples = prepare_samples(config, progress=progress)
-        parts = split_indices(samples.timestamp_ns, samples.label, samples.group, config.split,
-                              seed=config.run.seed, acquisition=samples.acquisition)
-        parts.pop("dropped", None)
         part = part or "test"
-        parts["all"] = np.arange(len(samples.label))
-        idx = parts[part]
+        reused = _reusable(scored, run_dir, part)
+        if reused is not None:  # the same pulses, model and batches: the same scores
+            samples, idx, scores = reused
+        else:
+            samples = prepare_samples(config, progress=progress)
+            parts = split_indices(samples.timestamp_ns, samples.label, samples.group,
+                                  config.split, seed=config.run.seed,
+                                  acquisition=samples.acquisition)
+            parts.pop("dropped", None)
+            parts["all"] = np.arange(len(samples.label))
+            idx = parts[part]
         source = f"{part} part of the run's own data ({config.data.dataset_loc})"
     else:
         dcm_root, settings_root = resolve_data_dir(data_dir)
@@ -222,12 +250,16 @@ def test(run_dir: Path, *, data_dir: Path | None = None, part: str | None = None
     if len(idx) == 0:
         raise ValueError(f"no pulses to score in the {source}; see the data ledger in the log")
     samples.ledger.log_summary(log)
-    log.info("scoring %d pulses: %s", len(idx), source)
-
-    dataset = make_dataset(samples, idx, trace_scaler=trace_scaler, settings_scaler=settings_scaler,
-                           batch_size=256, shuffle=False, input_names=outputs.input_names(model),
-                           seed=config.run.seed)
-    scores = outputs.predict(model, dataset)
+    if scores is None:
+        log.info("scoring %d pulses: %s", len(idx), source)
+        dataset = make_dataset(samples, idx, trace_scaler=trace_scaler,
+                               settings_scaler=settings_scaler, batch_size=SCORE_BATCH,
+                               shuffle=False, input_names=outputs.input_names(model),
+                               seed=config.run.seed)
+        scores = outputs.predict(model, dataset)
+    else:
+        log.info("%d pulses: %s, scored by the train flow just before (same model and "
+                 "batches); not scored again", len(idx), source)
     labels = samples.label[idx].astype(np.int64)
     metrics = compute_metrics(labels, scores, threshold.threshold,
                               pulse_rate_hz=config.threshold.pulse_rate_hz)

@@ -9,6 +9,7 @@ logs, the demo archive, and a failed run marked as such.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import logging
 import sys
@@ -37,6 +38,9 @@ class TrainResult:
     test_metrics: dict
     threshold: float
     replicas: int
+    # The chief's in-memory scores of the validation and test parts, for a test flow that
+    # follows in this process (None: not kept, e.g. scored off TensorFlow).
+    scored: outputs.ScoredParts | None = None
 
 
 def check_train_request(config: Config, run_dir: Path | None) -> None:
@@ -199,6 +203,7 @@ def train(
     # Steps 2-3: pulses, settings, backward join, production filter, configuration groups.
     samples = prepare_samples(config, progress=progress and worker.is_chief)
     samples.ledger.log_summary(log)
+    loaded_ledger = copy.deepcopy(samples.ledger)  # before the split's gap entries
 
     # Step 4: split before anything is fitted.
     parts = split_indices(samples.timestamp_ns, samples.label, samples.group, config.split,
@@ -252,8 +257,13 @@ def train(
         workers=worker.count, model_params=fitted.params,
     )
     write_status(run_dir, COMPLETE, "done")  # the last write: the run is finished
+    scored = None
+    if fitted.score_batch is not None:
+        scored = outputs.ScoredParts(run_dir, dataclasses.replace(samples, ledger=loaded_ledger),
+                                     {"val": val_idx, "test": test_idx}, dict(scores),
+                                     fitted.score_batch)
     return TrainResult(run_dir, result["val"], result["test"], threshold.threshold,
-                       strategy.num_replicas_in_sync)
+                       strategy.num_replicas_in_sync, scored)
 
 
 def source_flow(config: Config) -> str:
