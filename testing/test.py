@@ -171,14 +171,6 @@ def _warn_if_incomplete(run_dir: Path, logger: logging.Logger) -> None:
                        "Finish it with: %s", run_dir, describe(status), resume_command(run_dir))
 
 
-def _reusable(scored: outputs.ScoredParts | None, run_dir: Path, part: str):
-    """(samples, indices, scores) of `part` from the train flow, or None to score here."""
-    if (scored is None or part not in scored.parts or scored.batch_size != SCORE_BATCH
-            or Path(scored.run_dir).resolve() != Path(run_dir).resolve()):
-        return None
-    return scored.samples, scored.parts[part], scored.scores[part]
-
-
 def resolve_data_dir(data_dir: Path) -> tuple[Path, Path | None]:
     """An archive root (dcm/ + beam_settings/) or a DCM dataset root -> (dcm root, settings)."""
     data_dir = Path(data_dir)
@@ -212,7 +204,7 @@ def _test(run_dir: Path, *, data_dir: Path | None, part: str | None, progress: b
 
     run_dir = Path(run_dir)
     if is_samples_run(run_dir):  # a sessions/npz/features/text run: samples and classes
-        return test_samples(run_dir, data_dir=data_dir, part=part)
+        return test_samples(run_dir, data_dir=data_dir, part=part, scored=scored)
     config, model, threshold, (trace_scaler, settings_scaler, _) = load_run(run_dir)
     if part is not None and part not in PARTS:
         raise ValueError(f"part={part!r}: expected one of {', '.join(PARTS)}")
@@ -220,7 +212,7 @@ def _test(run_dir: Path, *, data_dir: Path | None, part: str | None, progress: b
     scores = None
     if data_dir is None:
         part = part or "test"
-        reused = _reusable(scored, run_dir, part)
+        reused = None if scored is None else scored.reuse(run_dir, part, SCORE_BATCH)
         if reused is not None:  # the same pulses, model and batches: the same scores
             samples, idx, scores = reused
         else:

@@ -45,6 +45,14 @@ class ScoredParts:
     scores: dict
     batch_size: int
 
+    def reuse(self, run_dir: Path, part: str, batch_size: int):
+        """(samples, indices, scores) of `part` when they are the scores a test flow scoring
+        `run_dir` in batches of `batch_size` would make (same run, same batches); else None."""
+        if (part not in self.parts or batch_size != self.batch_size
+                or Path(self.run_dir).resolve() != Path(run_dir).resolve()):
+            return None
+        return self.samples, self.parts[part], self.scores[part]
+
 
 def publish_best_model(model, checkpoint: Path, target: Path):
     """Loads the best checkpoint (safe mode) and saves it as `target` atomically."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import json
+from pathlib import Path
 
 import pytest
 import yaml
@@ -84,3 +85,40 @@ def test_default_flow_scores_the_test_part_once(tmp_path, monkeypatch):
 def _no_stray_logging():
     yield
     teardown_logging()
+
+
+def test_default_flow_of_a_samples_job_scores_the_test_part_once(tmp_path, monkeypatch):
+    from benchmarks import synthetic_jobs as sj
+    from training import samples_flow
+
+    data = sj.write_sessions(tmp_path / "sessions", per_class=8, length=32)
+    config = tmp_path / "sessions.yaml"
+    job = yaml.safe_load((Path(__file__).resolve().parents[2] / "configs" / "sessions.yaml")
+                         .read_text())
+    job["run"].update(output_dir=str(tmp_path / "runs"), log_dir=str(tmp_path / "logs"))
+    job["data"]["dataset_loc"] = str(data)
+    job["model"].update(conv_filters=[4, 4], conv_kernels=[3, 3], conv_strides=[1, 1],
+                        lstm_units=4, head_units=[4])
+    job["train"].update(epochs=1, batch_size=8)
+    config.write_text(yaml.safe_dump(job))
+    calls = {"score": 0, "load": 0}
+    score, load = samples_flow._score, samples_flow.load_samples
+
+    def counted_score(*args):
+        calls["score"] += 1
+        return score(*args)
+
+    def counted_load(*args, **kwargs):
+        calls["load"] += 1
+        return load(*args, **kwargs)
+
+    monkeypatch.setattr(samples_flow, "_score", counted_score)
+    monkeypatch.setattr(samples_flow, "load_samples", counted_load)
+    assert _driver("--config", str(config), "--quiet") == 0
+    assert calls == {"score": 0, "load": 1}  # the train flow's load and scores serve the test
+    (run_dir,) = (tmp_path / "runs").iterdir()
+    (first,) = (run_dir / "tests").iterdir()
+    assert _driver("--test", "--run", str(run_dir), "--config", str(config), "--quiet") == 0
+    assert calls == {"score": 1, "load": 2}
+    second = next(p for p in (run_dir / "tests").iterdir() if p != first)
+    assert _test_outputs(first) == _test_outputs(second)
