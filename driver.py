@@ -3,11 +3,15 @@
 
 The one command line. With no arguments it trains on the built-in simulated SNS archive
 (generated into data/demo/ on first use) and then tests the new run on its held-out period.
+It parses the command line, loads the config and calls one flow per verb (run folders, logs
+and the demo archive are the flows' business); it turns every error into one line and an
+exit code.
 """
 
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import sys
 import traceback
@@ -130,192 +134,103 @@ def main(argv: list[str] | None = None, env: dict[str, str] | None = None) -> in
     if args.data is not None and not args.test:
         return _usage(parser, "--data applies to --test only")
 
-    from parser.configs import ConfigError, load_config
-
     overrides = list(args.overrides)
     if args.name is not None:
         overrides.append(f"run.name={args.name}")
     if args.seed is not None:
         overrides.append(f"run.seed={args.seed}")
-    config_path = args.config
-    if config_path is None and Path("configs/default.yaml").exists():
-        config_path = Path("configs/default.yaml")
-    try:
-        config = load_config(config_path, overrides)
-    except ConfigError as exc:
-        print(f"driver.py: error: {exc}", file=sys.stderr)
+    config = _load_config(args, overrides)
+    if config is None:
         return EXIT_USAGE
 
     # Quieten TensorFlow's C++ start-up chatter before it is imported (our logs say what matters).
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    from training.train import RunStateError, check_resume, worker_prefix
-    from utils.logs import setup_logging
+    from parser.configs import ConfigError
+    from training.train import RunStateError, check_train_request, worker_prefix
+    from utils.logs import LogDirError
 
     try:  # checked before anything is written: no log line, no file in the run folder
         if args.train:
-            _check_model_name(config.model.name)
-        if args.train and args.run is not None:
-            check_resume(config, args.run)
+            check_train_request(config, args.run)
     except (ConfigError, RunStateError) as exc:
         print(f"driver.py: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     prefix = worker_prefix(env)
-    log_dir = Path(config.run.log_dir)
-    flow = "train" if args.train else "test" if args.test else "live"
-    try:
-        logger = setup_logging(log_dir, flow, quiet=args.quiet, debug=args.debug, prefix=prefix)
-    except OSError as exc:
-        print(f"driver.py: error: cannot write logs to run.log_dir={str(log_dir)!r}: "
-              f"{exc.strerror or exc}", file=sys.stderr)
-        return EXIT_USAGE
     try:
         return _run(args, config, env, prefix)
+    except LogDirError as exc:  # the flow could not open its logs: a config problem
+        print(f"driver.py: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
     except KeyboardInterrupt:
-        logger.error("interrupted")
+        logging.getLogger("beamwatch").error("interrupted")
         return EXIT_FAILURE
     except Exception as exc:  # the one place errors become a line and an exit code
         code = EXIT_USAGE if _is_usage_error(exc) else EXIT_FAILURE
-        logger.debug("traceback:\n%s", traceback.format_exc())
+        logging.getLogger("beamwatch").debug("traceback:\n%s", traceback.format_exc())
         print(f"driver.py: error: {exc}", file=sys.stderr)
         if args.debug:
             traceback.print_exc()
         else:
-            print(f"(full traceback in {log_dir / 'app.log'}; --debug prints it here)",
-                  file=sys.stderr)
+            print(f"(full traceback in {Path(config.run.log_dir) / 'app.log'}; --debug prints "
+                  "it here)", file=sys.stderr)
         return code
 
 
 def _run(args, config, env: dict[str, str], prefix: str) -> int:
-    from utils.logs import setup_logging
-    from utils.run_folder import create_run_dir
-
-    progress = not args.quiet
-    log_dir = Path(config.run.log_dir)
-    run_dir = args.run
+    """One flow per verb, in order: train, test (the run just trained), export/watch."""
+    flags = dict(quiet=args.quiet, debug=args.debug, prefix=prefix)
+    run_dir, scored = args.run, None
     if args.train:
-        from data_preparation.demo import ensure_demo_archive
-        from training.distribute import WorkerInfo
-        from training.train import train
+        from training.train import run_train_flow
 
-        chief = WorkerInfo.from_env(env).is_chief
-        if run_dir is None and chief:
-            run_dir = create_run_dir(Path(config.run.output_dir), config.run.name)
-        logger = setup_logging(log_dir, "train", quiet=args.quiet, debug=args.debug, prefix=prefix,
-                               run_dir=run_dir if chief else None)
-        try:
-            if chief:
-                ensure_demo_archive(config, logger)
-            result = train(config, run_dir=run_dir, env=env, progress=progress)
-        except BaseException as exc:
-            if chief and run_dir is not None:
-                _mark_failed(Path(run_dir), exc)
-            raise
-        if not chief:
+        trained = run_train_flow(config, run_dir=run_dir, env=env, **flags)
+        if trained is None:  # a non-chief worker: the chief tests the run
             return EXIT_OK
-        run_dir = result.run_dir
-        logger.info("training done: %s", run_dir)
-    if args.test:
-        from testing.test import test
+        run_dir, scored = trained.run_dir, trained.scored
+    if args.test:  # the parts the train flow just scored are not scored again
+        from testing.test import run_test_flow
 
-        if run_dir is None:
-            run_dir = _newest_complete_run(Path(config.run.output_dir))
-        logger = setup_logging(log_dir, "test", quiet=args.quiet, debug=args.debug, prefix=prefix,
-                               run_dir=Path(run_dir) if Path(run_dir).is_dir() else None)
-        _warn_if_incomplete(Path(run_dir), logger)
-        result = test(Path(run_dir), data_dir=args.data, part=args.part, progress=progress,
-                      allow_stale_settings=args.allow_stale_settings)
-        logger.info("test done: %s", result.out_dir)
+        run_test_flow(config, run_dir=run_dir, data_dir=args.data, part=args.part,
+                      allow_stale_settings=args.allow_stale_settings, scored=scored, **flags)
     if args.export or args.watch is not None:
         from live.cli import run_live
 
-        run_live(args, config, log_dir, prefix)
+        run_live(args, config, Path(config.run.log_dir), prefix)
     return EXIT_OK
 
 
-def _check_model_name(name: str) -> None:
-    """An unknown model.name is a config error, found before any data is read."""
-    import difflib
-
-    from model import list_models
-    from parser.configs import ConfigError
-
-    names = list_models()
-    if name not in names:
-        close = difflib.get_close_matches(name, names, n=1)
-        hint = f"; did you mean {close[0]!r}?" if close else ""
-        raise ConfigError(f"model.name: unknown model {name!r} (registered: "
-                          f"{', '.join(names)}){hint}")
-
-
-def _mark_failed(run_dir: Path, exc: BaseException) -> None:
-    """Record a training that stopped on an error as failed (kept: it can be resumed)."""
-    from utils.status import COMPLETE, FAILED, read_status, write_status
-
-    status = read_status(run_dir)
-    if status.state in ("unknown", COMPLETE) or not run_dir.is_dir():
-        return  # not a folder this run started training into, or already finished
-    reason = "interrupted" if isinstance(exc, KeyboardInterrupt) else f"{type(exc).__name__}: {exc}"
-    try:
-        write_status(run_dir, FAILED, status.stage, reason)
-    except OSError:
-        pass  # the disk that failed the run may refuse this too; the state stays "training"
-
-
-def _warn_if_incomplete(run_dir: Path, logger) -> None:
-    """Testing a run that did not finish training is allowed, but said plainly."""
-    from utils.status import COMPLETE, describe, read_status, resume_command
-
-    status = read_status(run_dir)
-    if run_dir.is_dir() and status.state not in (COMPLETE, "unknown"):
-        logger.warning("%s did not finish training (%s); its figures may not be final. "
-                       "Finish it with: %s", run_dir, describe(status), resume_command(run_dir))
-
-
-def _newest_complete_run(root: Path) -> Path:
-    """The newest complete run; incomplete newer ones are named with their resume command."""
-    import logging
-
-    from utils.status import describe, newest_complete_run, resume_command
-
-    run_dir, incomplete = newest_complete_run(root)
-    for run, status in incomplete:
-        logging.getLogger("beamwatch").warning(
-            "skipping incomplete run %s (%s); resume it with: %s", run, describe(status),
-            resume_command(run))
-    return run_dir
-
-
-def _run_after(args) -> int:
-    """--predict and --report: work on a finished run (its own saved config), nothing trained."""
+def _load_config(args, overrides: list[str]):
+    """The config (--config, else configs/default.yaml if present, else built-in defaults) with
+    the overrides; None after printing the error line when it is bad."""
     from parser.configs import ConfigError, load_config
-    from training.rerender import render_run_report
-    from training.samples_flow import is_samples_run, predict_files
-    from utils.logs import setup_logging
-    from utils.run_folder import newest_run
 
     config_path = args.config
     if config_path is None and Path("configs/default.yaml").exists():
         config_path = Path("configs/default.yaml")
     try:
-        config = load_config(config_path, list(args.overrides))  # where runs and logs live
+        return load_config(config_path, overrides)
     except ConfigError as exc:
         print(f"driver.py: error: {exc}", file=sys.stderr)
+        return None
+
+
+def _run_after(args) -> int:
+    """--predict and --report: work on a finished run (its own saved config), nothing trained."""
+    config = _load_config(args, list(args.overrides))  # where runs and logs live
+    if config is None:
         return EXIT_USAGE
-    logger = setup_logging(Path(config.run.log_dir), "test", quiet=args.quiet, debug=args.debug)
     try:
-        run_dir = args.report if args.report is not None else args.run
-        run_dir = Path(run_dir) if run_dir is not None else newest_run(Path(config.run.output_dir))
         if args.report is not None:
-            logger.info("report re-rendered: %s", render_run_report(run_dir))
+            from training.rerender import run_report_flow
+
+            run_report_flow(config, args.report, quiet=args.quiet, debug=args.debug)
         else:
-            if not is_samples_run(run_dir):
-                raise FileNotFoundError(
-                    f"{run_dir} is not a finished sessions/npz/features/text run (no "
-                    "preprocessing.json); score new SNS archives with --test --run DIR --data DIR")
-            logger.info("predictions: %s", predict_files(run_dir, [str(f) for f in args.predict],
-                                                         args.output))
+            from training.samples_flow import run_predict_flow
+
+            run_predict_flow(config, run_dir=args.run, files=args.predict, output=args.output,
+                             quiet=args.quiet, debug=args.debug)
     except Exception as exc:  # one line and an exit code, as for the other verbs
-        logger.debug("traceback:\n%s", traceback.format_exc())
+        logging.getLogger("beamwatch").debug("traceback:\n%s", traceback.format_exc())
         print(f"driver.py: error: {exc}", file=sys.stderr)
         return EXIT_USAGE if _is_usage_error(exc) else EXIT_FAILURE
     return EXIT_OK

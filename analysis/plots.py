@@ -92,13 +92,8 @@ def plot_roc_curve(labels, scores, threshold: float) -> Figure:
     ax.plot([0, 1], [0, 1], ":", color="gray", label="chance")
     ax.plot([far], [recall], "o", color=POINT_COLOR, ms=8,
             label=f"threshold {threshold:.4g}\nFAR {far:.3g}, recall {recall:.3g}")
-    ax.set_xlabel("false-alarm rate (normal pulses alarmed)")
-    ax.set_ylabel("recall (errant pulses caught)")
-    ax.set_title("ROC curve")
-    ax.set_xlim(-0.01, 1.01)
-    ax.set_ylim(-0.01, 1.01)
-    ax.grid(alpha=0.3)
-    ax.legend(loc="lower right", fontsize=8)
+    _unit_square(ax, "false-alarm rate (normal pulses alarmed)", "recall (errant pulses caught)",
+                 "ROC curve", legend_loc="lower right")
     return fig
 
 
@@ -113,14 +108,21 @@ def plot_pr_curve(labels, scores, threshold: float) -> Figure:
     ax.axhline(y.mean(), ls=":", color="gray", label=f"prevalence {y.mean():.3g}")
     ax.plot([op_recall], [op_precision], "o", color=POINT_COLOR, ms=8,
             label=f"threshold {threshold:.4g}\nrecall {op_recall:.3g}, precision {op_precision:.3g}")
-    ax.set_xlabel("recall (errant pulses caught)")
-    ax.set_ylabel("precision (alarms that were errant)")
-    ax.set_title("Precision-recall curve")
+    _unit_square(ax, "recall (errant pulses caught)", "precision (alarms that were errant)",
+                 "Precision-recall curve", legend_loc="lower left")
+    return fig
+
+
+def _unit_square(ax, xlabel: str, ylabel: str, title: str, *, legend_loc: str) -> None:
+    """Labels, [0, 1] limits (a margin so the curve's edges show), grid and legend of a
+    rate-against-rate panel (ROC, precision-recall)."""
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
     ax.set_xlim(-0.01, 1.01)
     ax.set_ylim(-0.01, 1.01)
     ax.grid(alpha=0.3)
-    ax.legend(loc="lower left", fontsize=8)
-    return fig
+    ax.legend(loc=legend_loc, fontsize=8)
 
 
 def plot_confusion_matrix(confusion: Mapping[str, int]) -> Figure:

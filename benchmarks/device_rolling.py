@@ -32,14 +32,14 @@ DEMO_HOURS = 42.0  # the suite's demo archive (detection and rolling sections)
 
 
 def preset_params(preset: str, hours: float | None = None):
-    """The simulator parameters of a preset's benchmark archive (as `suite.preset_archive`);
-    `hours` shortens it (smoke tests)."""
-    from enterprise_tools.sns_simulator import SimulatorParams
+    """The simulator parameters of a preset's benchmark archive (the suite's, through
+    `benchmarks.presets`); `hours` shortens it (smoke tests)."""
+    from benchmarks.presets import preset_params as suite_params
 
-    if preset == "demo":
-        return SimulatorParams.demo(hours=hours or DEMO_HOURS, seed=ARCHIVE_SEED)
-    make = getattr(SimulatorParams, preset)
-    return make(seed=ARCHIVE_SEED) if hours is None else make(seed=ARCHIVE_SEED, hours=hours)
+    params = suite_params(preset, ARCHIVE_SEED, demo_hours=DEMO_HOURS, hours=hours)
+    if params is None:
+        raise ValueError(f"--preset {preset!r}: SimulatorParams has no such preset")
+    return params
 
 
 def archive_dir(workdir: Path, preset: str, hours: float | None = None) -> Path:

@@ -16,6 +16,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from benchmarks import detection, report, rolling, scale, speed, stream
+from benchmarks.presets import preset_params
 
 log = logging.getLogger("beamwatch.benchmarks")
 
@@ -41,6 +42,14 @@ class Profile:
     stream: stream.StreamSettings = stream.StreamSettings()
 
 
+# The quick profile's detection, speed and scale sections (the standard profile reuses them).
+_QUICK_DETECTION = detection.DetectionSettings(seeds=(0,), epochs=15, prototype_epochs=1,
+                                               prototype_max_train=192, n_boot=200)
+_QUICK_SPEED = speed.SpeedSettings(read_repeat=5, build_workers=(1, 2), train_samples=128,
+                                   train_epochs=3, eval_samples=256, latency_iterations=300,
+                                   batch_repeats=3)
+_QUICK_SCALE = scale.ScaleSettings(unit_hours=6.0, factors=(1, 4), epochs=2)
+
 PROFILES = {
     # Under 10 minutes on 2 cores: one seed, the train flow's 15 epochs (early stopping), the
     # prototype on a capped training part for one epoch (it trains ~80x slower per sample on a
@@ -49,12 +58,9 @@ PROFILES = {
         name="quick",
         archive_hours=42.0,
         archive_seed=20201,
-        detection=detection.DetectionSettings(seeds=(0,), epochs=15, prototype_epochs=1,
-                                              prototype_max_train=192, n_boot=200),
-        speed=speed.SpeedSettings(read_repeat=5, build_workers=(1, 2), train_samples=128,
-                                  train_epochs=3, eval_samples=256, latency_iterations=300,
-                                  batch_repeats=3),
-        scale=scale.ScaleSettings(unit_hours=6.0, factors=(1, 4), epochs=2),
+        detection=_QUICK_DETECTION,
+        speed=_QUICK_SPEED,
+        scale=_QUICK_SCALE,
         rolling=rolling.RollingSettings(n_blocks=5, last_folds=2, seeds=(0,), epochs=15,
                                         neural=("sns_cnn_lstm", "sns_reference_cnn_lstm"),
                                         n_boot=200),
@@ -78,12 +84,9 @@ PROFILES = {
         name="standard",
         archive_hours=42.0,
         archive_seed=20201,
-        detection=detection.DetectionSettings(seeds=(0,), epochs=15, prototype_epochs=1,
-                                              prototype_max_train=192, n_boot=200),
-        speed=speed.SpeedSettings(read_repeat=5, build_workers=(1, 2), train_samples=128,
-                                  train_epochs=3, eval_samples=256, latency_iterations=300,
-                                  batch_repeats=3),
-        scale=scale.ScaleSettings(unit_hours=6.0, factors=(1, 4), epochs=2),
+        detection=_QUICK_DETECTION,
+        speed=_QUICK_SPEED,
+        scale=_QUICK_SCALE,
         rolling=rolling.RollingSettings(n_blocks=5, seeds=(0, 1, 2), epochs=12,
                                         neural=("sns_cnn_lstm", "sns_reference_cnn_lstm"),
                                         n_boot=1000),
@@ -135,9 +138,7 @@ PROFILES = {
 
 def detection_archive(profile: Profile, workdir: Path) -> dict:
     """The fixed simulated archive of the profile (reused when already there)."""
-    from enterprise_tools.sns_simulator import SimulatorParams
-
-    params = SimulatorParams.demo(hours=profile.archive_hours, seed=profile.archive_seed)
+    params = preset_params("demo", profile.archive_seed, demo_hours=profile.archive_hours)
     name = f"archive-{profile.archive_hours:g}h-seed{profile.archive_seed}"
     return detection.ensure_archive(workdir / name, params)
 
@@ -148,16 +149,11 @@ def preset_archive(profile: Profile, preset: str, workdir: Path) -> dict | None:
     The demo preset's archive is the detection section's; others get the profile's seed and
     the preset's own hours.
     """
-    from enterprise_tools.sns_simulator import SimulatorParams
-
     if preset == "demo":
         return detection_archive(profile, workdir)
-    make = getattr(SimulatorParams, preset, None)
-    if make is None:
+    params = preset_params(preset, profile.archive_seed, demo_hours=profile.archive_hours)
+    if params is None:
         return None
-    # The preset's own length: the realistic preset is sized so that each of 5-7 rolling
-    # blocks holds >= 1,000 normal and >= 50 errant samples.
-    params = make(seed=profile.archive_seed)
     name = f"archive-{preset}-{params.hours:g}h-seed{profile.archive_seed}"
     return detection.ensure_archive(workdir / name, params)
 

@@ -8,12 +8,13 @@ from pathlib import Path
 def run_live(args, config, log_dir: Path, prefix: str) -> None:
     """`--export` then (or only) `--watch`, on `--run` or the newest run under run.output_dir."""
     from live.export import FORMATS, export_run, parse_formats
-    from utils.logs import setup_logging
+    from utils.logs import add_run_log, start_logging
     from utils.run_folder import newest_run
 
+    logger = start_logging(log_dir, "live", quiet=args.quiet, debug=args.debug, prefix=prefix)
     run_dir = Path(args.run) if args.run is not None else newest_run(Path(config.run.output_dir))
-    logger = setup_logging(log_dir, "live", quiet=args.quiet, debug=args.debug, prefix=prefix,
-                           run_dir=run_dir if run_dir.is_dir() else None)
+    if run_dir.is_dir():
+        add_run_log(run_dir, "live", debug=args.debug, prefix=prefix)
     progress = not args.quiet
     if args.export:
         formats = parse_formats(args.format) if args.format else FORMATS

@@ -4,7 +4,7 @@ stream benchmark.
 For each pulse in time order: settings check (present, production filter), configuration group
 and references (`live.references`), score through the exported artefact (`live.scorer`), alarm
 at the run's threshold (`score >= threshold`, as the evaluation counts it), the
-unseen-configuration flag (`live.unseen`) and the pulse's label as far as it is known live (1 when
+unseen-configuration flag (`analysis.unseen`) and the pulse's label as far as it is known live (1 when
 the next pulse of the file trips, 0 when it does not or the file holds no alarm, -1 unknown).
 """
 
@@ -17,11 +17,11 @@ from datetime import UTC, datetime
 
 import numpy as np
 
+from analysis.unseen import UnseenDetector
 from data_preparation.data_transformer import production_mask
 from data_preparation.ledger import NO_SETTINGS, NON_PRODUCTION
 from live.references import NO_REFERENCE, ReferenceBuffer, ReferenceRule
 from live.serving import InputLayout
-from live.unseen import UnseenDetector
 
 
 @dataclasses.dataclass

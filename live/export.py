@@ -20,7 +20,6 @@ crash never leaves half an export.
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 import os
 import shutil
@@ -31,16 +30,17 @@ from pathlib import Path
 
 import numpy as np
 
+from analysis.deployment import deployment_notes
 from analysis.thresholds import ThresholdChoice
+from analysis.unseen import DEFAULT_QUANTILE, fit_unseen
 from live.serving import Scaling, build_serving_module, input_layout, save_module
-from live.unseen import DEFAULT_QUANTILE, fit_unseen
+from testing.deployment import deployment_summary
 from utils.run_folder import atomic_write_json
+from utils.serving_files import EXPORT_DIR, PARITY_JSON, SERVING_FORMAT, SERVING_JSON, read_serving
 
 log = logging.getLogger("beamwatch.export")
 
 FORMATS = ("saved_model", "litert", "onnx")
-EXPORT_DIR = "export"
-SERVING_JSON = "serving.json"
 LITERT_FILES = {"litert_float32": "model_float32.tflite", "litert_int8": "model_int8.tflite"}
 FLOAT_PARITY = 1e-4   # max |score difference| a float format may show
 INT8_PR_AUC = 0.01    # max PR AUC change the int8 model may show
@@ -97,7 +97,7 @@ def export_run(run_dir: Path, formats: tuple[str, ...] = FORMATS, *, progress: b
         atomic_write_json(tmp / SERVING_JSON, meta)
         parity = _parity(tmp, written, layout, data, float(threshold.threshold))
         parity["created"] = datetime.now(UTC).isoformat(timespec="seconds")
-        atomic_write_json(tmp / "parity.json", parity)
+        atomic_write_json(tmp / PARITY_JSON, parity)
         out = run_dir / EXPORT_DIR
         _swap_in(tmp, out)
     except BaseException:
@@ -121,7 +121,7 @@ def serving_metadata(config, layout, scaling: Scaling, threshold: ThresholdChoic
                      "min_count": rule.min_count, "missing": rule.missing}
     bpm = config.beam_settings
     return {
-        "format": "beamwatch-serving-1",
+        "format": SERVING_FORMAT,
         "model": config.model.name,
         "layout": layout.to_dict(),
         "output": "score: float32 [batch] in [0, 1], higher = next pulse more likely errant",
@@ -314,79 +314,8 @@ def _swap_in(tmp: Path, out: Path) -> None:
         shutil.rmtree(old, ignore_errors=True)
 
 
-def read_serving(export_dir: Path) -> dict:
-    """serving.json of an export, with a clear error when it is not one."""
-    path = Path(export_dir) / SERVING_JSON
-    try:
-        meta = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as exc:
-        raise FileNotFoundError(f"{path}: not a beamwatch export ({exc}); run "
-                                "`python driver.py --export --run RUN` first") from exc
-    if meta.get("format") != "beamwatch-serving-1":
-        raise ValueError(f"{path}: unknown format {meta.get('format')!r}, expected "
-                         "beamwatch-serving-1")
-    return meta
-
-
-def deployment_summary(run_dir: Path, settings, labels, scores, threshold: float) -> dict | None:
-    """For the test flow: the export's parity and the unseen-configuration flag on these pulses.
-
-    None when the run has no export. `settings` are the raw settings [n, S] of the scored pulses
-    (model feature order), `labels` and `scores` theirs.
-    """
-    from live.unseen import UnseenDetector
-
-    export = Path(run_dir) / EXPORT_DIR
-    if not (export / SERVING_JSON).exists():
-        return None
-    meta = read_serving(export)
-    out: dict = {}
-    parity_path = export / "parity.json"
-    if parity_path.exists():
-        out["parity"] = json.loads(parity_path.read_text())["formats"]
-    unseen = meta.get("unseen_configuration")
-    settings = np.asarray(settings, dtype=np.float32)
-    if unseen and settings.ndim == 2 and settings.shape[1]:
-        center = np.asarray(meta["scaling"]["settings"]["center"], np.float64)
-        scale = np.asarray(meta["scaling"]["settings"]["scale"], np.float64)
-        detector = UnseenDetector.from_dict(unseen)
-        flags = detector.flags((settings.astype(np.float64) - center) / scale)
-        labels, alarms = np.asarray(labels), np.asarray(scores) >= threshold
-
-        def rates(mask):
-            errant, normal = mask & (labels == 1), mask & (labels == 0)
-            return {"n": int(mask.sum()), "n_errant": int(errant.sum()),
-                    "recall": float(alarms[errant].mean()) if errant.any() else None,
-                    "false_alarm_rate": float(alarms[normal].mean()) if normal.any() else None}
-
-        out["unseen_configuration"] = {"radius": detector.radius, "flagged": rates(flags),
-                                       "unflagged": rates(~flags), "flags": flags}
-    return out
-
-
-def deployment_notes(summary: dict | None) -> list[str]:
-    """Report lines for `deployment_summary` output (empty without an export)."""
-    if not summary:
-        return []
-    notes = []
-    for name, entry in summary.get("parity", {}).items():
-        if "error" in entry:
-            notes.append(f"Deployment: {name}: {entry['error']}")
-        else:
-            notes.append(f"Deployment: {name} ({entry['bytes']:,} bytes) max |score diff| "
-                         f"{entry['max_abs_diff']:.1e} vs the Keras model, PR AUC change "
-                         f"{entry['delta_pr_auc'] if entry['delta_pr_auc'] is not None else 'n/a'}"
-                         " (export/parity.json).")
-    unseen = summary.get("unseen_configuration")
-    if unseen:
-        f, u = unseen["flagged"], unseen["unflagged"]
-
-        def show(x):
-            return "n/a" if x is None else f"{x:.3f}"
-
-        notes.append(f"Unseen configurations: {f['n']} of {f['n'] + u['n']} pulses flagged "
-                     f"(farther than {unseen['radius']:.3g} from every training configuration); "
-                     f"recall {show(f['recall'])} flagged vs {show(u['recall'])} unflagged, "
-                     f"false-alarm rate {show(f['false_alarm_rate'])} vs "
-                     f"{show(u['false_alarm_rate'])}.")
-    return notes
+# Names other modules import from here (the file layout and the test flow's deployment figures
+# now live in utils.serving_files, testing.deployment and analysis.deployment).
+__all__ = ["EXPORT_DIR", "FORMATS", "SERVING_JSON", "ExportResult", "deployment_notes",
+           "deployment_summary", "export_run", "parse_formats", "read_serving",
+           "serving_metadata"]

@@ -16,23 +16,30 @@ ledgered `no_reference`. metrics.json's split summary counts the samples by refe
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
+import math
 from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
 
+from analysis.deployment import deployment_notes
 from analysis.evaluation import compute_metrics
 from analysis.report import ReportContent, write_report
 from analysis.thresholds import ThresholdChoice
 from parser.configs import Config, ConfigError, dump_config, load_config
+from testing.deployment import deployment_summary
 from testing.online import online_figures
 from training import outputs
+from utils.logs import add_run_log, start_logging
 from utils.run_folder import atomic_write_json, atomic_write_text, create_test_dir
+from utils.status import COMPLETE, describe, newest_complete_run, read_status, resume_command
 
 log = logging.getLogger("beamwatch.test")
 
 PARTS = ("train", "val", "test", "all")
+SCORE_BATCH = 256  # scoring batch (the train flow's too, so its scores can be reused)
 
 
 class RunFolderError(FileNotFoundError):
@@ -66,17 +73,31 @@ def load_run(run_dir: Path) -> tuple[Config, object, ThresholdChoice, tuple]:
         config = load_config(run_dir / "config.yaml")
     except ConfigError as exc:
         raise RunFolderError(f"{run_dir}/config.yaml cannot be read: {exc}") from exc
-    from data_preparation.validation import read_threshold
-
-    threshold_path = run_dir / "threshold.json"
-    record = read_threshold(threshold_path)  # cheap checks before the model
-    try:
-        threshold = ThresholdChoice.from_dict(record)
-    except ValueError as exc:
-        raise RunFolderError(f"{threshold_path} cannot be read: {exc}") from exc
+    threshold = read_threshold_choice(run_dir / "threshold.json")  # before the model
     scalers = load_scalers(run_dir / "scalers.json")
     trained = _load_model(run_dir / "model.keras")
     return config, trained, threshold, scalers
+
+
+def read_threshold_choice(path: Path) -> ThresholdChoice:
+    """threshold.json as the train flow wrote it, checked once, by `ThresholdChoice.from_dict`.
+
+    A threshold that is not a finite number is a ValueError naming the file (as
+    `data_preparation.validation.read_threshold` words it); any other bad record a
+    RunFolderError.
+    """
+    path = Path(path)
+    try:
+        record = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ValueError(f"{path}: cannot be read as JSON ({exc})") from exc
+    try:
+        return ThresholdChoice.from_dict(record)
+    except ValueError as exc:
+        value = record.get("threshold") if isinstance(record, dict) else None
+        if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+            raise ValueError(f"{path}: 'threshold' is {value!r}; expected a finite number") from exc
+        raise RunFolderError(f"{path} cannot be read: {exc}") from exc
 
 
 def _load_model(path: Path):
@@ -100,6 +121,56 @@ def _load_model(path: Path):
                          f"{type(exc).__name__}: {exc}".splitlines()[0]) from exc
 
 
+def run_test_flow(
+    config: Config,
+    *,
+    run_dir: Path | None = None,
+    data_dir: Path | None = None,
+    part: str | None = None,
+    allow_stale_settings: bool = False,
+    quiet: bool = False,
+    debug: bool = False,
+    prefix: str = "",
+    scored: outputs.ScoredParts | None = None,
+) -> TestResult:
+    """`driver.py --test`: logs, the run (given, or the newest complete one under
+    run.output_dir), a warning when it did not finish training, then `test`.
+
+    `scored`: the train flow's in-memory scores of this run's validation and test parts (plain
+    `driver.py` trains, then tests): the part asked is then not scored a second time.
+    """
+    logger = start_logging(Path(config.run.log_dir), "test", quiet=quiet, debug=debug,
+                           prefix=prefix)
+    if run_dir is None:
+        run_dir = _newest_complete_run(Path(config.run.output_dir))
+    run_dir = Path(run_dir)
+    if run_dir.is_dir():
+        add_run_log(run_dir, "test", debug=debug, prefix=prefix)
+    _warn_if_incomplete(run_dir, logger)
+    result = _test(run_dir, data_dir=data_dir, part=part, progress=not quiet,
+                   allow_stale_settings=allow_stale_settings, scored=scored)
+    logger.info("test done: %s", result.out_dir)
+    return result
+
+
+def _newest_complete_run(root: Path) -> Path:
+    """The newest complete run; incomplete newer ones are named with their resume command."""
+    run_dir, incomplete = newest_complete_run(root)
+    for run, status in incomplete:
+        logging.getLogger("beamwatch").warning(
+            "skipping incomplete run %s (%s); resume it with: %s", run, describe(status),
+            resume_command(run))
+    return run_dir
+
+
+def _warn_if_incomplete(run_dir: Path, logger: logging.Logger) -> None:
+    """Testing a run that did not finish training is allowed, but said plainly."""
+    status = read_status(run_dir)
+    if run_dir.is_dir() and status.state not in (COMPLETE, "unknown"):
+        logger.warning("%s did not finish training (%s); its figures may not be final. "
+                       "Finish it with: %s", run_dir, describe(status), resume_command(run_dir))
+
+
 def resolve_data_dir(data_dir: Path) -> tuple[Path, Path | None]:
     """An archive root (dcm/ + beam_settings/) or a DCM dataset root -> (dcm root, settings)."""
     data_dir = Path(data_dir)
@@ -118,6 +189,14 @@ def test(run_dir: Path, *, data_dir: Path | None = None, part: str | None = None
     With `data_dir`, pulses later than the settings history used (plus
     beam_settings.max_settings_age_s) refuse the test unless `allow_stale_settings`.
     """
+    return _test(run_dir, data_dir=data_dir, part=part, progress=progress,
+                 allow_stale_settings=allow_stale_settings)
+
+
+def _test(run_dir: Path, *, data_dir: Path | None, part: str | None, progress: bool,
+          allow_stale_settings: bool, scored: outputs.ScoredParts | None = None) -> TestResult:
+    """`test`, reusing `scored` (the train flow's in-memory scores of this run's own parts)
+    for the part asked when they were made in this flow's batches."""
     from data_preparation.data_scaling import split_indices
     from data_preparation.pipeline import prepare_samples
     from training.dataset import make_dataset
@@ -125,19 +204,25 @@ def test(run_dir: Path, *, data_dir: Path | None = None, part: str | None = None
 
     run_dir = Path(run_dir)
     if is_samples_run(run_dir):  # a sessions/npz/features/text run: samples and classes
-        return test_samples(run_dir, data_dir=data_dir, part=part)
+        return test_samples(run_dir, data_dir=data_dir, part=part, scored=scored)
     config, model, threshold, (trace_scaler, settings_scaler, _) = load_run(run_dir)
     if part is not None and part not in PARTS:
         raise ValueError(f"part={part!r}: expected one of {', '.join(PARTS)}")
 
+    scores = None
     if data_dir is None:
-        samples = prepare_samples(config, progress=progress)
-        parts = split_indices(samples.timestamp_ns, samples.label, samples.group, config.split,
-                              seed=config.run.seed, acquisition=samples.acquisition)
-        parts.pop("dropped", None)
         part = part or "test"
-        parts["all"] = np.arange(len(samples.label))
-        idx = parts[part]
+        reused = None if scored is None else scored.reuse(run_dir, part, SCORE_BATCH)
+        if reused is not None:  # the same pulses, model and batches: the same scores
+            samples, idx, scores = reused
+        else:
+            samples = prepare_samples(config, progress=progress)
+            parts = split_indices(samples.timestamp_ns, samples.label, samples.group,
+                                  config.split, seed=config.run.seed,
+                                  acquisition=samples.acquisition)
+            parts.pop("dropped", None)
+            parts["all"] = np.arange(len(samples.label))
+            idx = parts[part]
         source = f"{part} part of the run's own data ({config.data.dataset_loc})"
     else:
         dcm_root, settings_root = resolve_data_dir(data_dir)
@@ -157,18 +242,20 @@ def test(run_dir: Path, *, data_dir: Path | None = None, part: str | None = None
     if len(idx) == 0:
         raise ValueError(f"no pulses to score in the {source}; see the data ledger in the log")
     samples.ledger.log_summary(log)
-    log.info("scoring %d pulses: %s", len(idx), source)
-
-    dataset = make_dataset(samples, idx, trace_scaler=trace_scaler, settings_scaler=settings_scaler,
-                           batch_size=256, shuffle=False, input_names=outputs.input_names(model),
-                           seed=config.run.seed)
-    scores = outputs.predict(model, dataset)
+    if scores is None:
+        log.info("scoring %d pulses: %s", len(idx), source)
+        dataset = make_dataset(samples, idx, trace_scaler=trace_scaler,
+                               settings_scaler=settings_scaler, batch_size=SCORE_BATCH,
+                               shuffle=False, input_names=outputs.input_names(model),
+                               seed=config.run.seed)
+        scores = outputs.predict(model, dataset)
+    else:
+        log.info("%d pulses: %s, scored by the train flow just before (same model and "
+                 "batches); not scored again", len(idx), source)
     labels = samples.label[idx].astype(np.int64)
     metrics = compute_metrics(labels, scores, threshold.threshold,
                               pulse_rate_hz=config.threshold.pulse_rate_hz)
     online = online_figures(samples.timestamp_ns[idx], labels, scores, threshold, config.threshold)
-
-    from live.export import deployment_notes, deployment_summary
 
     deployment = deployment_summary(run_dir, samples.settings[idx], labels, scores,
                                     threshold.threshold)

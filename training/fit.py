@@ -53,6 +53,9 @@ class FitResult:
     threshold: ThresholdChoice | None
     train_seconds: float
     params: int
+    # Batch the scores were made in through tf.data (None: NumPy inputs off TensorFlow, or
+    # nothing scored): the test flow reuses scores only when its own batches are the same.
+    score_batch: int | None = None
 
     @property
     def epochs_trained(self) -> int:
@@ -198,7 +201,8 @@ def fit_and_threshold(
         threshold = choose_threshold(
             np.asarray(val_labels), scores["val"], method=config.threshold.operating_point,
             target_false_alarm_rate=config.threshold.target_false_alarm_rate)
-    return FitResult(model, history, input_names, scores, threshold, train_seconds, params)
+    return FitResult(model, history, input_names, scores, threshold, train_seconds, params,
+                     score_batch=predict_kwargs["batch_size"] if on_tensorflow else None)
 
 
 def _fit_arrays(model, train: TrainingPart, samples, val_idx, ds_kwargs, callbacks, *,

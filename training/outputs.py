@@ -28,6 +28,32 @@ log = logging.getLogger("beamwatch.outputs")
 N_EXAMPLES = 3  # traces per category on the examples page
 
 
+@dataclasses.dataclass(frozen=True)
+class ScoredParts:
+    """The train flow's scores of its own validation and test parts, kept in memory for the
+    test flow that follows it in the same process (plain `driver.py`), so that no part is
+    scored twice and the data is not prepared twice.
+
+    `samples` are as `prepare_samples` left them (the ledger without the train flow's
+    gap_dropped entries, as the test flow's own loading would give); `parts` and `scores` map
+    a part name to its row indices and scores; `batch_size` is the scoring batch.
+    """
+
+    run_dir: Path
+    samples: object
+    parts: dict
+    scores: dict
+    batch_size: int
+
+    def reuse(self, run_dir: Path, part: str, batch_size: int):
+        """(samples, indices, scores) of `part` when they are the scores a test flow scoring
+        `run_dir` in batches of `batch_size` would make (same run, same batches); else None."""
+        if (part not in self.parts or batch_size != self.batch_size
+                or Path(self.run_dir).resolve() != Path(run_dir).resolve()):
+            return None
+        return self.samples, self.parts[part], self.scores[part]
+
+
 def publish_best_model(model, checkpoint: Path, target: Path):
     """Loads the best checkpoint (safe mode) and saves it as `target` atomically."""
     import keras

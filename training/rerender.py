@@ -22,6 +22,15 @@ from parser.configs import load_config
 from training.callbacks import read_history_csv
 from training.outputs import skipped_files, split_notes
 from training.samples_flow import is_samples_run, render_train_report
+from utils.logs import setup_logging
+
+
+def run_report_flow(config, run_dir: Path, *, quiet: bool = False, debug: bool = False) -> Path:
+    """`driver.py --report RUN`: logs (the test flow's files), then `render_run_report`."""
+    logger = setup_logging(Path(config.run.log_dir), "test", quiet=quiet, debug=debug)
+    path = render_run_report(Path(run_dir))
+    logger.info("report re-rendered: %s", path)
+    return path
 
 
 def render_run_report(run_dir: Path) -> Path:

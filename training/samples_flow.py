@@ -42,6 +42,7 @@ from training.callbacks import EpochLogLine, read_history_csv
 from utils.run_folder import atomic_path, atomic_write_json, atomic_write_text, create_test_dir
 
 log = logging.getLogger("beamwatch.train")
+SCORE_BATCH = 256  # scoring batch of the test flow (the train flow's too, when its batch is smaller)
 test_log = logging.getLogger("beamwatch.test")
 
 PREP_FILE = "preprocessing.json"
@@ -218,7 +219,8 @@ def train_samples(config: Config, *, run_dir: Path | None = None, progress: bool
     with atomic_path(run_dir / "model.keras", suffix=".keras") as tmp:
         model.save(tmp)  # the best epoch's weights (EarlyStopping restored them)
 
-    probs = {part: as_probabilities(model.predict(pick(x[part]), batch_size=max(batch, 256),
+    score_batch = max(batch, SCORE_BATCH)
+    probs = {part: as_probabilities(model.predict(pick(x[part]), batch_size=score_batch,
                                                   verbose=0))
              for part in ("val", "test")}
     threshold = None
@@ -255,8 +257,10 @@ def train_samples(config: Config, *, run_dir: Path | None = None, progress: bool
                  outputs._f(m["accuracy"]), outputs._f(m["balanced_accuracy"]),
                  outputs._f(m["macro_f1"]))
     log.info("report %s", run_dir / "train_metrics_report.pdf")
+    scored = outputs.ScoredParts(run_dir, samples, {p: parts[p] for p in probs}, probs,
+                                 score_batch)  # for a test flow that follows in this process
     return TrainResult(run_dir, metrics["val"], metrics["test"],
-                       float("nan") if threshold is None else threshold, 1)
+                       float("nan") if threshold is None else threshold, 1, scored)
 
 
 def write_predictions(path: Path, samples, parts: dict, probs: dict, class_names,
@@ -346,22 +350,32 @@ def _load_run(run_dir: Path):
 def _score(model, prep, saved, samples) -> np.ndarray:
     x = prep.transform(samples.inputs)
     x = {n: x[n] for n in saved["input_names"]}
-    return as_probabilities(model.predict(x, batch_size=256, verbose=0))
+    return as_probabilities(model.predict(x, batch_size=SCORE_BATCH, verbose=0))
 
 
-def test_samples(run_dir: Path, *, data_dir: Path | None = None, part: str | None = None):
-    """Score a run's held-out part (or every sample of `data_dir`); a new tests/<time>/ folder."""
+def test_samples(run_dir: Path, *, data_dir: Path | None = None, part: str | None = None,
+                 scored: outputs.ScoredParts | None = None):
+    """Score a run's held-out part (or every sample of `data_dir`); a new tests/<time>/ folder.
+
+    `scored`: the train flow's in-memory probabilities of this run's parts (plain `driver.py`);
+    the part asked is then not loaded and scored again when they were made in the same batches.
+    """
     from testing.test import TestResult
 
     run_dir = Path(run_dir)
     config, model, saved, prep, threshold = _load_run(run_dir)
     names = saved["class_names"]
+    reused = None
     if data_dir is None:
-        samples = load_samples(config, layout=saved["layout"])
-        parts = split_samples(samples, config.split, config.run.seed)
-        parts["all"] = np.arange(len(samples))
         part = part or "test"
-        idx = parts[part]
+        reused = None if scored is None else scored.reuse(run_dir, part, SCORE_BATCH)
+        if reused is not None:
+            samples, idx, _ = reused
+        else:
+            samples = load_samples(config, layout=saved["layout"])
+            parts = split_samples(samples, config.split, config.run.seed)
+            parts["all"] = np.arange(len(samples))
+            idx = parts[part]
         source = f"{part} part of the run's own data ({config.data.dataset_loc})"
     else:
         if part not in (None, "all"):
@@ -372,7 +386,12 @@ def test_samples(run_dir: Path, *, data_dir: Path | None = None, part: str | Non
         source = f"every sample of {data_dir}"
     samples.ledger.log_summary(test_log)
     sub = samples.take(idx)
-    probs = _score(model, prep, saved, sub)
+    if reused is None:
+        probs = _score(model, prep, saved, sub)
+    else:
+        probs = reused[2]
+        test_log.info("%d samples: %s, scored by the train flow just before (same model and "
+                      "batches); not scored again", len(sub), source)
     metrics = classification_metrics(sub.label, probs, names, threshold)
     out_dir = create_test_dir(run_dir)
     sizes = {part: {"n": len(sub), "per_class": _per_class(sub.label, names)}}
@@ -397,6 +416,25 @@ def test_samples(run_dir: Path, *, data_dir: Path | None = None, part: str | Non
                   outputs._f(metrics["macro_f1"]))
     test_log.info("test report %s", out_dir / "test_metrics_report.pdf")
     return TestResult(out_dir, metrics, part)
+
+
+def run_predict_flow(config: Config, *, run_dir: Path | None, files: list[Path],
+                     output: Path | None = None, quiet: bool = False,
+                     debug: bool = False) -> Path:
+    """`driver.py --predict FILE...`: logs, the run (given, or the newest under
+    run.output_dir), which must be a samples run, then `predict_files`."""
+    from utils.logs import setup_logging
+    from utils.run_folder import newest_run
+
+    logger = setup_logging(Path(config.run.log_dir), "test", quiet=quiet, debug=debug)
+    run_dir = Path(run_dir) if run_dir is not None else newest_run(Path(config.run.output_dir))
+    if not is_samples_run(run_dir):
+        raise FileNotFoundError(
+            f"{run_dir} is not a finished sessions/npz/features/text run (no "
+            "preprocessing.json); score new SNS archives with --test --run DIR --data DIR")
+    path = predict_files(run_dir, [str(f) for f in files], output)
+    logger.info("predictions: %s", path)
+    return path
 
 
 def predict_files(run_dir: Path, files: list[str], output: Path | None = None) -> Path:
@@ -427,5 +465,5 @@ def predict_files(run_dir: Path, files: list[str], output: Path | None = None) -
     return output
 
 
-__all__ = ["PARTS", "is_samples_run", "predict_files", "render_train_report", "test_samples",
-           "train_samples"]
+__all__ = ["PARTS", "is_samples_run", "predict_files", "render_train_report", "run_predict_flow",
+           "test_samples", "train_samples"]

@@ -3,10 +3,13 @@
 One function, `train`, reads top to bottom like architecture.md steps 1-9 and leaves a complete
 run folder behind. Everything it needs comes in as arguments (the config, the environment for
 distributed training); it touches no global state but the seeds it is asked to set.
+`run_train_flow` is the `driver.py --train` verb around it: who is chief, the run folder, the
+logs, the demo archive, and a failed run marked as such.
 """
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import logging
 import sys
@@ -17,8 +20,9 @@ from parser.configs import Config, ConfigError, config_to_dict, dump_config, loa
 from training import outputs
 from training.distribute import WorkerInfo, make_strategy
 from training.fit import TrainingPart, class_sample_weight, fit_and_threshold
+from utils.logs import add_run_log, start_logging
 from utils.run_folder import atomic_write_text, create_run_dir
-from utils.status import COMPLETE, TRAINING, read_status, write_status
+from utils.status import COMPLETE, TRAINING, mark_failed, read_status, write_status
 
 log = logging.getLogger("beamwatch.train")
 
@@ -34,6 +38,70 @@ class TrainResult:
     test_metrics: dict
     threshold: float
     replicas: int
+    # The chief's in-memory scores of the validation and test parts, for a test flow that
+    # follows in this process (None: not kept, e.g. scored off TensorFlow).
+    scored: outputs.ScoredParts | None = None
+
+
+def check_train_request(config: Config, run_dir: Path | None) -> None:
+    """What `--train` can refuse before anything is written (no log line, no file in the run
+    folder): an unknown model.name (ConfigError), a run folder it cannot resume (RunStateError)."""
+    _check_model_name(config.model.name)
+    if run_dir is not None:
+        check_resume(config, run_dir)
+
+
+def _check_model_name(name: str) -> None:
+    """An unknown model.name is a config error, found before any data is read."""
+    import difflib
+
+    from model import list_models
+
+    names = list_models()
+    if name not in names:
+        close = difflib.get_close_matches(name, names, n=1)
+        hint = f"; did you mean {close[0]!r}?" if close else ""
+        raise ConfigError(f"model.name: unknown model {name!r} (registered: "
+                          f"{', '.join(names)}){hint}")
+
+
+def run_train_flow(
+    config: Config,
+    *,
+    run_dir: Path | None = None,
+    env: Mapping[str, str],
+    quiet: bool = False,
+    debug: bool = False,
+    prefix: str = "",
+) -> TrainResult | None:
+    """`driver.py --train`: logs, the chief's run folder and demo archive, then `train`.
+
+    The chief (worker 0, or the only process) creates the run folder when none is given and
+    writes its train.log; a run that stops on an error (or Ctrl-C) is marked failed in
+    status.json, so it can be found and resumed. Returns None on a non-chief worker (the
+    chief writes the run folder), else the chief's `TrainResult`.
+    """
+    from data_preparation.demo import ensure_demo_archive
+
+    logger = start_logging(Path(config.run.log_dir), "train", quiet=quiet, debug=debug,
+                           prefix=prefix)
+    chief = WorkerInfo.from_env(env).is_chief
+    if run_dir is None and chief:
+        run_dir = create_run_dir(Path(config.run.output_dir), config.run.name)
+    if chief:
+        add_run_log(run_dir, "train", debug=debug, prefix=prefix)
+    try:
+        if chief:
+            ensure_demo_archive(config, logger)
+        result = train(config, run_dir=run_dir, env=env, progress=not quiet)
+    except BaseException as exc:
+        if chief and run_dir is not None:
+            mark_failed(Path(run_dir), exc)
+        raise
+    if not chief:
+        return None
+    logger.info("training done: %s", result.run_dir)
+    return result
 
 
 def set_seeds(seed: int, deterministic: bool) -> None:
@@ -135,6 +203,7 @@ def train(
     # Steps 2-3: pulses, settings, backward join, production filter, configuration groups.
     samples = prepare_samples(config, progress=progress and worker.is_chief)
     samples.ledger.log_summary(log)
+    loaded_ledger = copy.deepcopy(samples.ledger)  # before the split's gap entries
 
     # Step 4: split before anything is fitted.
     parts = split_indices(samples.timestamp_ns, samples.label, samples.group, config.split,
@@ -188,8 +257,13 @@ def train(
         workers=worker.count, model_params=fitted.params,
     )
     write_status(run_dir, COMPLETE, "done")  # the last write: the run is finished
+    scored = None
+    if fitted.score_batch is not None:
+        scored = outputs.ScoredParts(run_dir, dataclasses.replace(samples, ledger=loaded_ledger),
+                                     {"val": val_idx, "test": test_idx}, dict(scores),
+                                     fitted.score_batch)
     return TrainResult(run_dir, result["val"], result["test"], threshold.threshold,
-                       strategy.num_replicas_in_sync)
+                       strategy.num_replicas_in_sync, scored)
 
 
 def source_flow(config: Config) -> str:

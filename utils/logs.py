@@ -100,11 +100,42 @@ def setup_logging(
     _add(logger, _rotating(log_dir / "app.log"), logging.DEBUG, file_fmt)
     _add(logger, _rotating(log_dir / f"{flow}_flow.log"), logging.INFO, file_fmt)
     if run_dir is not None:
-        run_dir = Path(run_dir)
-        run_dir.mkdir(parents=True, exist_ok=True)
-        run_level = logging.DEBUG if debug else logging.INFO
-        _add(logger, logging.FileHandler(run_dir / f"{flow}.log", encoding="utf-8"), run_level, file_fmt)
+        add_run_log(run_dir, flow, debug=debug, prefix=prefix)
     return logger
+
+
+class LogDirError(OSError):
+    """`run.log_dir` cannot be written: a configuration problem, found before the flow runs."""
+
+
+def start_logging(
+    log_dir: str | os.PathLike,
+    flow: str,
+    *,
+    quiet: bool = False,
+    debug: bool = False,
+    prefix: str = "",
+) -> logging.Logger:
+    """`setup_logging` at the start of a driver verb; an unwritable log folder is a `LogDirError`
+    naming `run.log_dir` (the driver turns it into a usage error)."""
+    try:
+        return setup_logging(log_dir, flow, quiet=quiet, debug=debug, prefix=prefix)
+    except OSError as exc:
+        raise LogDirError(f"cannot write logs to run.log_dir={str(log_dir)!r}: "
+                          f"{exc.strerror or exc}") from exc
+
+
+def add_run_log(run_dir: str | os.PathLike, flow: str, *, debug: bool = False,
+                prefix: str = "") -> None:
+    """Add the run's own copy `run_dir/<flow>.log` once the flow knows its run folder.
+
+    Same handler as `setup_logging(..., run_dir=run_dir)` adds; the console and log_dir files
+    that `start_logging` opened stay as they are.
+    """
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    _add(logging.getLogger(LOGGER_NAME), logging.FileHandler(run_dir / f"{flow}.log", encoding="utf-8"),
+         logging.DEBUG if debug else logging.INFO, _PrefixFormatter(_FILE_FORMAT, None, prefix))
 
 
 def teardown_logging() -> None:

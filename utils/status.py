@@ -75,6 +75,22 @@ def read_status(run_dir: str | os.PathLike) -> RunStatus:
                      str(data.get("updated", "")))
 
 
+def mark_failed(run_dir: str | os.PathLike, exc: BaseException) -> None:
+    """Record a training that stopped on an error as failed (kept: it can be resumed).
+
+    Leaves alone a folder this run never started training into, or one already complete.
+    """
+    run_dir = Path(run_dir)
+    status = read_status(run_dir)
+    if status.state in ("unknown", COMPLETE) or not run_dir.is_dir():
+        return  # not a folder this run started training into, or already finished
+    reason = "interrupted" if isinstance(exc, KeyboardInterrupt) else f"{type(exc).__name__}: {exc}"
+    try:
+        write_status(run_dir, FAILED, status.stage, reason)
+    except OSError:
+        pass  # the disk that failed the run may refuse this too; the state stays "training"
+
+
 def resume_command(run_dir: str | os.PathLike) -> str:
     """The command line that resumes (or finishes) training of `run_dir`."""
     return f"python driver.py --train --run {run_dir}"

@@ -1,6 +1,6 @@
 """Kill the train flow at each stage, resume it with the same command, check the outcome.
 
-A "kill" raises out of the flow at the named point (the driver then records the run as
+A "kill" raises out of the flow at the named point (the train flow then records the run as
 failed), or, for `hard`, also skips that record, as `kill -9` would (status stays
 "training"). Either way `driver.py --train --run DIR` must finish the run: exit 0, status
 complete, one history row per epoch (never doubled), every artefact present.
@@ -20,6 +20,7 @@ import driver
 from enterprise_tools.sns_simulator import SimulatorParams, simulate_archive
 from training import fit as fit_module
 from training import outputs
+from training import train as train_module
 from utils.logs import teardown_logging
 from utils.status import read_status
 
@@ -103,7 +104,7 @@ def test_killed_run_resumes_to_a_complete_run(setup, monkeypatch, stage, hard):
     with monkeypatch.context() as patch:
         _inject(patch, stage)
         if hard:
-            patch.setattr(driver, "_mark_failed", lambda *a: None)
+            patch.setattr(train_module, "mark_failed", lambda *a: None)
         with pytest.raises(Killed):
             _driver("--train", "--run", str(run_dir), "--config", str(config), "--quiet")
     status = read_status(run_dir)
@@ -143,7 +144,7 @@ def test_deterministic_run_killed_after_an_epoch_resumes_bit_identical(setup, mo
     assert _driver("--train", "--run", str(plain), *common) == 0
     with monkeypatch.context() as patch:
         _inject(patch, "epoch")
-        patch.setattr(driver, "_mark_failed", lambda *a: None)
+        patch.setattr(train_module, "mark_failed", lambda *a: None)
         with pytest.raises(Killed):
             _driver("--train", "--run", str(broken), *common)
     assert _driver("--train", "--run", str(broken), *common) == 0
