@@ -8,7 +8,7 @@ and `files` lists unlabelled files to score (`driver.py --predict`).
 `flow` says which train/test flow serves the source: `"pulses"` (the SNS flows, with beam
 settings, cache, streaming and an operator threshold) or `"samples"` (training/samples_flow.py,
 binary or multiclass on the sample contract). Adding a source: one module with `load`, one line
-here, one config dataclass in parser/configs.py (see docs/internals.md).
+here, one config dataclass in parser/schema.py (see docs/internals.md).
 """
 
 from __future__ import annotations

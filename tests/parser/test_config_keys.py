@@ -57,7 +57,7 @@ GETATTR_DEFAULTS_KNOWN = {
     "global_pooling": "TODO(issue 13 item 1): model/architectures.py builder default",
     "streaming": "TODO: data_preparation/pipeline.py reads train.streaming with a default",
     "source": "TODO: data_preparation/data_loader.py, for a data.source key not yet in the schema",
-    "name": "not config: enterprise_tools/data_utils.py reads a file object's name",
+    "name": "not config: enterprise_tools/biet_reader.py reads a file object's name",
 }
 
 ENV_NAMES = {"environ", "environb", "getenv", "getenvb", "putenv", "unsetenv"}
@@ -167,7 +167,7 @@ def test_every_config_key_is_read_outside_parser():
     dead = unread_keys(SECTION_CLASSES, files)
     assert not dead, (
         f"config keys no code outside parser/ reads: {dead}. Use them, remove them from "
-        "parser/configs.py and configs/default.yaml, or list them in PARSER_INTERNAL with why.")
+        "parser/schema.py and configs/default.yaml, or list them in PARSER_INTERNAL with why.")
     stale = sorted(set(PARSER_INTERNAL) - set(config_keys(SECTION_CLASSES)))
     assert not stale, f"PARSER_INTERNAL names keys that no longer exist: {stale}"
 
