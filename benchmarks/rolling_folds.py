@@ -1,5 +1,5 @@
 """Rolling-origin evaluation, part 1: cut an archive's samples into contiguous time blocks
-(acquisitions kept whole) and the folds that train only on the past (used by `benchmarks.rolling`)."""
+(acquisitions kept whole) and the folds that train only on the past."""
 
 from __future__ import annotations
 

@@ -45,7 +45,8 @@ def resolves(name: str) -> bool:
         except ModuleNotFoundError as error:
             # Only "this prefix is not a module" moves on; a module that exists but fails to
             # import (a missing dependency) is a real error and propagates.
-            if error.name and (module_name == error.name or module_name.startswith(error.name + ".")):
+            missing = error.name or ""
+            if missing and (module_name == missing or module_name.startswith(missing + ".")):
                 continue
             raise
         break
