@@ -27,12 +27,17 @@ class InputSpec:
         n_settings: length of the `"settings"` input; 0 means no settings.
         n_references: reference pulses per sample (the `"reference"` input is
             `[n_references, trace_length, n_channels]`); 0 means no references.
+        n_classes: classes the output tells apart (the data's; 2: one sigmoid "score").
+        vocab_size: token ids the `"tokens"` input may hold (text jobs: the vectorizer fitted
+            on the training part); 0 for inputs that are not tokens.
     """
 
     trace_length: int
     n_channels: int = 1
     n_settings: int = 0
     n_references: int = 0
+    n_classes: int = 2
+    vocab_size: int = 0
 
     def __post_init__(self):
         for field, minimum in (
@@ -40,6 +45,8 @@ class InputSpec:
             ("n_channels", 1),
             ("n_settings", 0),
             ("n_references", 0),
+            ("n_classes", 2),
+            ("vocab_size", 0),
         ):
             value = getattr(self, field)
             if isinstance(value, bool) or not isinstance(value, int) or value < minimum:

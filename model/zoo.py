@@ -1,8 +1,8 @@
 """Architectures for the non-SNS jobs (sensor sessions, windowed arrays, feature tables, text).
 
-Each builder takes `(model_config, input_spec)` like every registered model; `model_config`
-must also carry `n_classes` (the task's class count, from the data) and, for text, `vocab_size`
-(from the vectorizer fitted on the training part). Two classes give one sigmoid unit named
+Each builder takes `(model_config, input_spec)` like every registered model; what comes from
+the data rather than the config, the class count and (text) the vocabulary size of the
+vectorizer fitted on the training part, is in `input_spec` (`n_classes`, `vocab_size`). Two classes give one sigmoid unit named
 `"score"` (the binary threshold logic applies); more give a softmax named `"probabilities"`.
 Every size comes from the model section: conv_filters, conv_kernels, pool_size, lstm_units,
 lstm_layers, head_units, dropout, embedding_dim.
@@ -61,7 +61,7 @@ def stacked_conv_lstm(model_config, input_spec: InputSpec) -> keras.Model:
         if model_config.dropout > 0:
             x = layers.Dropout(model_config.dropout, name=f"lstm{i}_dropout")(x)
     x = _dense_stack(x, model_config.head_units, 0.0, "head")
-    return keras.Model(inputs={"trace": trace}, outputs=output_head(x, model_config.n_classes),
+    return keras.Model(inputs={"trace": trace}, outputs=output_head(x, input_spec.n_classes),
                        name="stacked_conv_lstm")
 
 
@@ -77,7 +77,7 @@ def masked_lstm(model_config, input_spec: InputSpec) -> keras.Model:
     if model_config.dropout > 0:
         x = layers.Dropout(model_config.dropout, name="lstm_dropout")(x)
     x = _dense_stack(x, model_config.head_units, 0.0, "head")
-    return keras.Model(inputs={"trace": trace}, outputs=output_head(x, model_config.n_classes),
+    return keras.Model(inputs={"trace": trace}, outputs=output_head(x, input_spec.n_classes),
                        name="masked_lstm")
 
 
@@ -98,7 +98,7 @@ def conv_lstm_features(model_config, input_spec: InputSpec) -> keras.Model:
         x = layers.Dropout(model_config.dropout, name="lstm_dropout")(x)
     x = _dense_stack(x, model_config.head_units, 0.0, "head")
     return keras.Model(inputs={"features": features},
-                       outputs=output_head(x, model_config.n_classes), name="conv_lstm_features")
+                       outputs=output_head(x, input_spec.n_classes), name="conv_lstm_features")
 
 
 @register_model
@@ -108,7 +108,7 @@ def parallel_cnn_bilstm(model_config, input_spec: InputSpec) -> keras.Model:
     dropout -> dense `head_units` -> output head. Ids come from a TextVectorization fitted on
     the training part outside the model (0 = padding, 1 = out of vocabulary)."""
     tokens = keras.Input(shape=(input_spec.trace_length,), dtype="int32", name="tokens")
-    x = layers.Embedding(model_config.vocab_size, model_config.embedding_dim,
+    x = layers.Embedding(input_spec.vocab_size, model_config.embedding_dim,
                          name="embedding")(tokens)
     rnn = layers.Bidirectional(layers.LSTM(model_config.lstm_units, return_sequences=True),
                                name="bilstm")(x)
@@ -122,7 +122,7 @@ def parallel_cnn_bilstm(model_config, input_spec: InputSpec) -> keras.Model:
     if model_config.dropout > 0:
         x = layers.Dropout(model_config.dropout, name="join_dropout")(x)
     x = _dense_stack(x, model_config.head_units, model_config.dropout, "head")
-    return keras.Model(inputs={"tokens": tokens}, outputs=output_head(x, model_config.n_classes),
+    return keras.Model(inputs={"tokens": tokens}, outputs=output_head(x, input_spec.n_classes),
                        name="parallel_cnn_bilstm")
 
 

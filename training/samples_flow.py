@@ -24,7 +24,6 @@ import math
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
-from types import SimpleNamespace
 
 import keras
 import numpy as np
@@ -101,23 +100,17 @@ class ValidationMacroF1(keras.callbacks.Callback):
             logs[MONITOR] = classification_metrics(self.y, probs, names)["macro_f1"]
 
 
-def _input_spec(x: dict):
+def _input_spec(x: dict, n_classes: int, vocab_size: int):
     from model import InputSpec
 
     if "trace" in x:
         _, length, channels = x["trace"].shape
         settings = x["settings"].shape[1] if "settings" in x else 0
         return InputSpec(trace_length=int(length), n_channels=int(channels),
-                         n_settings=int(settings))
+                         n_settings=int(settings), n_classes=n_classes)
     main = x["features"] if "features" in x else x["tokens"]
-    return InputSpec(trace_length=int(main.shape[1]))
-
-
-def _model_config(config: Config, n_classes: int, vocab_size: int) -> SimpleNamespace:
-    import dataclasses
-
-    return SimpleNamespace(**dataclasses.asdict(config.model), n_classes=n_classes,
-                           vocab_size=vocab_size)
+    return InputSpec(trace_length=int(main.shape[1]), n_classes=n_classes,
+                     vocab_size=vocab_size if "tokens" in x else 0)
 
 
 def _check_model(model, x: dict, n_classes: int, name: str) -> tuple[str, ...]:
@@ -180,9 +173,8 @@ def train_samples(config: Config, *, run_dir: Path | None = None, progress: bool
                                                         config.scaling, config.run.seed)
     log.info("imbalance: %s", balance_note)
 
-    model_config = _model_config(config, k, prep.vocab_size)
-    model = build_model(model_config, _input_spec(x_train))
-    compile_classifier(model, model_config, config.train, k)
+    model = build_model(config.model, _input_spec(x_train, k, prep.vocab_size))
+    compile_classifier(model, config.model, config.train, k)
     input_names = _check_model(model, x_train, k, config.model.name)
     log.info("model %s: %d parameters, inputs %s, %d classes", config.model.name,
              model.count_params(), ", ".join(input_names), k)

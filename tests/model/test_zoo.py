@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import types
 
 import keras
@@ -13,14 +14,14 @@ from model.zoo import SparseCategoricalFocalLoss, compile_classifier
 
 TINY = dict(conv_filters=(4, 4, 4), conv_kernels=(3, 3, 3), conv_strides=(1, 1, 1),
             pool_size=2, lstm_units=4, lstm_layers=2, head_units=(4,), dropout=0.1,
-            embedding_dim=4, loss="bce", focal_alpha=0.25, focal_gamma=2.0, vocab_size=30)
+            embedding_dim=4, loss="bce", focal_alpha=0.25, focal_gamma=2.0)
 TRAIN = types.SimpleNamespace(optimizer="adam", learning_rate=0.01, momentum=0.9)
 
 CASES = [
     ("stacked_conv_lstm", InputSpec(trace_length=24, n_channels=3), "trace"),
     ("masked_lstm", InputSpec(trace_length=12, n_channels=2), "trace"),
     ("conv_lstm_features", InputSpec(trace_length=10), "features"),
-    ("parallel_cnn_bilstm", InputSpec(trace_length=9), "tokens"),
+    ("parallel_cnn_bilstm", InputSpec(trace_length=9, vocab_size=30), "tokens"),
 ]
 
 
@@ -37,7 +38,8 @@ def _data(kind, spec, n, rng):
 @pytest.mark.parametrize(("name", "spec", "kind"), CASES)
 @pytest.mark.parametrize("n_classes", [2, 3])
 def test_model_trains_and_round_trips_in_safe_mode(tmp_path, name, spec, kind, n_classes):
-    config = types.SimpleNamespace(name=name, n_classes=n_classes, **TINY)
+    config = types.SimpleNamespace(name=name, **TINY)
+    spec = dataclasses.replace(spec, n_classes=n_classes)
     model = build_model(config, spec)
     compile_classifier(model, config, TRAIN, n_classes)
     rng = np.random.default_rng(0)
@@ -54,9 +56,9 @@ def test_model_trains_and_round_trips_in_safe_mode(tmp_path, name, spec, kind, n
 
 
 def test_masked_lstm_ignores_padding_steps():
-    config = types.SimpleNamespace(name="masked_lstm", n_classes=3, **TINY)
-    padded = build_model(config, InputSpec(trace_length=8, n_channels=2))
-    short = build_model(config, InputSpec(trace_length=5, n_channels=2))
+    config = types.SimpleNamespace(name="masked_lstm", **TINY)
+    padded = build_model(config, InputSpec(trace_length=8, n_channels=2, n_classes=3))
+    short = build_model(config, InputSpec(trace_length=5, n_channels=2, n_classes=3))
     short.set_weights(padded.get_weights())
     x = np.random.default_rng(1).normal(size=(1, 8, 2)).astype(np.float32)
     x[:, 5:] = 0.0  # 5 real steps, 3 of padding
@@ -65,10 +67,10 @@ def test_masked_lstm_ignores_padding_steps():
 
 
 def test_sizes_come_from_the_config():
-    config = types.SimpleNamespace(name="parallel_cnn_bilstm", n_classes=4,
+    config = types.SimpleNamespace(name="parallel_cnn_bilstm",
                                    **{**TINY, "conv_kernels": (2, 5), "conv_filters": (3, 7),
                                       "conv_strides": (1, 1), "embedding_dim": 6})
-    model = build_model(config, InputSpec(trace_length=9))
+    model = build_model(config, InputSpec(trace_length=9, n_classes=4, vocab_size=30))
     assert model.get_layer("embedding").output.shape[-1] == 6
     assert model.get_layer("conv1_k5").output.shape[-1] == 7
 
