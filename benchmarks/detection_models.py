@@ -3,6 +3,7 @@ networks trained through the project's pipeline, the feature baselines)."""
 
 from __future__ import annotations
 
+import gc
 import logging
 import shutil
 import time
@@ -85,11 +86,17 @@ def fit_neural(samples, parts: dict, config: Config, work_dir: Path, *,
                                                                 sample_weight),
         samples=samples, score_parts=indices, trace_scaler=trace_scaler,
         settings_scaler=settings_scaler, work_dir=work_dir, logger=log, log_epochs=False)
-    return {"scores": {p: fitted.scores[p] for p in score_parts},
-            "indices": {p: indices[p] for p in score_parts},
-            "train_seconds": fitted.train_seconds,
-            "epochs_trained": fitted.epochs_trained, "params": fitted.params,
-            "train_samples": int(len(fit_idx))}
+    out = {"scores": {p: fitted.scores[p] for p in score_parts},
+           "indices": {p: indices[p] for p in score_parts},
+           "train_seconds": fitted.train_seconds,
+           "epochs_trained": fitted.epochs_trained, "params": fitted.params,
+           "train_samples": int(len(fit_idx))}
+    # A rolling run trains 18+ networks in one process, which grew by 1.5-2 GB per network on
+    # the realistic archive (2026-11-27, --standard); drop this one's state before the next.
+    del fitted, train_samples
+    keras.backend.clear_session()
+    gc.collect()
+    return out
 
 
 def input_spec(samples, config: Config):
