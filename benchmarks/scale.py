@@ -80,10 +80,12 @@ def child_build(archive: Path, workdir: Path, workers: int) -> dict:
 def child_epoch(archive: Path, workdir: Path, workers: int, epochs: int) -> dict:
     import keras
 
+    from benchmarks.detection_models import input_spec
     from data_preparation.data_scaling import split_indices
     from data_preparation.pipeline import balance_training, fit_scalers, prepare_samples
-    from model import InputSpec, build_model, compile_model
+    from model import build_model, compile_model
     from training.dataset import make_dataset
+    from training.outputs import input_names
 
     config = _config(archive, workdir, workers)
     started = time.perf_counter()
@@ -97,13 +99,14 @@ def child_epoch(archive: Path, workdir: Path, workers: int, epochs: int) -> dict
     if weights is not None:
         sample_weight = np.where(train_samples.label[idx] == 1, weights[1], weights[0])
     keras.utils.set_random_seed(0)
+    # The default model with the inputs it takes (the reference model reads K reference
+    # pulses per sample as well, so an epoch reads 1 + K windows per pulse).
     model = build_model(dataclasses.replace(config.model, per_trace=False),
-                        InputSpec(trace_length=samples.trace_shape[0], n_channels=1,
-                                  n_settings=samples.settings.shape[1]))
+                        input_spec(samples, config))
     compile_model(model, config.model, config.train)
     dataset = make_dataset(train_samples, idx, trace_scaler, settings_scaler,
                            batch_size=config.train.batch_size, shuffle=True, seed=0,
-                           sample_weight=sample_weight)
+                           input_names=input_names(model), sample_weight=sample_weight)
     setup = time.perf_counter() - started
     epoch_seconds = []
     for _ in range(epochs):

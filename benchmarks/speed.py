@@ -242,10 +242,11 @@ def latency_child(out_json: Path, iterations: int, batch_repeats: int, workdir: 
         source = str(model_path)
     else:
         keras.utils.set_random_seed(0)
-        model = build_model(config.model, InputSpec(
+        # The pulse-alone network: this child feeds "trace" and "settings" only.
+        model = build_model(dataclasses.replace(config.model, name="sns_cnn_lstm"), InputSpec(
             trace_length=config.data.shift, n_channels=1,
             n_settings=len(config.beam_settings.features)))
-        source = "untrained default sns_cnn_lstm (weights do not change the cost)"
+        source = "untrained sns_cnn_lstm (weights do not change the cost)"
     length = int(model.input["trace"].shape[1])
     n_settings = int(model.input["settings"].shape[1])
     rng = np.random.default_rng(0)

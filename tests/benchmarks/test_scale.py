@@ -29,3 +29,18 @@ def test_growth_of_one_row_or_none_is_empty():
 
 def test_peak_rss_is_a_positive_number_of_mib():
     assert 1.0 < peak_rss_mb() < 1e6
+
+
+def test_epoch_child_trains_the_default_model_with_its_reference_inputs(tmp_path):
+    """The scale section's epoch runs the shipped default; since that model reads reference
+    pulses, the child must build it with K references and feed them (it once built it
+    without and failed)."""
+    from benchmarks.scale import child_epoch
+    from enterprise_tools.sns_simulator import SimulatorParams, simulate_archive
+    from parser.configs import ModelConfig
+
+    archive = tmp_path / "archive"
+    simulate_archive(archive, SimulatorParams.tiny(seed=5, hours=0.6))
+    result = child_epoch(archive, tmp_path / "work", workers=1, epochs=1)
+    assert ModelConfig().name == "sns_reference_cnn_lstm"
+    assert result["train_samples"] > 0 and len(result["epoch_seconds"]) == 1
