@@ -197,8 +197,7 @@ def child(out_json: Path, run_dir: Path, settings: StreamSettings) -> None:
         except Exception as exc:  # a missing artefact is reported, the others still run
             result["paths"][name] = {"error": f"{type(exc).__name__}: {str(exc)[:200]}"}
             continue
-        raws = [{"trace": traces[i % len(traces)], "settings": settings_rows[i % len(traces)]}
-                for i in range(n)]
+        raws = [_raw_inputs(traces, settings_rows, i, layout.n_references) for i in range(n)]
         for raw in raws[:20]:
             backend.score_one(raw)
         times, cpu = [], []
@@ -213,6 +212,16 @@ def child(out_json: Path, run_dir: Path, settings: StreamSettings) -> None:
                                  "cpu_p50_ms": float(np.percentile(cpu_ms, 50)),
                                  "cpu_p99_ms": float(np.percentile(cpu_ms, 99)), "n": n}
     out_json.write_text(json.dumps(result, indent=2))
+
+
+def _raw_inputs(traces, settings_rows, i: int, n_references: int) -> dict:
+    """Raw inputs of pulse `i` (cycled); a reference model also gets the K pulses before it,
+    what the live ring buffer would hold for a steady configuration."""
+    m = len(traces)
+    raw = {"trace": traces[i % m], "settings": settings_rows[i % m]}
+    if n_references:
+        raw["reference"] = np.stack([traces[(i - k) % m] for k in range(1, n_references + 1)])
+    return raw
 
 
 class _DefaultOne:

@@ -36,3 +36,16 @@ def test_render_shows_measured_next_to_extrapolated_false_alarms():
     assert "2,160 (rate 0.0100 on 400 sampled normal pulses)" in text
     assert "| litert float32 | 0.900 | 1.500 | 0.75x |" in text
     assert "no tf2onnx" in text and "7 / 9" in text
+
+
+def test_latency_inputs_of_a_reference_model_hold_the_k_pulses_before_each_pulse():
+    from benchmarks.stream import _raw_inputs
+
+    traces = np.arange(5 * 4, dtype=np.float32).reshape(5, 4)
+    settings = np.ones((5, 2), np.float32)
+    raw = _raw_inputs(traces, settings, 1, n_references=3)
+    assert raw["reference"].shape == (3, 4)
+    # pulse 1's references: pulses 0, then 4 and 3 (the sample cycled)
+    assert np.array_equal(raw["reference"][:, 0], traces[[0, 4, 3], 0])
+    assert np.array_equal(raw["trace"], traces[1])
+    assert "reference" not in _raw_inputs(traces, settings, 1, n_references=0)
