@@ -41,7 +41,6 @@ def bench_config(archive: Path, workdir: Path, overrides: Sequence[str] = ()) ->
     return load_config(None, [*base, *overrides])
 
 
-
 # ----------------------------------------------------------------------------------------------
 # Neural models through the project's pipeline
 
@@ -67,7 +66,7 @@ def fit_neural(samples, parts: dict, config: Config, work_dir: Path, *,
     import keras
 
     from data_preparation.pipeline import balance_training, fit_scalers
-    from training.fit import TrainingPart, class_sample_weight, fit_and_threshold
+    from training.fit import TrainingPart, class_sample_weight, fit_and_threshold, input_spec
 
     seed = config.run.seed
     keras.utils.set_random_seed(seed)
@@ -82,8 +81,7 @@ def fit_neural(samples, parts: dict, config: Config, work_dir: Path, *,
     indices = {part: subsample(parts[part], samples.label, max_score, seed)
                for part in dict.fromkeys(("val", *score_parts))}
     fitted = fit_and_threshold(
-        config, input_spec(samples, config), train=TrainingPart(train_samples, fit_idx,
-                                                                sample_weight),
+        config, input_spec(samples), train=TrainingPart(train_samples, fit_idx, sample_weight),
         samples=samples, score_parts=indices, trace_scaler=trace_scaler,
         settings_scaler=settings_scaler, work_dir=work_dir, logger=log, log_epochs=False)
     out = {"scores": {p: fitted.scores[p] for p in score_parts},
@@ -100,13 +98,13 @@ def fit_neural(samples, parts: dict, config: Config, work_dir: Path, *,
 
 
 def input_spec(samples, config: Config):
-    """The `InputSpec` of `samples`: trace shape, settings when used, reference count if any."""
-    from model import InputSpec
+    """The `InputSpec` of `samples`, as the train flow builds it (`training.fit.input_spec`).
 
-    length, channels = samples.trace_shape
-    n_settings = int(samples.settings.shape[1]) if config.beam_settings.use else 0
-    return InputSpec(trace_length=int(length), n_channels=int(channels), n_settings=n_settings,
-                     n_references=samples.n_references)
+    `config` is not read (the settings columns are the samples' own); kept for old callers.
+    """
+    from training.fit import input_spec as sample_input_spec
+
+    return sample_input_spec(samples)
 
 
 def subsample(idx, labels, limit: int | None, seed: int) -> np.ndarray:

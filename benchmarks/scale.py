@@ -26,8 +26,6 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
-
 from benchmarks import stats
 from benchmarks.children import run_cpu_child
 from benchmarks.report import render_table
@@ -80,11 +78,11 @@ def child_build(archive: Path, workdir: Path, workers: int) -> dict:
 def child_epoch(archive: Path, workdir: Path, workers: int, epochs: int) -> dict:
     import keras
 
-    from benchmarks.detection_models import input_spec
     from data_preparation.data_scaling import split_indices
     from data_preparation.pipeline import balance_training, fit_scalers, prepare_samples
     from model import build_model, compile_model
     from training.dataset import make_dataset
+    from training.fit import class_sample_weight, input_spec
     from training.outputs import input_names
 
     config = _config(archive, workdir, workers)
@@ -95,14 +93,12 @@ def child_epoch(archive: Path, workdir: Path, workers: int, epochs: int) -> dict
     trace_scaler, settings_scaler = fit_scalers(samples, parts["train"], config.scaling)
     train_samples, idx, weights = balance_training(samples, parts["train"], config.scaling,
                                                    trace_scaler, settings_scaler)
-    sample_weight = None
-    if weights is not None:
-        sample_weight = np.where(train_samples.label[idx] == 1, weights[1], weights[0])
+    sample_weight = class_sample_weight(train_samples.label[idx], weights)
     keras.utils.set_random_seed(0)
     # The default model with the inputs it takes (the reference model reads K reference
     # pulses per sample as well, so an epoch reads 1 + K windows per pulse).
     model = build_model(dataclasses.replace(config.model, per_trace=False),
-                        input_spec(samples, config))
+                        input_spec(samples))
     compile_model(model, config.model, config.train)
     dataset = make_dataset(train_samples, idx, trace_scaler, settings_scaler,
                            batch_size=config.train.batch_size, shuffle=True, seed=0,

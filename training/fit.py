@@ -62,6 +62,16 @@ class FitResult:
         return len(next(iter(self.history.values()), [])) if self.history else 0
 
 
+def input_spec(samples):
+    """The `InputSpec` of a `SampleSet`: trace shape, its settings columns, its references."""
+    from model import InputSpec
+
+    trace_length, n_channels = samples.trace_shape
+    return InputSpec(trace_length=int(trace_length), n_channels=int(n_channels),
+                     n_settings=int(samples.settings.shape[1]),
+                     n_references=samples.n_references)
+
+
 def class_sample_weight(labels, weights: Mapping[int, float] | None) -> np.ndarray | None:
     """Per-row float32 weights from class weights `{0: w0, 1: w1}` (None stays None)."""
     if weights is None:

@@ -19,7 +19,7 @@ from pathlib import Path
 from parser.configs import Config, ConfigError, config_to_dict, dump_config, load_config
 from training import outputs
 from training.distribute import WorkerInfo, make_strategy
-from training.fit import TrainingPart, class_sample_weight, fit_and_threshold
+from training.fit import TrainingPart, class_sample_weight, fit_and_threshold, input_spec
 from utils.logs import add_run_log, start_logging
 from utils.run_folder import atomic_write_text, create_run_dir
 from utils.status import COMPLETE, TRAINING, mark_failed, read_status, write_status
@@ -182,7 +182,6 @@ def train(
     """Trains the configured model and writes a complete run folder; returns where and how well."""
     from data_preparation.data_scaling import save_scalers, split_indices
     from data_preparation.pipeline import balance_training, fit_scalers, prepare_samples
-    from model import InputSpec
 
     if source_flow(config) == "samples":  # npz, sessions, features, text: the sample contract
         from training.samples_flow import train_samples
@@ -229,9 +228,7 @@ def train(
 
     # Steps 6-8: the model (inside the strategy's scope), fit, best weights published
     # atomically as model.keras, scores, threshold on validation scores only.
-    trace_length, n_channels = samples.trace_shape
-    spec = InputSpec(trace_length=trace_length, n_channels=n_channels,
-                     n_settings=samples.settings.shape[1], n_references=samples.n_references)
+    spec = input_spec(samples)
     interactive = progress and sys.stdout.isatty()
     fitted = fit_and_threshold(
         config, spec, train=TrainingPart(train_samples, train_idx, sample_weight),
