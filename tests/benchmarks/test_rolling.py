@@ -252,3 +252,15 @@ def test_fold_figures_use_online_recalibration_when_it_exists():
     broken = fold_figures(y, s, 0.5, target=0.01, n_boot=10, seed=0, pulse_rate_hz=60.0,
                           recalibrate=lambda *a, **k: (_ for _ in ()).throw(TypeError("x")))
     assert broken["online"]["error"].startswith("TypeError")
+
+
+def test_a_profile_can_train_one_presets_networks_longer():
+    from benchmarks import suite
+
+    standard = suite.PROFILES["standard"]
+    assert standard.rolling_settings("demo").epochs == 25
+    assert standard.rolling_settings("realistic").epochs == standard.rolling.epochs == 12
+    # everything else is the profile's one RollingSettings
+    assert standard.rolling_settings("demo").seeds == standard.rolling.seeds
+    quick = suite.PROFILES["quick"]
+    assert quick.rolling_settings("demo") == quick.rolling
