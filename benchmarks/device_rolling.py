@@ -80,6 +80,9 @@ def run_slice(workdir: Path, out: Path, preset: str, model: str, block: int,
     if not shared.exists():
         shared.symlink_to((workdir / "cache").resolve(), target_is_directory=True)
     result = rolling.run(archive_dir(workdir, preset, hours), slice_dir, settings, preset=preset)
+    if model not in result["models"]:  # rolling.run logs and carries on; a slice must not
+        raise RuntimeError(f"slice {preset}/{model}/b{block}: "
+                           f"{result['skipped'].get(model, 'no result')}")
     target = out / f"slice-{preset}-{model}-b{block}.json"
     target.write_text(json.dumps(result, default=str))
     scores = slice_dir / "scores" / f"rolling-{preset}.csv"

@@ -3,7 +3,6 @@
 import keras
 import numpy as np
 import pytest
-import tensorflow as tf
 
 from model import InputSpec, architectures, build_model, compile_model, list_models
 from tests.model.helpers import DEFAULT_MODEL, model_config, random_batch, train_config
@@ -137,6 +136,10 @@ def test_score_stays_float32_under_mixed_precision():
     "name, loss", [("sns_cnn_lstm", "bce"), ("sns_conditional_siamese", "contrastive")]
 )
 def test_builds_compiles_and_trains_inside_a_distribution_strategy(name, loss):
+    if keras.backend.backend() != "tensorflow":  # the GPU check machines run JAX or PyTorch
+        pytest.skip(f"tf.distribute needs the TensorFlow backend, not {keras.backend.backend()}")
+    import tensorflow as tf
+
     strategy = tf.distribute.MirroredStrategy(devices=["/cpu:0"])
     config = model_config(name=name, loss=loss)
     with strategy.scope():
