@@ -218,3 +218,27 @@ def test_compacted_shards_keep_the_references(archive, tmp_path, counted_reads):
     np.testing.assert_array_equal(warm.references, fresh.references)
     np.testing.assert_array_equal(warm.reference_timestamp_ns, fresh.reference_timestamp_ns)
     assert by_pid(warm.traces, warm.references)[40] == [20, 30]
+
+
+def test_model_inputs_off_tensorflow_equal_the_streamed_batches(archive, tmp_path):
+    """What `model.fit` gets as NumPy arrays under JAX/PyTorch (training.fit._fit_arrays) is
+    what the TensorFlow path streams from the cache, input by input."""
+    from training.dataset import model_inputs
+
+    memory = prepare_samples(config(archive, tmp_path, cache=True), progress=False)
+    streamed = prepare_samples(config(archive, tmp_path, cache=True, streaming="true"),
+                               progress=False)
+    trace_scaler, settings_scaler = fit_scalers(memory, np.arange(4),
+                                                ScalingConfig(trace_scaler="standard"))
+    idx = np.array([5, 0, 3])
+    names = ("trace", "settings", "reference")
+    arrays = model_inputs(memory, idx, trace_scaler, settings_scaler, names)
+    dataset = make_dataset(streamed, idx, trace_scaler, settings_scaler, batch_size=2,
+                           shuffle=False, seed=0, input_names=names)
+    batches = list(dataset)
+    assert sorted(arrays) == sorted(names)
+    for name in names:
+        np.testing.assert_allclose(arrays[name], np.concatenate([x[name].numpy()
+                                                                 for x, _ in batches]), rtol=1e-6)
+    with pytest.raises(ValueError, match="streamed"):
+        model_inputs(streamed, idx, trace_scaler, settings_scaler, names)
