@@ -137,7 +137,8 @@ def run_all(workdir: Path, out: Path, presets: list[str], models: list[str], see
 def merge_slices(out: Path, presets: list[str], target: float = 0.01) -> dict:
     """The slices' JSON merged into `{preset: rolling.run-like result}`: per model, one fold
     record per block holding every seed that finished, and the summary over blocks."""
-    from benchmarks import rolling, stats
+    from benchmarks import rolling
+    from benchmarks.rolling_figures import fold_record
 
     merged = {}
     for preset in presets:
@@ -162,15 +163,9 @@ def merge_slices(out: Path, presets: list[str], target: float = 0.01) -> dict:
                                   for s in figures})
         for name, record in result["models"].items():
             record["runs"].sort(key=lambda r: (r["block"], r["seed"]))
-            record["folds"] = []
-            for (model, block), figures in sorted(seeds_by_fold.items()):
-                if model != name:
-                    continue
-                figures = sorted(figures, key=lambda f: f["seed"])
-                record["folds"].append({
-                    "block": block, "seeds": figures,
-                    "summary": stats.combine_seeds(figures) | {"false_alarm_rate":
-                        stats.mean_spread([f["false_alarm_rate"] for f in figures])}})
+            record["folds"] = [fold_record(block, sorted(figures, key=lambda f: f["seed"]))
+                               for (model, block), figures in sorted(seeds_by_fold.items())
+                               if model == name]
             record["summary"] = rolling.summarize_model(record["folds"], target)
         merged[preset] = result
     return merged

@@ -24,13 +24,14 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from benchmarks import detection, leaky, peers, stats
+from benchmarks import detection, leaky, peers
 from benchmarks.rolling_figures import (
     DEFAULT_MODEL,
     _recalibration,
     _step_argument,
     average_precision,
     fold_figures,
+    fold_record,
     paired_bootstrap,
     paired_comparisons,
     summarize_model,
@@ -195,10 +196,7 @@ def run(archive: Path, workdir: Path, settings: RollingSettings, *, preset: str)
                     "timestamp_ns": samples.timestamp_ns[test_idx], "label": y_test,
                     "score": fitted["scores"]["test"],
                     "alarm": (fitted["scores"]["test"] >= choice.threshold).astype(int)}))
-            per_fold.append({"block": fold["block"], "seeds": seed_figures,
-                             "summary": stats.combine_seeds(seed_figures)
-                             | {"false_alarm_rate": stats.mean_spread(
-                                 [f["false_alarm_rate"] for f in seed_figures])}})
+            per_fold.append(fold_record(fold["block"], seed_figures))
             model_scores.append(seed_scores)
         return ({"kind": "neural" if neural else "peer", "folds": per_fold, "runs": runs,
                  "summary": summarize_model(per_fold, target)}, model_scores)

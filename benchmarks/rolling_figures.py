@@ -127,6 +127,15 @@ def fold_figures(labels, scores, threshold: float, *, target: float, n_boot: int
     return figures
 
 
+def fold_record(block: int, seed_figures: list[dict]) -> dict:
+    """One model's record on one test block: each seed's `fold_figures` and their mean +-
+    spread (the false-alarm rate at the validation threshold included)."""
+    return {"block": block, "seeds": seed_figures,
+            "summary": stats.combine_seeds(seed_figures)
+            | {"false_alarm_rate": stats.mean_spread([f["false_alarm_rate"]
+                                                      for f in seed_figures])}}
+
+
 def summarize_model(per_fold: list[dict], target: float) -> dict:
     """Across blocks: mean and spread of the per-block figures (each a mean over seeds)."""
     def values(key):

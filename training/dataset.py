@@ -40,10 +40,11 @@ def make_dataset(
 
     In-memory traces are scaled once, held once and gathered per batch; a `TraceStore` is
     streamed batch by batch from the cache and scaled per batch, so memory holds only the index
-    arrays (and the small settings matrix). With `shuffle`, the order changes every epoch, reproducibly from `seed`.
-    `sample_weight` (optional) is aligned with `indices`. "reference" in `input_names` adds
-    the reference windows, float32 [b, K, L, C], scaled by the trace scaler (the model then
-    compares like with like). Other input names are not known.
+    arrays (and the small settings matrix). With `shuffle`, the order changes every epoch,
+    reproducibly from `seed`. `sample_weight` (optional) is aligned with `indices`.
+    "reference" in `input_names` adds the reference windows, float32 [b, K, L, C], scaled by
+    the trace scaler (the model then compares like with like). Other input names are not
+    known.
 
     `epochs=(first, stop)` (with `shuffle`) makes one pass holding epochs first..stop-1 back to
     back, each in an order that depends only on `seed` and the epoch number (fit it with
