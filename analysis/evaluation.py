@@ -18,6 +18,7 @@ from sklearn.metrics import (
 )
 
 from analysis._checks import check_labels_scores
+from analysis.intervals import poisson_interval, wilson_interval
 from analysis.thresholds import choose_threshold
 
 SECONDS_PER_HOUR = 3600.0
@@ -71,7 +72,10 @@ def compute_metrics(labels, scores, threshold: float, pulse_rate_hz: float = 60.
     precision), precision, recall, recall_at_threshold, specificity, f1, mcc,
     confusion_matrix {tn, fp, fn, tp}, false_alarm_rate (FP / normal pulses), brier,
     expected_calibration_error, reliability (10 bins), errant_caught {caught, total},
-    false_alarms_per_hour, pulse_rate_hz and notes (list of str).
+    false_alarms_per_hour, pulse_rate_hz and notes (list of str); with 95 % intervals
+    `recall_interval` and `false_alarm_rate_interval` (Wilson) and
+    `false_alarms_per_hour_interval` (exact Poisson on the false alarms over the beam time
+    the normal pulses stand for), each [lo, hi] or None.
 
     `false_alarms_per_hour` = false_alarm_rate * pulse_rate_hz * 3600: an extrapolation that
     treats every pulse of the beam (60 Hz at SNS) like the normal pulses of this sample.
@@ -124,8 +128,16 @@ def compute_metrics(labels, scores, threshold: float, pulse_rate_hz: float = 60.
         "errant_caught": {"caught": tp, "total": n_errant},
         "false_alarms_per_hour": far * pulse_rate_hz * SECONDS_PER_HOUR if far is not None else None,
         "pulse_rate_hz": float(pulse_rate_hz),
+        "recall_interval": _as_list(wilson_interval(tp, n_errant)),
+        "false_alarm_rate_interval": _as_list(wilson_interval(fp, n_normal)),
+        "false_alarms_per_hour_interval": (
+            list(poisson_interval(fp, n_normal / pulse_rate_hz / SECONDS_PER_HOUR)) if n_normal else None),
         "notes": notes,
     }
+
+
+def _as_list(interval: tuple[float, float] | None) -> list[float] | None:
+    return None if interval is None else list(interval)
 
 
 def _expected_calibration_error(reliability: list[dict], n: int) -> float:
@@ -231,3 +243,61 @@ def rates_by_block(labels, scores, threshold: float, block_ids, online_alarms=No
                     f"{prefix}caught": caught, f"{prefix}recall": _ratio(caught, n_errant)}
         table.append(row)
     return table
+
+
+OPERATING_RATES_PER_HOUR = (0.1, 0.3, 1.0, 3.0, 10.0, 30.0, 100.0, 300.0, 1000.0)
+
+
+def operating_curve(labels, scores, pulse_rate_hz: float = 60.0,
+                    per_hour=OPERATING_RATES_PER_HOUR) -> list[dict]:
+    """Recall of errant pulses against false alarms per hour of beam, one row per rate.
+
+    The normal pulses stand for `n_normal / pulse_rate_hz` seconds of beam (exact for an
+    every-pulse stream; an extrapolation for sampled acquisitions). For each rate r the
+    threshold is the lowest score whose false alarms stay at or below r times those hours
+    (`threshold_for_false_alarms`). Each row: `per_hour` (r), `threshold`, `false_alarms`,
+    `false_alarms_per_hour` (achieved) with its Poisson interval, `caught`, `recall` with its
+    Wilson interval, and `resolved`: False where r times the hours is below one false alarm, so
+    the data cannot tell that rate from zero (the row then holds the zero-false-alarm point).
+    """
+    y, s = check_labels_scores(labels, scores, require_both_classes=True)
+    if not pulse_rate_hz > 0:
+        raise ValueError(f"pulse_rate_hz must be positive; got {pulse_rate_hz!r}.")
+    normal, errant = np.sort(s[y == 0]), np.sort(s[y == 1])
+    hours = normal.size / pulse_rate_hz / SECONDS_PER_HOUR
+    rows = []
+    for rate in per_hour:
+        if not rate > 0:
+            raise ValueError(f"per_hour rates must be positive; got {rate!r}.")
+        allowed = int(np.floor(rate * hours + 1e-9))
+        threshold = threshold_for_false_alarms(normal, allowed)
+        false_alarms = normal.size - int(np.searchsorted(normal, threshold, side="left"))
+        caught = errant.size - int(np.searchsorted(errant, threshold, side="left"))
+        rows.append({
+            "per_hour": float(rate), "threshold": threshold, "false_alarms": false_alarms,
+            "false_alarms_per_hour": false_alarms / hours,
+            "false_alarms_per_hour_interval": list(poisson_interval(false_alarms, hours)),
+            "caught": caught, "recall": caught / errant.size,
+            "recall_interval": _as_list(wilson_interval(caught, errant.size)),
+            "resolved": allowed >= 1, "hours": hours,
+        })
+    return rows
+
+
+def threshold_for_false_alarms(normal_sorted: np.ndarray, allowed: int) -> float:
+    """Lowest threshold (alarm at score >= t) at which at most `allowed` of the sorted normal
+    scores alarm; ties are counted whole, so the count never exceeds `allowed`."""
+    normal_sorted = np.asarray(normal_sorted)
+    n = normal_sorted.size
+    if allowed < 0:
+        raise ValueError(f"allowed false alarms must be >= 0; got {allowed!r}.")
+    if n == 0:
+        raise ValueError("no normal scores to place a threshold on.")
+    if allowed >= n:
+        return float(normal_sorted[0])
+    # the (allowed+1)-th highest normal score must stay below t: t is the next score above it
+    pivot = normal_sorted[n - allowed - 1]
+    above = normal_sorted[normal_sorted > pivot]
+    if above.size:
+        return float(above[0])
+    return float(np.nextafter(pivot, np.asarray(np.inf, dtype=normal_sorted.dtype)))

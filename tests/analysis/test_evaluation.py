@@ -164,3 +164,36 @@ def test_rates_by_block_counts_each_block_and_the_online_alarms():
         rates_by_block(labels, scores, 0.5, [0, 1])
     with pytest.raises(ValueError, match="online_alarms must be bool"):
         rates_by_block(labels, scores, 0.5, [0] * 7, online.astype(int))
+
+
+def test_metrics_carry_intervals_around_their_rates():
+    from analysis.evaluation import compute_metrics
+    y = np.array([0] * 95 + [1] * 5)
+    s = np.linspace(0, 1, 100)
+    m = compute_metrics(y, s, threshold=0.9, pulse_rate_hz=60.0)
+    lo, hi = m["false_alarms_per_hour_interval"]
+    assert lo < m["false_alarms_per_hour"] < hi
+    lo, hi = m["recall_interval"]
+    assert lo <= m["recall"] <= hi and 0.0 <= lo and hi <= 1.0
+
+
+def test_operating_curve_never_exceeds_the_rate_it_was_placed_at():
+    from analysis.evaluation import operating_curve
+    rng = np.random.default_rng(1)
+    y = np.r_[np.zeros(60 * 3600, int), np.ones(40, int)]  # one hour of normal beam at 60 Hz
+    s = np.r_[rng.normal(0, 1, 60 * 3600), rng.normal(3, 1, 40)]
+    rows = operating_curve(y, s, pulse_rate_hz=60.0, per_hour=(0.5, 1, 10, 100))
+    assert [r["resolved"] for r in rows] == [False, True, True, True]
+    for r in rows:
+        assert r["false_alarms"] <= max(r["per_hour"] * r["hours"], 0) + 1e-9
+    recalls = [r["recall"] for r in rows]
+    assert recalls == sorted(recalls) and recalls[-1] > recalls[0]
+    assert rows[2]["false_alarms"] == 10  # continuous scores: the allowed count is met exactly
+
+
+def test_threshold_for_false_alarms_counts_ties_whole():
+    from analysis.evaluation import threshold_for_false_alarms
+    normal = np.array([0.1, 0.5, 0.5, 0.5, 0.9])
+    t = threshold_for_false_alarms(normal, 2)  # the tied 0.5s would make 4 alarms
+    assert np.sum(normal >= t) == 1
+    assert np.sum(normal >= threshold_for_false_alarms(normal, 0)) == 0
