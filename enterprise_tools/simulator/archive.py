@@ -37,6 +37,8 @@ from enterprise_tools.simulator.params import (
 from enterprise_tools.simulator.physics import (
     Event,
     beam_at,
+    draw_blip,
+    draw_run_up,
     pulse_traces,
 )
 from enterprise_tools.simulator.schedule import (
@@ -113,32 +115,15 @@ def file_events(
         out = [(0, "context", Event()) for _ in range(n - 1)]
         out.append((job.alarm, "mps_trip", Event(abort_at=rng.uniform(0.1, 0.9))))
     else:
-        if rng.random() < params.no_precursor_fraction:
-            kind, strength = "none", 0.0
-        else:
-            kind = str(rng.choice(params.precursor_kinds))
-            lo, hi = params.precursor_strength
-            strength = float(np.exp(rng.uniform(np.log(lo), np.log(hi))))
-            onset = 1
-            if params.precursor_onset_max > 1:
-                pmf = params.precursor_onset_pmf()
-                onset = int(rng.choice(len(pmf), p=pmf)) + 1
-        out = []
-        for k in range(n - 2):
-            distance = n - 1 - k  # pulses before the trip
-            if distance <= onset:
-                grown = strength * ((onset - distance + 1) / onset) ** params.precursor_growth
-                out.append((0, "context", Event(kind, grown)))
-            else:
-                out.append((0, "context", Event()))
-        out.append((0, "precursor", Event(kind, strength)))
-        trip = Event(kind, strength, abort_at=rng.uniform(0.1, 0.9), surge=rng.uniform(8.0, 40.0))
-        out.append((ERRANT_ALARM, "trip", trip))
-    if params.blip_fraction > 0:
-        lo, hi = params.blip_strength
-        for k, (alarm, role, event) in enumerate(out):
-            if event.abort_at is None and rng.random() < params.blip_fraction:
-                blip = float(np.exp(rng.uniform(np.log(lo), np.log(hi))))
+        run_up = draw_run_up(params, rng)
+        onset = run_up.onset
+        out = [(0, "context", run_up.event(n - 1 - k, params.precursor_growth)) for k in range(n - 2)]
+        out.append((0, "precursor", run_up.event(1, params.precursor_growth)))
+        out.append((ERRANT_ALARM, "trip", run_up.trip(rng)))
+    for k, (alarm, role, event) in enumerate(out):
+        if event.abort_at is None:
+            blip = draw_blip(params, rng)
+            if blip:
                 out[k] = (alarm, role, event._replace(blip=blip))
     return out, onset
 

@@ -151,6 +151,52 @@ class Event(NamedTuple):
     blip: float = 0.0  # benign loss blip height (baseline-loss units); 0 = none
 
 
+class RunUp(NamedTuple):
+    """The precursor of one errant trip: its shape, full strength and onset (pulses before the
+    trip where it began; 0 for a trip without precursor)."""
+
+    precursor: str
+    strength: float
+    onset: int
+
+    def event(self, distance: int, growth: float) -> Event:
+        """The pulse ``distance`` pulses before the trip (1 = the sample pulse): the precursor
+        grown to ``strength * ((onset - distance + 1) / onset) ** growth``, or nothing before
+        the onset."""
+        if self.onset == 0 or distance > self.onset:
+            return Event()
+        return Event(self.precursor, self.strength * ((self.onset - distance + 1) / self.onset) ** growth)
+
+    def trip(self, rng: np.random.Generator) -> Event:
+        """The trip pulse: the loss surges (8-40x the baseline) and the beam aborts part way."""
+        return Event(self.precursor, self.strength, abort_at=rng.uniform(0.1, 0.9),
+                     surge=rng.uniform(8.0, 40.0))
+
+
+def draw_run_up(params: SimulatorParams, rng: np.random.Generator) -> RunUp:
+    """Draw an errant trip's precursor as the archive and the every-pulse stream both do: none
+    for ``no_precursor_fraction`` of trips, else a kind, a log-uniform strength and an onset
+    from ``precursor_onset_pmf``."""
+    if rng.random() < params.no_precursor_fraction:
+        return RunUp("none", 0.0, 0)
+    kind = str(rng.choice(params.precursor_kinds))
+    lo, hi = params.precursor_strength
+    strength = float(np.exp(rng.uniform(np.log(lo), np.log(hi))))
+    onset = 1
+    if params.precursor_onset_max > 1:
+        pmf = params.precursor_onset_pmf()
+        onset = int(rng.choice(len(pmf), p=pmf)) + 1
+    return RunUp(kind, strength, onset)
+
+
+def draw_blip(params: SimulatorParams, rng: np.random.Generator) -> float:
+    """A benign blip's height on one non-trip pulse (0: none), ``blip_fraction`` of pulses."""
+    if params.blip_fraction > 0 and rng.random() < params.blip_fraction:
+        lo, hi = params.blip_strength
+        return float(np.exp(rng.uniform(np.log(lo), np.log(hi))))
+    return 0.0
+
+
 def _flicker(rng: np.random.Generator, n: int, rms: float) -> np.ndarray:
     """1/f noise of the given rms, shaped in the frequency domain."""
     if rms <= 0:
