@@ -19,7 +19,7 @@ from sklearn.metrics import (
 
 from analysis._checks import check_labels_scores
 from analysis.intervals import poisson_interval, wilson_interval
-from analysis.thresholds import choose_threshold
+from analysis.thresholds import choose_threshold, threshold_for_false_alarms
 
 SECONDS_PER_HOUR = 3600.0
 RELIABILITY_BINS = 10
@@ -71,6 +71,7 @@ def compute_metrics(labels, scores, threshold: float, pulse_rate_hz: float = 60.
     Returns a JSON-able dict with: n, n_errant, n_normal, threshold, roc_auc, pr_auc (average
     precision), precision, recall, recall_at_threshold, specificity, f1, mcc,
     confusion_matrix {tn, fp, fn, tp}, false_alarm_rate (FP / normal pulses), brier,
+    normal_beam_hours (the beam time the normal pulses stand for at `pulse_rate_hz`),
     expected_calibration_error, reliability (10 bins), errant_caught {caught, total},
     false_alarms_per_hour, pulse_rate_hz and notes (list of str); with 95 % intervals
     `recall_interval` and `false_alarm_rate_interval` (Wilson) and
@@ -109,6 +110,7 @@ def compute_metrics(labels, scores, threshold: float, pulse_rate_hz: float = 60.
     reliability = reliability_curve(y, s) if in_unit_range else []
     return {
         "n": n,
+        "normal_beam_hours": n_normal / pulse_rate_hz / SECONDS_PER_HOUR,
         "n_errant": n_errant,
         "n_normal": n_normal,
         "threshold": float(threshold),
@@ -283,21 +285,3 @@ def operating_curve(labels, scores, pulse_rate_hz: float = 60.0,
         })
     return rows
 
-
-def threshold_for_false_alarms(normal_sorted: np.ndarray, allowed: int) -> float:
-    """Lowest threshold (alarm at score >= t) at which at most `allowed` of the sorted normal
-    scores alarm; ties are counted whole, so the count never exceeds `allowed`."""
-    normal_sorted = np.asarray(normal_sorted)
-    n = normal_sorted.size
-    if allowed < 0:
-        raise ValueError(f"allowed false alarms must be >= 0; got {allowed!r}.")
-    if n == 0:
-        raise ValueError("no normal scores to place a threshold on.")
-    if allowed >= n:
-        return float(normal_sorted[0])
-    # the (allowed+1)-th highest normal score must stay below t: t is the next score above it
-    pivot = normal_sorted[n - allowed - 1]
-    above = normal_sorted[normal_sorted > pivot]
-    if above.size:
-        return float(above[0])
-    return float(np.nextafter(pivot, np.asarray(np.inf, dtype=normal_sorted.dtype)))

@@ -14,7 +14,8 @@ import numpy as np
 
 from analysis._checks import check_labels_scores
 
-METHODS = ("target_false_alarm_rate", "best_f1")
+METHODS = ("false_alarms_per_hour", "target_false_alarm_rate", "best_f1")
+SECONDS_PER_HOUR = 3600.0
 
 
 @dataclass(frozen=True)
@@ -30,6 +31,14 @@ class ThresholdChoice:
         n_normal, n_errant: validation sample counts per class.
         chosen_on: which data the threshold was chosen on ("validation part" in a run's
             threshold.json); optional, so records written before it existed still load.
+        false_alarms_per_hour: the requested rate in operator units (method
+            "false_alarms_per_hour"; `target_false_alarm_rate` then holds the same rate per
+            pulse, which the online recalibration tracks).
+        normal_beam_hours: the beam time the normal pulses it was placed on stand for at the
+            pulse rate (n_normal / pulse_rate_hz / 3600).
+        resolved: False when that time is too short to hold even one false alarm at the
+            requested rate: the threshold then sits just above every normal score it saw, and
+            only an every-pulse stream (live, with online recalibration) can place it.
     """
 
     threshold: float
@@ -42,6 +51,9 @@ class ThresholdChoice:
     n_normal: int
     n_errant: int
     chosen_on: str | None = None
+    false_alarms_per_hour: float | None = None
+    normal_beam_hours: float | None = None
+    resolved: bool | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """Plain dict for JSON (threshold.json)."""
@@ -107,6 +119,9 @@ def choose_threshold(
     scores,
     method: str = "target_false_alarm_rate",
     target_false_alarm_rate: float | None = 0.01,
+    *,
+    false_alarms_per_hour: float | None = None,
+    pulse_rate_hz: float = 60.0,
 ) -> ThresholdChoice:
     """Choose the alarm threshold on validation labels (0 normal, 1 errant) and scores.
 
@@ -118,7 +133,12 @@ def choose_threshold(
             Ties are counted whole, so the achieved rate never exceeds the target; if no score
             value meets it, t is the next float above the highest normal score (rate 0).
             "best_f1": the unique score that maximises F1.
-        target_false_alarm_rate: in [0, 1]; used by the first method only.
+            "false_alarms_per_hour": the lowest threshold at which the normal pulses, standing
+            for n_normal / pulse_rate_hz seconds of beam, give at most `false_alarms_per_hour`
+            times those hours false alarms (`threshold_for_false_alarms`); `resolved` is False
+            when that is less than one.
+        target_false_alarm_rate: in [0, 1]; used by "target_false_alarm_rate" only.
+        false_alarms_per_hour, pulse_rate_hz: used by "false_alarms_per_hour" only.
 
     Returns:
         A `ThresholdChoice` with the threshold and its validation figures.
@@ -137,7 +157,18 @@ def choose_threshold(
     normal = np.sort(s[y == 0])
     errant = np.sort(s[y == 1])
 
-    if method == "target_false_alarm_rate":
+    extra: dict[str, Any] = {}
+    if method == "false_alarms_per_hour":
+        if false_alarms_per_hour is None or not false_alarms_per_hour > 0 or not pulse_rate_hz > 0:
+            raise ValueError(f"false_alarms_per_hour and pulse_rate_hz must be positive; got "
+                             f"{false_alarms_per_hour!r} and {pulse_rate_hz!r}.")
+        hours = normal.size / float(pulse_rate_hz) / SECONDS_PER_HOUR
+        allowed = int(np.floor(float(false_alarms_per_hour) * hours + 1e-9))
+        threshold = threshold_for_false_alarms(normal, allowed)
+        target = float(false_alarms_per_hour) / (float(pulse_rate_hz) * SECONDS_PER_HOUR)
+        extra = dict(false_alarms_per_hour=float(false_alarms_per_hour), normal_beam_hours=hours,
+                     resolved=allowed >= 1)
+    elif method == "target_false_alarm_rate":
         if target_false_alarm_rate is None or not 0.0 <= float(target_false_alarm_rate) <= 1.0:
             raise ValueError(
                 f"target_false_alarm_rate must be a number in [0, 1]; got {target_false_alarm_rate!r}."
@@ -160,4 +191,24 @@ def choose_threshold(
         f1=2 * tp / (2 * tp + fp + fn),
         n_normal=int(normal.size),
         n_errant=int(errant.size),
+        **extra,
     )
+
+
+def threshold_for_false_alarms(normal_sorted: np.ndarray, allowed: int) -> float:
+    """Lowest threshold (alarm at score >= t) at which at most `allowed` of the sorted normal
+    scores alarm; ties are counted whole, so the count never exceeds `allowed`."""
+    normal_sorted = np.asarray(normal_sorted)
+    n = normal_sorted.size
+    if allowed < 0:
+        raise ValueError(f"allowed false alarms must be >= 0; got {allowed!r}.")
+    if n == 0:
+        raise ValueError("no normal scores to place a threshold on.")
+    if allowed >= n:
+        return float(normal_sorted[0])
+    # the (allowed+1)-th highest normal score must stay below t: t is the next score above it
+    pivot = normal_sorted[n - allowed - 1]
+    above = normal_sorted[normal_sorted > pivot]
+    if above.size:
+        return float(above[0])
+    return float(np.nextafter(pivot, np.asarray(np.inf, dtype=normal_sorted.dtype)))

@@ -144,7 +144,7 @@ def run(archive: Path, workdir: Path, settings: DetectionSettings) -> dict:
                                          seed)
             val_idx, test_idx = fitted["indices"]["val"], fitted["indices"]["test"]
             choice = choose_threshold(samples.label[val_idx], fitted["scores"]["val"],
-                                      method=config.threshold.operating_point,
+                                      method="target_false_alarm_rate",
                                       target_false_alarm_rate=far)
             figures = stats.scored_figures(samples.label[test_idx], fitted["scores"]["test"],
                                            choice.threshold, pulse_rate_hz=rate,

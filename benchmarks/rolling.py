@@ -173,7 +173,7 @@ def run(archive: Path, workdir: Path, settings: RollingSettings, *, preset: str)
                               seed, preset, fold["block"])
                 val_idx, test_idx = fitted["indices"]["val"], fitted["indices"]["test"]
                 choice = choose_threshold(samples.label[val_idx], fitted["scores"]["val"],
-                                          method=config.threshold.operating_point,
+                                          method="target_false_alarm_rate",
                                           target_false_alarm_rate=target)
                 y_test = samples.label[test_idx]
                 figures = fold_figures(y_test, fitted["scores"]["test"], choice.threshold,

@@ -208,9 +208,8 @@ def fit_and_threshold(
         threshold = outputs.choose_and_save_threshold(val_labels, scores["val"],
                                                       config.threshold, threshold_path)
     else:
-        threshold = choose_threshold(
-            np.asarray(val_labels), scores["val"], method=config.threshold.operating_point,
-            target_false_alarm_rate=config.threshold.target_false_alarm_rate)
+        threshold = choose_threshold(np.asarray(val_labels), scores["val"],
+                                     **config.threshold.choice())
     return FitResult(model, history, input_names, scores, threshold, train_seconds, params,
                      score_batch=predict_kwargs["batch_size"] if on_tensorflow else None)
 

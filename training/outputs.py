@@ -85,14 +85,16 @@ def predict(model, dataset) -> np.ndarray:
 
 def choose_and_save_threshold(labels, scores, threshold_config, path: Path) -> ThresholdChoice:
     """Threshold chosen on validation scores for the configured operating point; saved as JSON."""
-    choice = choose_threshold(
-        np.asarray(labels), np.asarray(scores),
-        method=threshold_config.operating_point,
-        target_false_alarm_rate=threshold_config.target_false_alarm_rate,
-    )
+    choice = choose_threshold(np.asarray(labels), np.asarray(scores), **threshold_config.choice())
     choice = dataclasses.replace(choice, chosen_on="validation part")
     atomic_write_json(path, choice.to_dict())
     log.info("threshold %.6g (%s) chosen on validation", choice.threshold, choice.method)
+    if choice.resolved is False:
+        log.info("the validation part's %d normal pulses stand for %.3g s of beam, too short to "
+                 "place %.3g false alarms per hour: the threshold sits just above every "
+                 "validation normal pulse; the online recalibration tracks the rate on every "
+                 "pulse (live, or in the test flow)", choice.n_normal,
+                 choice.normal_beam_hours * 3600.0, choice.false_alarms_per_hour)
     return choice
 
 

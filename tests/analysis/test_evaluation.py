@@ -192,7 +192,7 @@ def test_operating_curve_never_exceeds_the_rate_it_was_placed_at():
 
 
 def test_threshold_for_false_alarms_counts_ties_whole():
-    from analysis.evaluation import threshold_for_false_alarms
+    from analysis.thresholds import threshold_for_false_alarms
     normal = np.array([0.1, 0.5, 0.5, 0.5, 0.9])
     t = threshold_for_false_alarms(normal, 2)  # the tied 0.5s would make 4 alarms
     assert np.sum(normal >= t) == 1

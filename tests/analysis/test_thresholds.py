@@ -129,3 +129,35 @@ def test_bad_threshold_record_is_rejected(change, match):
     record = choose_threshold([0, 1], [0.2, 0.8]).to_dict() | change
     with pytest.raises(ValueError, match=match):
         ThresholdChoice.from_dict(record)
+
+
+def test_threshold_placed_in_false_alarms_per_hour_holds_the_rate_on_the_pulses_it_saw():
+    rng = np.random.default_rng(3)
+    normal = rng.normal(0.0, 1.0, 60 * 3600)  # one hour of every pulse at 60 Hz
+    errant = rng.normal(3.0, 1.0, 50)
+    y = np.r_[np.zeros(normal.size, int), np.ones(errant.size, int)]
+    choice = choose_threshold(y, np.r_[normal, errant], "false_alarms_per_hour",
+                              false_alarms_per_hour=10.0, pulse_rate_hz=60.0)
+    assert choice.resolved and choice.normal_beam_hours == pytest.approx(1.0)
+    assert np.sum(normal >= choice.threshold) == 10
+    assert choice.target_false_alarm_rate == pytest.approx(10 / 216000)
+    assert ThresholdChoice.from_dict(choice.to_dict()) == choice
+
+
+def test_a_validation_part_too_short_for_the_rate_is_marked_unresolved():
+    y = np.array([0] * 300 + [1] * 20)  # 300 normal pulses: 5 s of beam
+    s = np.r_[np.linspace(0.0, 0.6, 300), np.linspace(0.4, 1.0, 20)]
+    choice = choose_threshold(y, s, "false_alarms_per_hour", false_alarms_per_hour=10.0)
+    assert choice.resolved is False and choice.false_alarm_rate == 0.0
+    assert choice.threshold > 0.6 and choice.recall == pytest.approx(np.mean(s[300:] > 0.6))
+
+
+def test_false_alarms_per_hour_needs_a_positive_rate():
+    with pytest.raises(ValueError, match="false_alarms_per_hour"):
+        choose_threshold([0, 1], [0.1, 0.9], "false_alarms_per_hour")
+
+
+def test_threshold_records_written_before_false_alarms_per_hour_still_load():
+    old = dict(threshold=0.5, method="target_false_alarm_rate", target_false_alarm_rate=0.01,
+               false_alarm_rate=0.01, recall=0.5, precision=0.5, f1=0.5, n_normal=10, n_errant=2)
+    assert ThresholdChoice.from_dict(old).resolved is None

@@ -27,7 +27,10 @@ DEFAULT_YAML = ROOT / "configs" / "default.yaml"
 NOT_SCANNED = {"tests", "parser"}  # tests may do anything; parser/ is where config is read
 
 # "section.key" -> why only parser/ reads it. Empty: every key is used by the project.
-PARSER_INTERNAL: dict[str, str] = {}
+PARSER_INTERNAL: dict[str, str] = {
+    "threshold.operating_point": "read through ThresholdConfig.choice(), the keyword arguments "
+                                 "of choose_threshold that the train flow passes on",
+}
 
 # (module path, enclosing function) -> why it may touch os.environ / os.getenv.
 ENV_ALLOWED: dict[tuple[str, str], str] = {
