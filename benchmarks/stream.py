@@ -28,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks import stats
+from benchmarks import operating, stats
 from benchmarks.children import run_cpu_child
 from benchmarks.report import render_table
 
@@ -101,6 +101,8 @@ def child(out_json: Path, run_dir: Path, settings: StreamSettings) -> None:
                       begin=window["begin"], shift=window["shift"],
                       pvs=tuple(scorer.filter_columns))
     hist = np.zeros(_BINS, np.int64)
+    truth: dict[str, list] = {k: [] for k in ("labels", "scores", "alarms", "precursor", "onset",
+                                                 "strength")}
     counts = dict(pulses=0, scored=0, alarms=0, false_alarms=0, normal=0, errant=0, caught=0,
                   unseen=0, skipped=0, unseen_normal=0, unseen_false_alarms=0, unseen_errant=0,
                   unseen_caught=0)
@@ -126,6 +128,12 @@ def child(out_json: Path, run_dir: Path, settings: StreamSettings) -> None:
             sample = (chunk.traces[:], chunk.settings[:, : layout.n_settings])
         counts["pulses"] += len(chunk.timestamps_ns)
         counts["skipped"] += sum(n for _, n, _ in skipped)
+        at = np.fromiter((row.pulse_in_file for row in rows), np.int64, len(rows))
+        truth["labels"].append(chunk.labels[at])
+        truth["scores"].append(np.fromiter((row.score for row in rows), np.float64, len(rows)))
+        truth["alarms"].append(np.fromiter((row.alarm for row in rows), bool, len(rows)))
+        for name in ("precursor", "onset", "strength"):
+            truth[name].append(getattr(chunk, name)[at])
         for row in rows:
             counts["scored"] += 1
             hist[min(_BINS - 1, row.latency_ns // (_BIN_US * 1000))] += 1
@@ -165,8 +173,16 @@ def child(out_json: Path, run_dir: Path, settings: StreamSettings) -> None:
         "threshold": scorer.threshold,
         "backend": f"{scorer.backend.name}, one batched call per {spec.chunk_pulses}-pulse chunk",
         "affinity": sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
-        "online_recalibration": "not measured: analysis.recalibration is not in this branch",
+        "online_recalibration": ("on: the live engine follows the run's threshold with "
+                                 "analysis.recalibration.OnlineThreshold" if scorer.online
+                                 else "off (threshold.online: false)"),
     }
+    joined = {k: np.concatenate(v) for k, v in truth.items()}
+    online = meta.get("online") or {}
+    result["operating"] = operating.stream_figures(
+        joined["labels"], joined["scores"], joined["alarms"] if scorer.online else None,
+        scorer.threshold, precursor=joined["precursor"], onset=joined["onset"],
+        strength=joined["strength"], target_per_hour=online.get("false_alarms_per_hour"))
     paths = {"saved_model serve_one (XLA)": lambda: SavedModelBackend(export / "saved_model",
                                                                       layout),
              "saved_model serving_default": lambda: _DefaultOne(export / "saved_model", layout),
@@ -327,6 +343,8 @@ def render(result: dict) -> str:
               f"{f(stats.ratio(r['false_alarms'] - r.get('unseen_false_alarms', 0), r['normal'] - r.get('unseen_normal', 0)), 3)}"],
              ["online recalibration", r["online_recalibration"]]]
     lines += [render_table(["stream", "value"], rows), ""]
+    if "operating" in r:
+        lines += [operating.render(r["operating"])]
     path_rows = []
     for name, p in r["paths"].items():
         if "error" in p:

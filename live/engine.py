@@ -3,8 +3,11 @@ stream benchmark.
 
 For each pulse in time order: settings check (present, production filter), configuration group
 and references (`live.references`), score through the exported artefact (`live.scorer`), alarm
-at the run's threshold (`score >= threshold`, as the evaluation counts it), the
-unseen-configuration flag (`analysis.unseen`) and the pulse's label as far as it is known live (1 when
+at the threshold in force (`score >= threshold`, as the evaluation counts it): the run's
+threshold, followed by the online recalibration where serving.json asks for it (each pulse whose
+label became known moves it: `analysis.recalibration.OnlineThreshold`, so at low targets such
+as 10 false alarms per hour it places the rate on every pulse that the validation part could
+not), the unseen-configuration flag (`analysis.unseen`) and the pulse's label as far as it is known live (1 when
 the next pulse of the file trips, 0 when it does not or the file holds no alarm, -1 unknown).
 """
 
@@ -17,6 +20,7 @@ from datetime import UTC, datetime
 
 import numpy as np
 
+from analysis.recalibration import OnlineThreshold
 from analysis.unseen import UnseenDetector
 from data_preparation.data_transformer import production_mask
 from data_preparation.ledger import NO_SETTINGS, NON_PRODUCTION
@@ -32,6 +36,7 @@ class PulseRow:
     pulse_in_file: int
     timestamp_ns: int
     score: float
+    threshold: float  # in force when the pulse was scored
     alarm: bool
     label: int
     unseen_configuration: bool | None
@@ -58,6 +63,9 @@ class LiveScorer:
         self.per_pulse = per_pulse  # True: serve_one per pulse; False: one call per file
         self.layout = InputLayout.from_dict(meta["layout"])
         self.threshold = float(meta["threshold"])
+        online = meta.get("online")
+        self.online = None if not online else OnlineThreshold(
+            self.threshold, float(online["target_false_alarm_rate"]), step=float(online["step"]))
         self.alarm_code = int(meta["window"]["alarm"])
         settings = meta["settings"]
         self.features = list(settings["features"])
@@ -74,6 +82,11 @@ class LiveScorer:
                                           float(settings["group_tolerance"]))
         self._unseen_cache: tuple[bytes, float] | None = None
         self.skipped: Counter = Counter()
+
+    @property
+    def threshold_now(self) -> float:
+        """The threshold the next pulse is judged at (the online one where it runs)."""
+        return self.threshold if self.online is None else self.online.threshold
 
     def _trips(self, alarm: int) -> bool:
         return alarm != 0 and (self.alarm_code == -1 or alarm == self.alarm_code)
@@ -161,9 +174,14 @@ class LiveScorer:
                                                             strict=True):
                 distance = self._distance(settings[i]) if settings is not None else None
                 unseen = None if distance is None else bool(distance > self.unseen.radius)
-                rows.append(PulseRow(name, i, int(timestamps_ns[i]), float(score),
-                                     bool(score >= self.threshold), label, unseen, distance, used,
+                threshold = self.threshold_now
+                rows.append(PulseRow(name, i, int(timestamps_ns[i]), float(score), threshold,
+                                     bool(score >= threshold), label, unseen, distance, used,
                                      int(latency)))
+                if self.online is not None and label != -1:
+                    # its label is known once the next pulse came: feed it back before the
+                    # next pulse is judged (causal)
+                    self.online.update(float(score), is_normal=label == 0)
         if no_reference:
             skipped.append((NO_REFERENCE, no_reference, "fewer references than reference.min_count"))
         if self.buffer is not None and clean_file:
@@ -181,9 +199,9 @@ def iso_time(timestamp_ns: int) -> str:
     return moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
-def csv_row(row: PulseRow, threshold: float) -> list:
+def csv_row(row: PulseRow) -> list:
     """One alarms.csv row (CSV_COLUMNS)."""
     return [row.file, row.pulse_in_file, row.timestamp_ns, iso_time(row.timestamp_ns),
-            f"{row.score:.6g}", f"{threshold:.6g}", int(row.alarm), row.label,
+            f"{row.score:.6g}", f"{row.threshold:.6g}", int(row.alarm), row.label,
             "" if row.unseen_configuration is None else int(row.unseen_configuration),
             "" if row.config_distance is None else f"{row.config_distance:.4g}", row.references]

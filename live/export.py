@@ -110,6 +110,16 @@ def export_run(run_dir: Path, formats: tuple[str, ...] = FORMATS, *, progress: b
     return ExportResult(out, written, parity)
 
 
+def online_settings(threshold_config, threshold: ThresholdChoice) -> dict | None:
+    """What the live tracker needs: the per-pulse target (from false alarms per hour where the
+    operating point is given so) and the step; None when `threshold.online` is off."""
+    if not threshold_config.online:
+        return None
+    target = threshold.target_false_alarm_rate or threshold_config.target_false_alarm_rate
+    return {"target_false_alarm_rate": float(target), "step": threshold_config.online_step,
+            "false_alarms_per_hour": threshold.false_alarms_per_hour}
+
+
 def serving_metadata(config, layout, scaling: Scaling, threshold: ThresholdChoice, unseen,
                      written) -> dict:
     """serving.json: everything a caller (and `--watch`) needs besides the artefact."""
@@ -127,6 +137,8 @@ def serving_metadata(config, layout, scaling: Scaling, threshold: ThresholdChoic
         "output": "score: float32 [batch] in [0, 1], higher = next pulse more likely errant",
         "threshold": float(threshold.threshold),
         "threshold_method": threshold.method,
+        # the online recalibration live scoring runs from that threshold (None: fixed)
+        "online": online_settings(config.threshold, threshold),
         "window": {"var_id": data.var_id, "begin": data.begin, "shift": data.shift,
                    "alarm": data.alarm, "bwidth_cut": data.bwidth_cut},
         # the PVs in input order; also for a trace-only model (the unseen-configuration flag

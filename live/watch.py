@@ -268,7 +268,7 @@ def watch(run_dir: Path, watched: Path, *, artefact: str = "saved_model",
                     if echo:
                         print(_line(row), flush=False)
                     for publish in publishers:
-                        publish(row, scorer.threshold)
+                        publish(row, row.threshold)
                 if echo:
                     sys.stdout.flush()
                 last_new = time.monotonic()
@@ -313,7 +313,7 @@ def _commit_file(session: Path, state: dict, ledger: DataLedger, scorer: LiveSco
     text = io.StringIO()
     writer = csv.writer(text, lineterminator="\n")
     for row in rows:
-        writer.writerow(csv_row(row, scorer.threshold))
+        writer.writerow(csv_row(row))
     with open(session / "alarms.csv", "ab") as handle:
         handle.write(text.getvalue().encode())
         handle.flush()

@@ -60,7 +60,7 @@ def test_client_sees_every_new_score_within_one_pulse_period(localhost_only):
         sent = {}
         for k in range(20):
             score = round(0.01 + 0.045 * k, 6)
-            row = PulseRow("f", k, 1_800_000_000_000_000_000 + k * 16_666_667, score,
+            row = PulseRow("f", k, 1_800_000_000_000_000_000 + k * 16_666_667, score, 0.5,
                            score >= 0.5, 0, k % 2 == 0, 0.1, 0, 0)
             sent[score] = time.perf_counter()
             publisher(row, 0.5)
