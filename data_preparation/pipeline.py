@@ -265,7 +265,10 @@ def _with_references(samples: SampleSet, references, in_file_stamps, reference_c
     plan = plan_references(
         in_file_stamps, samples.timestamp_ns, samples.label, samples.group,
         window_s=reference_config.window_s, min_count=reference_config.min_count,
-        missing=reference_config.missing,
+        missing=reference_config.missing, own_file=reference_config.own_file,
+        acquisition=(samples.acquisition if samples.acquisition is not None  # npz: windows apart
+                     else np.arange(samples.timestamp_ns.size)),
+        min_age_s=reference_config.min_age_s,
     )
     if isinstance(references, TraceStore) or samples.streaming:
         resolved = ReferenceView(references, samples.traces, plan)

@@ -15,6 +15,14 @@ one place for the data pipeline and, later, live scoring:
 
 Never a later pulse: every reference timestamp is below the sample's (only `self` equals it).
 
+`own_file=False` keeps references out of a run-up: the pulses just before a sample in its file
+are the run-up of a precursor that grows over several pulses, and judging the sample against
+them cancels the very signal that grows through it. Step 1 is then skipped, and step 2 takes
+only normal samples of other acquisitions that ended at least `min_age_s` before the sample's
+acquisition began - the same rule for normal and errant samples (references from the sample's
+own file for one class and from other acquisitions for the other would leak the label), and
+the rule the live engine applies with the same `min_age_s`.
+
 `plan_references` decides, per sample and slot, where the window comes from (`source`,
 `row`); `resolve_in_place` writes the windows into the in-file array (in memory), and
 `ReferenceView` reads them lazily (streaming from the cache).
@@ -67,6 +75,9 @@ def plan_references(
     window_s: float,
     min_count: int,
     missing: str = "skip",
+    own_file: bool = True,
+    acquisition=None,
+    min_age_s: float = 0.0,
 ) -> ReferencePlan:
     """Apply the reference rule (module docstring) to n samples.
 
@@ -78,6 +89,10 @@ def plan_references(
         window_s: archive references lie at most this many seconds before the sample.
         min_count: a sample needs at least this many references.
         missing: "skip" (report in `missing`) or "self" (the sample is its own reference).
+        own_file: False: no reference from the sample's own acquisition (module docstring);
+            needs `acquisition` [n], the acquisition (file) id of each sample.
+        min_age_s: with own_file False, archive references end at least this long before the
+            sample's acquisition began.
 
     Vectorised: one sort of the normal samples by (group, time) and one `searchsorted`, then
     [n, K] array operations; 20k samples take milliseconds.
@@ -107,11 +122,21 @@ def plan_references(
                          "(empty slots first, -1).")
     if np.any(in_file[filled] >= np.repeat(t, count)):
         raise ValueError("plan_references: an in-file reference is not earlier than its sample.")
+    if own_file:
+        # archive references are older than the oldest in-file one (nothing used twice)
+        oldest = in_file[np.arange(n), np.minimum(k - count, k - 1)] if k else t
+        boundary = np.where(count > 0, np.minimum(oldest, t), t)
+    else:
+        if acquisition is None or np.asarray(acquisition).shape != t.shape:
+            raise ValueError("plan_references: own_file=False needs one acquisition id per sample.")
+        filled[:] = False
+        count = np.zeros(n, dtype=np.int64)
+        boundary = _acquisition_start(np.asarray(acquisition), t) - int(round(min_age_s * _NS_PER_S))
     source = np.where(filled, SOURCE_FILE, SOURCE_EMPTY).astype(np.int8)
     row = np.where(filled, slots[None, :], -1).astype(np.int64)
-    stamps = in_file.copy()
+    stamps = np.where(filled, in_file, -1)
     if n and k:
-        _fill_from_archive(source, row, stamps, count, t, label, group, window_s)
+        _fill_from_archive(source, row, stamps, count, t, label, group, window_s, boundary)
     total = (source != SOURCE_EMPTY).sum(axis=1)
     short = total < min_count
     if missing == "self":
@@ -124,8 +149,17 @@ def plan_references(
     return ReferencePlan(source, stamps, row, short)
 
 
-def _fill_from_archive(source, row, stamps, count, t, label, group, window_s) -> None:
-    """Step 2 of the rule, in place: newest first from earlier normal samples of the group."""
+def _acquisition_start(acquisition: np.ndarray, t: np.ndarray) -> np.ndarray:
+    """Per sample: the earliest sample time of its acquisition."""
+    ids, inverse = np.unique(acquisition, return_inverse=True)
+    start = np.full(ids.size, np.iinfo(np.int64).max, dtype=np.int64)
+    np.minimum.at(start, inverse.reshape(-1), t)
+    return start[inverse.reshape(-1)]
+
+
+def _fill_from_archive(source, row, stamps, count, t, label, group, window_s, boundary) -> None:
+    """Step 2 of the rule, in place: newest first from the normal samples of the group earlier
+    than each sample's `boundary`."""
     n, k = source.shape
     _, g = np.unique(group, return_inverse=True)
     g = g.astype(np.int64)
@@ -133,8 +167,6 @@ def _fill_from_archive(source, row, stamps, count, t, label, group, window_s) ->
     # any time b, t_j < b exactly when r(t_j) < r(b). Keys group * (n + 1) + rank order the
     # normal samples by (group, time) without int64 overflow of raw nanoseconds.
     ordered = np.sort(t)
-    oldest = stamps[np.arange(n), np.minimum(k - count, k - 1)]
-    boundary = np.where(count > 0, np.minimum(oldest, t), t)
     candidates = np.flatnonzero(label == 0)
     keys = g[candidates] * (n + 1) + np.searchsorted(ordered, t[candidates], side="left")
     order = np.argsort(keys, kind="stable")

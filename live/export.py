@@ -128,7 +128,8 @@ def serving_metadata(config, layout, scaling: Scaling, threshold: ThresholdChoic
     if layout.n_references:
         rule = config.reference  # exists wherever a model with a reference input was trained
         reference = {"count": layout.n_references, "window_s": rule.window_s,
-                     "min_count": rule.min_count, "missing": rule.missing}
+                     "min_count": rule.min_count, "missing": rule.missing,
+                     "own_file": rule.own_file, "min_age_s": rule.min_age_s}
     bpm = config.beam_settings
     return {
         "format": SERVING_FORMAT,

@@ -14,8 +14,13 @@ A pulse is judged against earlier pulses of its own configuration. For each puls
    `missing="self"` -> the pulse stands in for all slots (judged alone);
 4. remaining empty slots repeat the oldest filled one.
 
-This is the live twin of the archive rule in data_preparation (branch `refs`); `ReferenceRule`
-mirrors its `ReferenceConfig` fields so the lead can point both at one definition.
+With `own_file=False` (the archive rule's twin: no reference from a run-up) step 1 is skipped
+and step 2 takes only normal pulses at least `min_age_s` older than the pulse: a clean pulse
+waits in a small decimated queue (one kept per `min_age_s / 32`, so memory stays ~32 windows)
+until it is old enough, then joins the K references.
+
+This is the live twin of the archive rule in data_preparation; `ReferenceRule` mirrors its
+`ReferenceConfig` fields.
 """
 
 from __future__ import annotations
@@ -38,6 +43,8 @@ class ReferenceRule:
     window_s: float = 3600.0
     min_count: int = 1
     missing: str = "skip"
+    own_file: bool = True
+    min_age_s: float = 0.0
 
     def __post_init__(self):
         if self.count < 1 or not 0 <= self.min_count <= self.count or self.window_s <= 0:
@@ -49,7 +56,8 @@ class ReferenceRule:
     @classmethod
     def from_dict(cls, data: dict) -> ReferenceRule:
         return cls(int(data["count"]), float(data["window_s"]), int(data["min_count"]),
-                   str(data["missing"]))
+                   str(data["missing"]), bool(data.get("own_file", True)),
+                   float(data.get("min_age_s", 0.0)))
 
 
 @dataclass
@@ -69,6 +77,8 @@ class ReferenceBuffer:
         self.rule = rule
         self.tolerance = float(group_tolerance)
         self._archive: deque = deque(maxlen=rule.count)  # (timestamp_ns, window), oldest first
+        self._young: deque = deque()  # own_file=False: clean pulses not yet min_age_s old
+        self._min_age_ns = 0 if rule.own_file else int(rule.min_age_s * _NS_PER_S)
         self._last_settings: np.ndarray | None = None
 
     def see_settings(self, settings) -> None:
@@ -78,14 +88,17 @@ class ReferenceBuffer:
         if last is not None and (last.shape != settings.shape or np.any(
                 np.abs(settings - last) > self.tolerance) or np.any(np.isnan(settings) != np.isnan(last))):
             self._archive.clear()
+            self._young.clear()
         self._last_settings = settings
 
     def lookup(self, timestamp_ns: int, window: np.ndarray, in_file: list) -> References | None:
         """References of a pulse at `timestamp_ns`; `in_file` holds the file's earlier
         well-formed non-tripping pulses as (timestamp_ns, window), oldest first. None: skip."""
         k = self.rule.count
+        self._mature(timestamp_ns)
         chosen: list[tuple[int, np.ndarray, int]] = [
-            (ts, w, SOURCE_FILE) for ts, w in in_file[-k:] if ts < timestamp_ns]
+            (ts, w, SOURCE_FILE) for ts, w in in_file[-k:] if ts < timestamp_ns
+        ] if self.rule.own_file else []
         oldest_allowed = timestamp_ns - int(self.rule.window_s * _NS_PER_S)
         for ts, w in reversed(self._archive):  # newest first
             if len(chosen) >= k:
@@ -105,7 +118,16 @@ class ReferenceBuffer:
 
     def add_normal(self, timestamp_ns: int, window: np.ndarray) -> None:
         """Remember a normal pulse of the current configuration group."""
-        self._archive.append((int(timestamp_ns), np.asarray(window, np.float32)))
+        pulse = (int(timestamp_ns), np.asarray(window, np.float32))
+        if not self._min_age_ns:
+            self._archive.append(pulse)
+        elif not self._young or pulse[0] - self._young[-1][0] >= self._min_age_ns // 32:
+            self._young.append(pulse)
+
+    def _mature(self, now_ns: int) -> None:
+        """Move the clean pulses that are now at least min_age_s old into the references."""
+        while self._young and now_ns - self._young[0][0] >= self._min_age_ns:
+            self._archive.append(self._young.popleft())
 
     # -- persistence (the watch state): plain arrays, no pickle ------------------------------
 

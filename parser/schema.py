@@ -290,7 +290,10 @@ class ReferenceConfig(_Section):
     ``count`` 0 turns references off. A sample first takes the pulses just before it in its
     own file, then the most recent earlier normal samples of its configuration group within
     ``window_s``; with fewer than ``min_count`` it is ledgered ``no_reference`` (``missing:
-    skip``) or stands in as its own reference (``missing: self``).
+    skip``) or stands in as its own reference (``missing: self``). ``own_file: false`` keeps
+    references out of a run-up: none from the sample's own file, only normal samples of other
+    acquisitions ending at least ``min_age_s`` before its acquisition (live: clean pulses at
+    least ``min_age_s`` old), alike for both classes.
     """
 
     section: ClassVar[str] = "reference"
@@ -299,6 +302,8 @@ class ReferenceConfig(_Section):
     window_s: float = _option(3600.0, gt=0)
     min_count: int = _option(1, ge=1)
     missing: str = _option("skip", choices=("skip", "self"))
+    own_file: bool = True
+    min_age_s: float = _option(60.0, ge=0)
 
     def _cross_check(self) -> list[tuple[str, str]]:
         if self.count and self.min_count > self.count:

@@ -161,3 +161,59 @@ def test_twenty_thousand_samples_take_well_under_a_second():
     real = p.source != SOURCE_EMPTY
     assert np.all(p.timestamp_ns[real] < np.broadcast_to(t[:, None], real.shape)[real])
     assert (p.source == SOURCE_ARCHIVE).any() and p.missing.any()
+
+
+def test_without_own_file_references_come_only_from_other_acquisitions_old_enough():
+    in_file = empty(6, 2)
+    in_file[2] = [T0 + 100 * S, T0 + 101 * S]  # its own file's run-up: never used
+    in_file[5] = [T0 + 300 * S, T0 + 301 * S]
+    t = T0 + np.array([10, 11, 102, 200, 201, 302]) * S
+    acquisition = np.array([0, 0, 1, 2, 2, 3])  # 1 and 3 are anomaly files, 0 and 2 normal
+    label = np.array([0, 0, 1, 0, 0, 1])
+    p = plan_references(in_file, t, label, np.zeros(6), window_s=1000.0, min_count=1,
+                        own_file=False, acquisition=acquisition, min_age_s=50.0)
+    assert SOURCE_FILE not in p.source
+    assert secs(p, 2) == [10, 11]  # errant: the normal file before, not its run-up
+    assert secs(p, 4) == [10, 11]  # normal: not its own file's earlier pulse (200)
+    assert secs(p, 5) == [200, 201]  # 250 s before its acquisition: old enough
+    assert p.missing.tolist() == [True, True, False, False, False, False]
+
+
+def test_without_own_file_a_run_up_inside_min_age_is_not_a_reference():
+    t = T0 + np.array([100, 130]) * S
+    p = plan_references(empty(2, 1), t, np.array([0, 1]), np.zeros(2), window_s=1000.0,
+                        min_count=1, own_file=False, acquisition=np.array([0, 1]), min_age_s=60.0)
+    assert p.missing.tolist() == [True, True]  # 30 s apart: too young to be a reference
+
+
+def test_own_file_false_needs_acquisitions():
+    with pytest.raises(ValueError, match="acquisition"):
+        plan_references(empty(2, 1), np.array([1, 2]) * S, np.array([0, 1]), np.zeros(2),
+                        window_s=10.0, min_count=1, own_file=False)
+
+
+def test_reference_age_and_source_carry_no_label_signal(tmp_path):
+    """On a simulated archive with multi-pulse run-ups: with own_file false, how old a sample's
+    references are and where they come from tells nothing about its label."""
+    from sklearn.metrics import roc_auc_score
+
+    from data_preparation.pipeline import prepare_samples
+    from enterprise_tools.simulator import SimulatorParams, simulate_archive
+    from parser.configs import load_config
+
+    params = SimulatorParams.tiny(seed=3, hours=1.0, errant_trips_per_hour=60.0, study_per_day=0.0,
+                                  precursor_onset_mean=2.5, precursor_onset_max=6,
+                                  context_pulses=4, normal_interval_s=30.0)
+    simulate_archive(tmp_path / "sim", params)
+    config = load_config(None, [f"data.dataset_loc={tmp_path / 'sim' / 'dcm'}",
+                                f"beam_settings.data_location={tmp_path / 'sim' / 'beam_settings'}",
+                                "data.shift=500", "data.workers=1", "data.cache_dir=null",
+                                "reference.own_file=false", "reference.min_age_s=30",
+                                f"run.log_dir={tmp_path / 'logs'}"])
+    samples = prepare_samples(config, progress=False)
+    assert samples.n_references == 3 and 20 <= samples.label.sum() < samples.label.size - 50
+    assert set(np.unique(samples.reference_source)) == {SOURCE_ARCHIVE}
+    age = samples.timestamp_ns - samples.reference_timestamp_ns.max(axis=1)
+    assert age.min() >= 30 * S
+    auc = roc_auc_score(samples.label, age)
+    assert 0.35 < auc < 0.65, f"reference age predicts the label (AUC {auc:.2f})"

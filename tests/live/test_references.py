@@ -111,3 +111,21 @@ def test_reference_model_scored_by_the_live_engine_sees_the_rule_s_references(tm
     rows, _ = scorer.score_file("f2", np.stack([_w(5.0), _w(5.0)]), np.array([9, 10]) * S, [0, 48])
     np.testing.assert_allclose(rows[0].score, sigmoid(5.0 - 3.0), atol=1e-6)
     assert rows[0].references == 2 and rows[0].label == 1 and rows[1].label == -1
+
+
+def test_without_own_file_live_references_are_clean_pulses_at_least_min_age_old():
+    rule = ReferenceRule(count=2, min_count=1, own_file=False, min_age_s=10.0)
+    buffer = ReferenceBuffer(rule, group_tolerance=1e-6)
+    for second in range(0, 40):  # a clean stream, one pulse a second
+        buffer.add_normal(second * S, _w(second))
+    refs = buffer.lookup(45 * S, _w(45), [(44 * S, _w(44))])  # the run-up is not used
+    assert SOURCE_FILE not in refs.source.tolist()
+    assert max(refs.timestamp_ns) <= 35 * S and refs.count == 2
+    assert len(buffer._young) <= 40 - 35 + 1  # waiting pulses are decimated and bounded
+    assert buffer.lookup(5 * S, _w(5), []) is None  # nothing old enough yet at 5 s
+
+
+def test_rule_from_serving_json_written_before_own_file_keeps_in_file_references():
+    rule = ReferenceRule.from_dict({"count": 2, "window_s": 60.0, "min_count": 1,
+                                    "missing": "skip"})
+    assert rule.own_file and rule.min_age_s == 0.0
