@@ -310,9 +310,13 @@ def _test(run_dir: Path, *, data_dir: Path | None, part: str | None, progress: b
         online_alarms=online.alarms,
         online_thresholds=online.thresholds,
     ))
-    log.info("%s: PR AUC %s, recall %s, false alarms/hour %s", part,
+    interval = metrics.get("false_alarms_per_hour_interval") or [None, None]
+    log.info("%s: PR AUC %s, recall %s, false alarms per hour %s [95 %% %s-%s] (%d false "
+             "alarms on %d normal pulses, %.3g s of beam at %g Hz)", part,
              outputs._f(metrics.get("pr_auc")), outputs._f(metrics.get("recall")),
-             outputs._f(metrics.get("false_alarms_per_hour")))
+             outputs._f(metrics.get("false_alarms_per_hour")), outputs._f(interval[0]),
+             outputs._f(interval[1]), metrics["confusion_matrix"]["fp"], metrics["n_normal"],
+             metrics["normal_beam_hours"] * 3600.0, metrics["pulse_rate_hz"])
     if online.summary:
         log.info("online threshold: false-alarm rate %s (target %s), recall %s",
                  outputs._f(online.summary["false_alarm_rate"]),
