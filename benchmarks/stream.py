@@ -50,6 +50,9 @@ class StreamSettings:
     epochs: int = 4
     path_pulses: int = 500   # pulses per deployable path in the side-by-side latency table
     stream_seed: int = 0
+    # True: replay the run's own simulated machine (its archive's parameters) on every pulse
+    # from the start of the run's test period; False: a demo machine of another seed
+    replay_test_period: bool = True
 
 
 def _rss_mb() -> tuple[float, float]:
@@ -97,9 +100,12 @@ def child(out_json: Path, run_dir: Path, settings: StreamSettings) -> None:
     layout = InputLayout.from_dict(meta["layout"])
     scorer = LiveScorer(SavedModelBackend(export / "saved_model", layout), meta)
     window = meta["window"]
-    spec = StreamSpec(SimulatorParams.demo(seed=settings.stream_seed + 101), settings.hours,
-                      begin=window["begin"], shift=window["shift"],
-                      pvs=tuple(scorer.filter_columns))
+    if settings.replay_test_period:
+        params, start_ns = test_period_machine(run_dir)
+    else:
+        params, start_ns = SimulatorParams.demo(seed=settings.stream_seed + 101), None
+    spec = StreamSpec(params, settings.hours, begin=window["begin"], shift=window["shift"],
+                      pvs=tuple(scorer.filter_columns), start_ns=start_ns)
     hist = np.zeros(_BINS, np.int64)
     truth: dict[str, list] = {k: [] for k in ("labels", "scores", "alarms", "precursor", "onset",
                                                  "strength")}
@@ -172,6 +178,9 @@ def child(out_json: Path, run_dir: Path, settings: StreamSettings) -> None:
         "recall": counts["caught"] / counts["errant"] if counts["errant"] else None,
         "threshold": scorer.threshold,
         "backend": f"{scorer.backend.name}, one batched call per {spec.chunk_pulses}-pulse chunk",
+        "machine": ("the run's own simulated machine, replayed on every pulse from the start of "
+                    "its test period" if settings.replay_test_period
+                    else "a demo machine of another seed"),
         "affinity": sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
         "online_recalibration": ("on: the live engine follows the run's threshold with "
                                  "analysis.recalibration.OnlineThreshold" if scorer.online
@@ -228,6 +237,25 @@ def child(out_json: Path, run_dir: Path, settings: StreamSettings) -> None:
                                  "cpu_p50_ms": float(np.percentile(cpu_ms, 50)),
                                  "cpu_p99_ms": float(np.percentile(cpu_ms, 99)), "n": n}
     out_json.write_text(json.dumps(result, indent=2))
+
+
+def test_period_machine(run_dir: Path):
+    """(SimulatorParams of the run's simulated archive, start of its test period in ns): the
+    stream then replays the same machine over the period the run was tested on."""
+    import datetime as dt
+
+    import yaml
+
+    from enterprise_tools.simulator import SimulatorParams
+
+    config = yaml.safe_load((run_dir / "config.yaml").read_text())
+    archive = Path(config["data"]["dataset_loc"]).parent
+    stored = json.loads((archive / "simulation.json").read_text())["params"]
+    params = SimulatorParams(**{k: tuple(v) if isinstance(v, list) else v
+                                for k, v in stored.items()})
+    start = json.loads((run_dir / "metrics.json").read_text())["splits"]["test"]["start"]
+    moment = dt.datetime.strptime(start, "%Y-%m-%d %H:%M:%S").replace(tzinfo=dt.UTC)
+    return params, int(moment.timestamp()) * 1_000_000_000
 
 
 def _raw_inputs(traces, settings_rows, i: int, n_references: int) -> dict:
@@ -292,6 +320,8 @@ def run(settings: StreamSettings, archive: Path, workdir: Path) -> dict:
                "--run", str(run_dir), "--hours", str(settings.hours),
                "--marks", *[str(m) for m in settings.marks],
                "--path-pulses", str(settings.path_pulses)]
+    if not settings.replay_test_period:
+        command.append("--other-machine")
     pinned = run_cpu_child(command, "stream child", pin=True)
     result = json.loads(out_json.read_text())
     metrics = json.loads((run_dir / "metrics.json").read_text())
@@ -315,7 +345,8 @@ def render(result: dict) -> str:
     r = result
     f = stats.format_number
     lines = [f"**Stream: {r['hours_of_beam']:.2f} h of 60 Hz beam, every pulse, through the "
-             f"`--watch` path** ({r['pinned_with']}, TF threads 1; backend {r['backend']}; "
+             f"`--watch` path** ({r.get('machine', 'a demo machine of another seed')}; "
+             f"{r['pinned_with']}, TF threads 1; backend {r['backend']}; "
              f"run {r['run']}):", ""]
     rows = [["pulses streamed / scored", f"{r['pulses']:,} / {r['scored']:,}"],
             ["sustained pulses / s (scoring only, wall clock)", f(r["pulses_per_second"], 0)
@@ -373,9 +404,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--hours", type=float, required=True)
     parser.add_argument("--marks", type=float, nargs="+", default=())
     parser.add_argument("--path-pulses", type=int, default=500)
+    parser.add_argument("--other-machine", action="store_true",
+                        help="stream a demo machine of another seed, not the run's test period")
     args = parser.parse_args(argv)
     child(args.child, args.run, StreamSettings(hours=args.hours, marks=tuple(args.marks),
-                                               path_pulses=args.path_pulses))
+                                               path_pulses=args.path_pulses,
+                                               replay_test_period=not args.other_machine))
     return 0
 
 

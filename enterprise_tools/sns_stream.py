@@ -45,6 +45,7 @@ from enterprise_tools.simulator import (
     build_schedule,
     pulse_traces,
 )
+from enterprise_tools.simulator.params import _parse_start
 from enterprise_tools.simulator.physics import RunUp, draw_blip, draw_run_up
 from enterprise_tools.sns_pvs import ERRANT_BEAM_PVS
 
@@ -83,6 +84,7 @@ class StreamSpec:
     bank_size: int = 64
     bank_refresh_s: float = 120.0
     recovery_s: float = 5.0
+    start_ns: int | None = None  # replay from this time on (e.g. a test period's start)
 
     def __post_init__(self):
         if (self.hours <= 0 or self.chunk_pulses < 1 or self.bank_size < 0 or self.recovery_s < 0
@@ -134,7 +136,10 @@ def _fault_plan(params: SimulatorParams, n_pulses: int, hours: float,
 def pulse_stream(spec: StreamSpec, seed: int = 0) -> Iterator[StreamChunk]:
     """Yield the stream in chunks of about `spec.chunk_pulses` pulses (module docstring)."""
     # `hours` counts production beam: schedule a longer period and stop once that much is out
-    params = dataclasses.replace(spec.params, hours=4.0 * spec.hours + 2.0)
+    params = spec.params
+    start_at = params_start_ns(params) if spec.start_ns is None else int(spec.start_ns)
+    params = dataclasses.replace(
+        params, hours=4.0 * spec.hours + 2.0 + (start_at - params_start_ns(params)) / _NS / 3600.0)
     budget = int(spec.hours * 3600 * _NS)
     streamed = 0
     rng = np.random.default_rng(np.random.SeedSequence(params.seed, spawn_key=(7, seed)))
@@ -161,6 +166,8 @@ def pulse_stream(spec: StreamSpec, seed: int = 0) -> Iterator[StreamChunk]:
         period = int(round(_NS / values[rr_index]))
         settings = [values[i] for i in columns]
         start, stop = segment.start_ns + _NS, segment.end_ns - _NS
+        if start < start_at:  # replaying from start_at: skip to its first whole pulse
+            start += -(-(start_at - start) // period) * period
         if stop <= start:
             continue
         noise = (rng.normal(0.0, params.trace2_noise, 1 << 18).astype(np.float32)
@@ -206,6 +213,11 @@ def pulse_stream(spec: StreamSpec, seed: int = 0) -> Iterator[StreamChunk]:
                 yield flush()
     while pending:
         yield flush(final=True)
+
+
+def params_start_ns(params: SimulatorParams) -> int:
+    """The simulated machine's first moment (its schedule's start), int64 ns."""
+    return int(_parse_start(params.start))
 
 
 def _normal(bank: Sequence[np.ndarray], noise: np.ndarray, rng: np.random.Generator) -> np.ndarray:

@@ -135,3 +135,20 @@ def test_stream_and_archive_are_one_machine(tmp_path):
     assert abs(np.median(stream_loss) / np.median(archive_loss) - 1) < 0.05
     ratio = np.std(stream_loss) / np.std(archive_loss)
     assert 0.67 < ratio < 1.5  # pulse-to-pulse jitter of the same size
+
+
+def test_stream_replays_a_period_from_its_start_on_the_same_schedule():
+    from enterprise_tools.sns_stream import params_start_ns
+
+    params = SimulatorParams.tiny(seed=4, study_per_day=0.0, beam_off_per_day=0.0,
+                                  low_rr_per_day=0.0)
+    whole = _stream(params=params, hours=0.5, bank_size=1)
+    start = params_start_ns(params) + int(0.3 * 3600 * 1e9)
+    later = _stream(params=params, hours=0.05, bank_size=1, start_ns=start)
+    times = np.concatenate([c.timestamps_ns for c in later])
+    assert times[0] >= start and times[0] - start < 2 * 10**9  # the first pulse after the start
+    config = np.concatenate([c.settings for c in later])
+    full_times = np.concatenate([c.timestamps_ns for c in whole])
+    full_settings = np.concatenate([c.settings for c in whole])
+    at = np.searchsorted(full_times, times[[0, -1]], side="right") - 1
+    assert np.array_equal(config[[0, -1]], full_settings[at])  # the same configurations
