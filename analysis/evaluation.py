@@ -259,13 +259,16 @@ def operating_curve(labels, scores, pulse_rate_hz: float = 60.0,
     threshold is the lowest score whose false alarms stay at or below r times those hours
     (`threshold_for_false_alarms`). Each row: `per_hour` (r), `threshold`, `false_alarms`,
     `false_alarms_per_hour` (achieved) with its Poisson interval, `caught`, `recall` with its
-    Wilson interval, and `resolved`: False where r times the hours is below one false alarm, so
-    the data cannot tell that rate from zero (the row then holds the zero-false-alarm point).
+    Wilson interval (None without errant pulses), and `resolved`: False where r times the
+    hours is below one false alarm, so the data cannot tell that rate from zero (the row then
+    holds the zero-false-alarm point).
     """
-    y, s = check_labels_scores(labels, scores, require_both_classes=True)
+    y, s = check_labels_scores(labels, scores, require_both_classes=False)
     if not pulse_rate_hz > 0:
         raise ValueError(f"pulse_rate_hz must be positive; got {pulse_rate_hz!r}.")
     normal, errant = np.sort(s[y == 0]), np.sort(s[y == 1])
+    if not normal.size:
+        raise ValueError("operating_curve: no normal pulses (label 0) to place false alarms on.")
     hours = normal.size / pulse_rate_hz / SECONDS_PER_HOUR
     rows = []
     for rate in per_hour:
@@ -279,7 +282,7 @@ def operating_curve(labels, scores, pulse_rate_hz: float = 60.0,
             "per_hour": float(rate), "threshold": threshold, "false_alarms": false_alarms,
             "false_alarms_per_hour": false_alarms / hours,
             "false_alarms_per_hour_interval": list(poisson_interval(false_alarms, hours)),
-            "caught": caught, "recall": caught / errant.size,
+            "caught": caught, "recall": caught / errant.size if errant.size else None,
             "recall_interval": _as_list(wilson_interval(caught, errant.size)),
             "resolved": allowed >= 1, "hours": hours,
         })

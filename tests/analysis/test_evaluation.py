@@ -197,3 +197,11 @@ def test_threshold_for_false_alarms_counts_ties_whole():
     t = threshold_for_false_alarms(normal, 2)  # the tied 0.5s would make 4 alarms
     assert np.sum(normal >= t) == 1
     assert np.sum(normal >= threshold_for_false_alarms(normal, 0)) == 0
+
+
+def test_operating_curve_of_a_stretch_without_trips_still_counts_false_alarms():
+    from analysis.evaluation import operating_curve
+    rows = operating_curve(np.zeros(7200, int), np.linspace(0, 1, 7200), per_hour=(100.0,))
+    assert rows[0]["false_alarms"] == 3 and rows[0]["recall"] is None  # 2 minutes of beam
+    with pytest.raises(ValueError, match="no normal"):
+        operating_curve(np.ones(5, int), np.linspace(0, 1, 5))

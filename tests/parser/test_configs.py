@@ -171,7 +171,8 @@ def test_out_of_range_value_is_rejected(section, key, value):
         ("model", "loss", "'bce', 'focal'"),
         ("train", "distribute", "'none', 'auto', 'mirrored', 'multi_worker'"),
         ("train", "streaming", "'auto', 'true', 'false'"),
-        ("threshold", "operating_point", "'target_false_alarm_rate', 'best_f1'"),
+        ("threshold", "operating_point",
+         "'false_alarms_per_hour', 'target_false_alarm_rate', 'best_f1'"),
         ("data", "source", "'sns_dcm', 'npz', 'sessions', 'features', 'text'"),
     ],
 )

@@ -29,7 +29,6 @@ def write_config(tmp: Path, archive: Path, **sections) -> Path:
         "beam_settings": {"data_location": str(archive / "beam_settings")},
         "model": dict(TINY_MODEL),
         "train": {"epochs": 2, "batch_size": 16, "tensorboard": False},
-        "threshold": {"target_false_alarm_rate": 0.05},
     }
     for name, values in sections.items():
         config.setdefault(name, {}).update(values)
@@ -74,8 +73,12 @@ def test_train_writes_a_complete_run_folder(trained):
     assert metrics["seeds"]["seed"] == 5 and metrics["replicas"] == 1
     assert 0.0 <= metrics["validation"]["pr_auc"] <= 1.0
     threshold = json.loads((run_dir / "threshold.json").read_text())
-    assert threshold["method"] == "target_false_alarm_rate"
-    assert threshold["false_alarm_rate"] <= 0.05
+    # the default operating point: false alarms per hour, placed on what validation can hold
+    assert threshold["method"] == "false_alarms_per_hour"
+    assert threshold["normal_beam_hours"] == pytest.approx(threshold["n_normal"] / 60 / 3600)
+    allowed = int(threshold["false_alarms_per_hour"] * threshold["normal_beam_hours"])
+    assert threshold["false_alarm_rate"] * threshold["n_normal"] <= allowed
+    assert threshold["resolved"] is (allowed >= 1)
 
 
 def test_model_of_record_loads_in_safe_mode(trained):
