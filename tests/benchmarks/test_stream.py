@@ -49,3 +49,27 @@ def test_latency_inputs_of_a_reference_model_hold_the_k_pulses_before_each_pulse
     assert np.array_equal(raw["reference"][:, 0], traces[[0, 4, 3], 0])
     assert np.array_equal(raw["trace"], traces[1])
     assert "reference" not in _raw_inputs(traces, settings, 1, n_references=0)
+
+
+def test_the_stream_replays_the_runs_own_machine_from_its_test_period(tmp_path):
+    import dataclasses
+    import json
+
+    import yaml
+
+    from benchmarks.stream import test_period_machine
+    from enterprise_tools.simulator import SimulatorParams
+
+    params = SimulatorParams.demo(seed=7)
+    archive = tmp_path / "archive"
+    archive.mkdir()
+    stored = {k: list(v) if isinstance(v, tuple) else v
+              for k, v in dataclasses.asdict(params).items()}
+    (archive / "simulation.json").write_text(json.dumps({"params": stored}))
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "config.yaml").write_text(yaml.safe_dump({"data": {"dataset_loc": str(archive / "dcm")}}))
+    (run / "metrics.json").write_text(json.dumps({"splits": {"test": {"start": "2026-01-06 10:00:00"}}}))
+    replayed, start_ns = test_period_machine(run)
+    assert replayed == params
+    assert start_ns == 1767693600 * 10**9
