@@ -152,7 +152,7 @@ def train_samples(config: Config, *, run_dir: Path | None = None, progress: bool
                     config.train.distribute, config.train.mixed_precision, config.data.source)
 
     samples = load_samples(config)
-    samples.ledger.log_summary(log)
+    samples.ledger.log_summary(log, unit="samples")
     names, k = samples.class_names, samples.n_classes
     if k < 2:
         raise ValueError(f"{config.data.dataset_loc}: found {k} class(es) {list(names)}; "
@@ -376,7 +376,7 @@ def test_samples(run_dir: Path, *, data_dir: Path | None = None, part: str | Non
         samples = load_samples(config, location=str(data_dir), layout=saved["layout"])
         part, idx = "all", np.arange(len(samples))
         source = f"every sample of {data_dir}"
-    samples.ledger.log_summary(test_log)
+    samples.ledger.log_summary(test_log, unit="samples")
     sub = samples.take(idx)
     if reused is None:
         probs = _score(model, prep, saved, sub)
@@ -437,7 +437,7 @@ def predict_files(run_dir: Path, files: list[str], output: Path | None = None) -
     if missing:
         raise FileNotFoundError(f"--predict: file(s) not found: {missing[:5]}")
     samples = load_samples(config, layout=saved["layout"], files=[str(f) for f in files])
-    samples.ledger.log_summary(test_log)
+    samples.ledger.log_summary(test_log, unit="samples")
     probs = _score(model, prep, saved, samples)
     names = saved["class_names"]
     predicted = _decide(probs, threshold)
