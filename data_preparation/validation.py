@@ -38,10 +38,10 @@ def finite_pulses(traces, references=None) -> np.ndarray:
     `traces` [n, ...]; `references` [n, K, ...] or None.
     """
     traces = np.asarray(traces)
-    finite = np.isfinite(traces.reshape(len(traces), -1)).all(axis=1)
+    finite = np.isfinite(traces).all(axis=tuple(range(1, traces.ndim)))
     if references is not None:  # a reference is scaled and fed like the trace itself
         references = np.asarray(references)
-        finite &= np.isfinite(references.reshape(len(references), -1)).all(axis=1)
+        finite &= np.isfinite(references).all(axis=tuple(range(1, references.ndim)))
     return finite
 
 
