@@ -132,7 +132,7 @@ def test_gzip_bomb_and_oversized_file_stop_at_the_cap(run, files, tmp_path):
 # Cannot double
 
 
-def test_second_watcher_on_the_same_folder_refuses_with_one_line(run, tmp_path):
+def test_second_watcher_on_the_same_folder_refuses_with_one_line(run, tmp_path, capsys):
     incoming = tmp_path / "in"
     incoming.mkdir()
     held = _lock_session(run, incoming)  # the first watcher
@@ -140,6 +140,13 @@ def test_second_watcher_on_the_same_folder_refuses_with_one_line(run, tmp_path):
         with pytest.raises(WatchBusyError, match="already watched") as caught:
             watch(run, incoming, poll_s=0.05, idle_exit_s=0.2, echo=False)
         assert "\n" not in str(caught.value) and f"pid {os.getpid()}" in str(caught.value)
+        import driver
+
+        code = driver.main(["--watch", str(incoming), "--run", str(run), "--quiet",
+                            "--set", f"run.log_dir={tmp_path / 'logs'}"], env={})
+        lines = [line for line in capsys.readouterr().err.splitlines()
+                 if line.startswith("driver.py: error:")]
+        assert code == 1 and len(lines) == 1 and "already watched" in lines[0]
     finally:
         held.close()
     watch(run, incoming, poll_s=0.05, idle_exit_s=0.2, echo=False)  # free again
