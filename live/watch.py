@@ -285,6 +285,7 @@ class _Loop:
                 scorer.buffer.load_arrays(arrays)
         self.scored = _scored_pulses(self.session / "alarms.csv")  # timestamp_ns -> file
         self.seen: dict[str, _Seen] = {}
+        self.carried: dict[str, int] = {}  # pulses scored from a file before it changed
         self.counts: Counter = Counter()
         self.stop_signal: int | None = None
         log.info("watching %s with %s (%s); session %s, %d files already done", watched,
@@ -348,6 +349,7 @@ class _Loop:
                     continue
                 log.info("%s changed since it was %s: read again", rel,
                          "skipped" if done.get("skipped") else "scored")
+                self.carried[rel] = int(done.get("pulses", 0))  # its rows stay in alarms.csv
                 del self.state["done"][rel]
                 self.ledger = DataLedger(e for e in self.ledger.entries if e.path != rel)
             if kind is not None:  # a FIFO, socket, device or dangling link: never opened
@@ -476,7 +478,8 @@ class _Loop:
             with atomic_path(session / name, suffix=".npz") as tmp, open(tmp, "wb") as handle:
                 np.savez(handle, **scorer.buffer.to_arrays())
             state["buffer"] = name
-        state["done"][rel] = {"size": seen.size, "mtime_ns": seen.mtime_ns, "pulses": len(rows)}
+        state["done"][rel] = {"size": seen.size, "mtime_ns": seen.mtime_ns,
+                              "pulses": len(rows) + self.carried.pop(rel, 0)}
         state["alarms_bytes"] = size
         atomic_write_json(session / "ledger.json", self.ledger.to_dict())
         atomic_write_json(session / STATE, state)
@@ -485,8 +488,8 @@ class _Loop:
 
     def _commit_skip(self, rel: str, reason: str, detail: str, size: int, mtime_ns: int) -> None:
         self.ledger.add(rel, reason, 0, detail, scope="file")
-        self.state["done"][rel] = {"size": size, "mtime_ns": mtime_ns, "pulses": 0,
-                                   "skipped": reason}
+        self.state["done"][rel] = {"size": size, "mtime_ns": mtime_ns,
+                                   "pulses": self.carried.pop(rel, 0), "skipped": reason}
         self.counts[reason] += 1
         atomic_write_json(self.session / "ledger.json", self.ledger.to_dict())
         atomic_write_json(self.session / STATE, self.state)

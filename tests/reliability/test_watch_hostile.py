@@ -224,6 +224,8 @@ def test_files_that_arrive_empty_stall_grow_vanish_and_return_are_scored_once(ru
     assert not [e for e in entries if e["scope"] == "file"], entries  # no file given up for good
     state = json.loads((session / "state.json").read_text())
     assert set(state["done"]) == {"empty.bin.gz", "stall.bin.gz", "grow.bin", "gone.bin.gz"}
+    for name, done in state["done"].items():  # a file read again keeps its earlier count
+        assert done["pulses"] == sum(r["file"] == name for r in _rows(session)), name
 
 
 # ----------------------------------------------------------------------------------------------
