@@ -76,6 +76,7 @@ from data_preparation.trace_cache import (
     write_pending,
 )
 from data_preparation.trace_store import TraceStore
+from data_preparation.validation import finite_pulses
 from enterprise_tools.biet_format import HEADER, CorruptFileError, FileTooLargeError
 from enterprise_tools.biet_reader import ReadStorage, decompress
 from enterprise_tools.trace_windows import QualityCut, get_traces
@@ -175,7 +176,7 @@ class _Content:
         return self.data
 
 
-def _read_regular(path: str, max_bytes: int) -> _Content:
+def read_regular_file(path: str, max_bytes: int) -> _Content:
     """The file's SNS-BIET2020 bytes (gunzipped), read only if it is a regular file.
 
     Opened non-blocking and checked with fstat on the open descriptor, so a FIFO or device
@@ -187,14 +188,14 @@ def _read_regular(path: str, max_bytes: int) -> _Content:
     with os.fdopen(fd, "rb") as handle:
         info = os.fstat(fd)
         if not stat.S_ISREG(info.st_mode):
-            raise _NotRegular(f"not a regular file ({_kind(info.st_mode)})")
+            raise NotRegularFileError(f"not a regular file ({_kind(info.st_mode)})")
         if info.st_size > max_bytes:
             raise FileTooLargeError(path, max_bytes)
         raw = handle.read(max_bytes + 1)
     return _Content(decompress(raw, path, max_bytes), path)
 
 
-class _NotRegular(Exception):
+class NotRegularFileError(Exception):
     """A path that is not a regular file (FIFO, socket, device, folder)."""
 
 
@@ -202,7 +203,7 @@ def _extract(path: str, alarm: int, params: _Extraction) -> FileResult:
     """Apply the get_traces rules to one file; data problems become the result's error."""
     quality = None if params.quality_cut is None else QualityCut(*params.quality_cut)
     try:
-        content = _read_regular(path, params.max_file_bytes)
+        content = read_regular_file(path, params.max_file_bytes)
         problem = _sniff(content)
         if problem is None:
             found = get_traces(
@@ -219,7 +220,7 @@ def _extract(path: str, alarm: int, params: _Extraction) -> FileResult:
         problem = (FILE_TOO_LARGE, f"{exc.reason} (data.max_file_mb)")
     except CorruptFileError as exc:
         problem = (CORRUPT_FILE, str(exc))
-    except _NotRegular as exc:
+    except NotRegularFileError as exc:
         problem = (NOT_A_REGULAR_FILE, str(exc))
     except (OSError, EOFError) as exc:
         problem = (CORRUPT_FILE, f"{type(exc).__name__}: {exc}")
@@ -233,9 +234,7 @@ def _extract(path: str, alarm: int, params: _Extraction) -> FileResult:
     if params.references:
         references = np.asarray(found.references, dtype=np.float32)
         reference_stamps = found.reference_timestamp_ns.astype(np.int64)
-    finite = np.isfinite(traces).all(axis=1)
-    if references is not None:  # a reference is scaled and fed like the trace itself
-        finite &= np.isfinite(references).all(axis=tuple(range(1, references.ndim)))
+    finite = finite_pulses(traces, references)
     if not finite.all():  # a NaN/inf sample would poison the scaler and every score
         for i in np.flatnonzero(~finite):
             skips.append((NON_FINITE_TRACE, f"pulse at {int(stamps[i])} ns: NaN or inf in "
@@ -341,7 +340,7 @@ def check_window(path: Path, params: _Extraction) -> None:
     late with "no samples". A first file that cannot be read is left to the ledger.
     """
     try:
-        content = _read_regular(str(path), params.max_file_bytes)
+        content = read_regular_file(str(path), params.max_file_bytes)
         with ReadStorage(content) as storage:
             for i in range(len(storage)):
                 record = storage._record(i, lazy=True)
@@ -350,7 +349,7 @@ def check_window(path: Path, params: _Extraction) -> None:
                     break
             else:
                 return
-    except (CorruptFileError, _NotRegular, OSError, ValueError, KeyError):
+    except (CorruptFileError, NotRegularFileError, OSError, ValueError, KeyError):
         return
     end = params.begin + params.shift
     if length and end > length:

@@ -15,6 +15,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 import pandas as pd
 
+from data_preparation.ledger import NO_SETTINGS, NON_PRODUCTION, STALE_SETTINGS
 from enterprise_tools.beam_settings_parser_hdf5 import read_pv_histories
 from enterprise_tools.beam_settings_prep import SettingsTable, settings_table
 
@@ -140,6 +141,26 @@ def production_mask(values, columns: Sequence[str], rules: Mapping[str, float]) 
         with np.errstate(invalid="ignore"):
             mask &= values[:, columns.index(pv)] >= float(minimum)
     return mask
+
+
+def settings_verdicts(timestamp_ns, values, columns: Sequence[str],
+                      rules: Mapping[str, float], last_row_ns: int | None,
+                      max_age_s: float | None) -> dict[str, np.ndarray]:
+    """Which settings rule keeps each pulse out: the one rule of training and live scoring.
+
+    `values` [n, len(columns)] are the attached settings (NaN: no row precedes the pulse),
+    `last_row_ns` the time of the history's last row (None: empty history). Returns exclusive
+    boolean masks in the order they are tested, keyed by ledger reason: `no_settings` (no
+    row before the pulse), `stale_settings` (later than the last row plus `max_age_s`),
+    `non_production` (fails a `pv >= minimum` rule). A pulse in none of them is usable.
+    """
+    values = np.asarray(values, dtype=np.float64).reshape(len(timestamp_ns), len(columns))
+    has = ~np.isnan(values).any(axis=1)
+    rows = np.zeros(0, np.int64) if last_row_ns is None else np.array([last_row_ns], np.int64)
+    stale = has & stale_settings_mask(timestamp_ns, rows, max_age_s)
+    production = production_mask(values, columns, rules)
+    return {NO_SETTINGS: ~has, STALE_SETTINGS: stale,
+            NON_PRODUCTION: has & ~stale & ~production}
 
 
 def config_groups(values, tolerance: float) -> np.ndarray:

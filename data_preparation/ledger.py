@@ -21,6 +21,13 @@ Reasons used by `data_preparation` (besides the `get_traces` skip codes of
 * `non_finite_trace`: a pulse whose window holds NaN or inf samples.
 * `stale_settings`: a pulse later than the settings history's last row plus
   `beam_settings.max_settings_age_s` (the settings in force are not known).
+* `out_of_order_pulse`: live, a pulse not later than the one before it in its file.
+* `duplicate_pulse`: live, a pulse (timestamp) already scored from another file.
+* `outside_dataset`: a listed file (labels.csv entry, symlink) that resolves outside the
+  dataset folder; not read.
+* `non_finite_values`: a sample (window, session, feature row) holding NaN or inf.
+* `columns_differ`: a session file whose columns differ from the channel layout (the detail
+  names the extra and missing columns).
 """
 
 from __future__ import annotations
@@ -41,6 +48,11 @@ NOT_A_REGULAR_FILE = "not_a_regular_file"
 UNREADABLE_LINK = "unreadable_link"
 NON_FINITE_TRACE = "non_finite_trace"
 STALE_SETTINGS = "stale_settings"
+OUT_OF_ORDER_PULSE = "out_of_order_pulse"
+DUPLICATE_PULSE = "duplicate_pulse"
+OUTSIDE_DATASET = "outside_dataset"
+NON_FINITE_VALUES = "non_finite_values"
+COLUMNS_DIFFER = "columns_differ"
 
 _SCOPES = ("file", "pulse")
 
@@ -146,23 +158,23 @@ class DataLedger:
                 ) from exc
         return ledger
 
-    def log_summary(self, logger: logging.Logger, level: int = logging.INFO) -> None:
-        """Log one line per reason (or a line saying nothing was skipped)."""
+    def log_summary(self, logger: logging.Logger, level: int = logging.INFO,
+                    unit: str = "pulses") -> None:
+        """Log one line per reason (or a line saying nothing was skipped), in the job's words.
+
+        `unit` names what one count is ("pulses" for SNS, "samples" for the other jobs);
+        whole files skipped are counted as files, so a run that skipped 2 files says so.
+        """
         rows = self.summary()
         if not rows:
             logger.log(level, "Data ledger: nothing skipped.")
             return
-        logger.log(
-            level, "Data ledger: %d pulses skipped in total.", self.total_pulses_skipped
-        )
+        files = len({e.path for e in self._entries if e.scope == "file"})
+        logger.log(level, "Data ledger: %d files skipped, %d %s skipped in total.", files,
+                   self.total_pulses_skipped, unit)
         for row in rows:
-            logger.log(
-                level,
-                "  %-32s files=%-6d pulses=%d",
-                row["reason"],
-                row["files"],
-                row["pulses"],
-            )
+            logger.log(level, "  %-32s files=%-6d %s=%d", row["reason"], row["files"], unit,
+                       row["pulses"])
 
     def __repr__(self) -> str:
         return f"DataLedger({len(self._entries)} entries, {self.total_pulses_skipped} pulses)"

@@ -21,10 +21,9 @@ from data_preparation.data_transformer import (
     attach_settings,
     config_groups,
     load_settings,
-    production_mask,
     settings_columns,
     settings_timestamps_ns,
-    stale_settings_mask,
+    settings_verdicts,
 )
 from data_preparation.imbalance import class_weights, smote, undersample
 from data_preparation.ledger import (
@@ -327,32 +326,29 @@ def _join_settings(pulses, bpm):
     columns = settings_columns(bpm)
     table = load_settings(bpm)
     values = attach_settings(pulses.timestamp_ns, table, columns)
-    has_settings = ~np.isnan(values).any(axis=1)
-    ledger_pulses(
-        pulses.ledger, pulses.files, pulses.file_index[~has_settings], NO_SETTINGS,
-        "pulse precedes the first beam-settings row",
-    )
-    stale = has_settings & stale_settings_mask(
-        pulses.timestamp_ns, settings_timestamps_ns(table), bpm.max_settings_age_s)
+    row_ns = settings_timestamps_ns(table)
+    rules = dict(bpm.production_filter)
+    verdicts = settings_verdicts(pulses.timestamp_ns, values, columns, rules,
+                                 int(row_ns.max()) if row_ns.size else None,
+                                 bpm.max_settings_age_s)
+    details = {
+        NO_SETTINGS: "pulse precedes the first beam-settings row",
+        STALE_SETTINGS: f"pulse later than the last beam-settings row of {bpm.data_location} + "
+                        f"beam_settings.max_settings_age_s={bpm.max_settings_age_s or 0:g} s",
+        NON_PRODUCTION: "settings fail the production filter "
+                        + ", ".join(f"{k} >= {v:g}" for k, v in rules.items()),
+    }
+    for reason, mask in verdicts.items():
+        ledger_pulses(pulses.ledger, pulses.files, pulses.file_index[mask], reason,
+                      details[reason])
+    stale = verdicts[STALE_SETTINGS]
     if stale.any():
-        ledger_pulses(
-            pulses.ledger, pulses.files, pulses.file_index[stale], STALE_SETTINGS,
-            f"pulse later than the last beam-settings row of {bpm.data_location} + "
-            f"beam_settings.max_settings_age_s={bpm.max_settings_age_s:g} s",
-        )
         logger.warning("%d pulse(s) lie past the beam-settings history of %s (+%g s): ledgered "
                        "stale_settings", int(stale.sum()), bpm.data_location,
                        bpm.max_settings_age_s)
-        has_settings &= ~stale
-    rules = dict(bpm.production_filter)
-    production = production_mask(values, columns, rules)
-    failed = has_settings & ~production
-    ledger_pulses(
-        pulses.ledger, pulses.files, pulses.file_index[failed], NON_PRODUCTION,
-        "settings fail the production filter " + ", ".join(f"{k} >= {v:g}" for k, v in rules.items()),
-    )
+    usable = ~np.logical_or.reduce(list(verdicts.values()))
     features = [columns.index(pv) for pv in bpm.features]
-    return values[:, features], tuple(bpm.features), has_settings & production
+    return values[:, features], tuple(bpm.features), usable
 
 
 # ----------------------------------------------------------------------------------------------

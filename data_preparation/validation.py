@@ -30,6 +30,21 @@ def check_scores(scores: np.ndarray, where: str = "model scores") -> None:
             f"{int(bad[0])}); check the run's scalers.json and the input data for NaN/inf.")
 
 
+def finite_pulses(traces, references=None) -> np.ndarray:
+    """True for the pulses whose window (and reference windows, if given) hold no NaN or inf.
+
+    The one rule of the training reader and live scoring: a non-finite sample would poison
+    the scaler and every score, so such a pulse is ledgered `non_finite_trace`, never scored.
+    `traces` [n, ...]; `references` [n, K, ...] or None.
+    """
+    traces = np.asarray(traces)
+    finite = np.isfinite(traces).all(axis=tuple(range(1, traces.ndim)))
+    if references is not None:  # a reference is scaled and fed like the trace itself
+        references = np.asarray(references)
+        finite &= np.isfinite(references).all(axis=tuple(range(1, references.ndim)))
+    return finite
+
+
 def read_threshold(path: Path) -> dict:
     """threshold.json as a dict whose `threshold` is a finite number, or a one-line error."""
     path = Path(path)

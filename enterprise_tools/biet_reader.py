@@ -75,10 +75,11 @@ def _load_bytes(path_or_file: Any) -> tuple[bytes, str]:
 
 
 def _gunzip(raw: bytes, path: str, max_bytes: int | None = None) -> bytes:
-    """Decompress a (possibly multi-member) gzip stream in one go, as corruption-safe.
+    """Decompress a (possibly multi-member) gzip stream, as corruption-safe.
 
-    With ``max_bytes``, a stream that inflates past it raises ``FileTooLargeError`` after
-    inflating at most ``max_bytes + 1`` bytes (a small file cannot fill the memory).
+    Inflates in 16 MiB steps; with ``max_bytes``, a stream that inflates past it raises
+    ``FileTooLargeError`` holding at most ``max_bytes`` plus one step (a small file cannot
+    fill the memory, and zlib's growing output buffer never doubles it).
     """
     members = []
     view = memoryview(raw)
@@ -86,23 +87,30 @@ def _gunzip(raw: bytes, path: str, max_bytes: int | None = None) -> bytes:
     total = 0
     while True:
         inflater = zlib.decompressobj(16 + zlib.MAX_WBITS)
-        limit = 0 if max_bytes is None else max_bytes - total + 1
-        try:
-            out = inflater.decompress(view[start:], limit)
-        except zlib.error as exc:
-            raise CorruptFileError(path, None, None, f"bad gzip stream: {exc}") from None
-        total += len(out)
-        if max_bytes is not None and total > max_bytes:
-            raise FileTooLargeError(path, max_bytes)
-        members.append(out)
+        data = view[start:]
+        while not inflater.eof:
+            try:
+                out = inflater.decompress(data, _GUNZIP_STEP)
+            except zlib.error as exc:
+                raise CorruptFileError(path, None, None, f"bad gzip stream: {exc}") from None
+            total += len(out)
+            if max_bytes is not None and total > max_bytes:
+                raise FileTooLargeError(path, max_bytes)
+            members.append(out)
+            data = inflater.unconsumed_tail
+            if not out and not data:
+                break
         if not inflater.eof:
             raise CorruptFileError(path, None, None, "gzip stream is truncated")
         rest = inflater.unused_data
         if not rest.strip(b"\x00"):  # gzip itself ignores zero padding after the last member
-            return b"".join(members)
+            return members[0] if len(members) == 1 else b"".join(members)
         if rest[:2] != _GZIP_MAGIC:
             raise CorruptFileError(path, None, None, "trailing garbage after the gzip stream")
         start = len(raw) - len(rest)
+
+
+_GUNZIP_STEP = 1 << 24
 
 
 def decompress(raw: bytes, path: str, max_bytes: int | None = None) -> bytes:

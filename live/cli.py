@@ -7,7 +7,7 @@ from pathlib import Path
 
 def run_live(args, config, log_dir: Path, prefix: str) -> None:
     """`--export` then (or only) `--watch`, on `--run` or the newest run under run.output_dir."""
-    from live.export import FORMATS, export_run, parse_formats
+    from live.export import FORMATS, check_parity, export_run, parse_formats
     from utils.logs import add_run_log, start_logging
     from utils.run_folder import newest_run
 
@@ -24,6 +24,7 @@ def run_live(args, config, log_dir: Path, prefix: str) -> None:
             shown = entry.get("error") or (f"max |dscore| {entry['max_abs_diff']:.2e}, "
                                            f"dPR AUC {entry['delta_pr_auc']}, {entry['bytes']} bytes")
             logger.info("  %-22s %s", name, shown)
+        check_parity(result)
     if args.watch is not None:
         from live.watch import watch
 

@@ -1,7 +1,10 @@
 """Score the pulses of one file (or one chunk of a stream) live: the one path of --watch and the
 stream benchmark.
 
-For each pulse in time order: settings check (present, production filter), configuration group
+For each pulse in time order: order check (a pulse not later than the one before it in its file
+is ledgered `out_of_order_pulse`), the training side's own data rules (`data_transformer.
+settings_verdicts`: settings present, not stale, production filter; `validation.finite_pulses`:
+no NaN/inf in the window), configuration group
 and references (`live.references`), score through the exported artefact (`live.scorer`), alarm
 at the threshold in force (`score >= threshold`, as the evaluation counts it): the run's
 threshold, followed by the online recalibration where serving.json asks for it (each pulse whose
@@ -22,8 +25,15 @@ import numpy as np
 
 from analysis.recalibration import OnlineThreshold
 from analysis.unseen import UnseenDetector
-from data_preparation.data_transformer import production_mask
-from data_preparation.ledger import NO_SETTINGS, NON_PRODUCTION
+from data_preparation.data_transformer import settings_verdicts
+from data_preparation.ledger import (
+    NO_SETTINGS,
+    NON_FINITE_TRACE,
+    NON_PRODUCTION,
+    OUT_OF_ORDER_PULSE,
+    STALE_SETTINGS,
+)
+from data_preparation.validation import finite_pulses
 from live.references import NO_REFERENCE, ReferenceBuffer, ReferenceRule
 from live.serving import InputLayout
 
@@ -58,8 +68,10 @@ class LiveScorer:
     path of a system fed pulse by pulse.
     """
 
-    def __init__(self, backend, meta: dict, *, per_pulse: bool = False):
+    def __init__(self, backend, meta: dict, *, per_pulse: bool = False,
+                 max_settings_age_s: float | None = None):
         self.backend = backend
+        self.max_settings_age_s = max_settings_age_s  # beam_settings.max_settings_age_s
         self.per_pulse = per_pulse  # True: serve_one per pulse; False: one call per file
         self.layout = InputLayout.from_dict(meta["layout"])
         self.threshold = float(meta["threshold"])
@@ -102,31 +114,53 @@ class LiveScorer:
             self._unseen_cache = (key, float(self.unseen.distances(scaled[None])[0]))
         return self._unseen_cache[1]
 
-    def score_file(self, name: str, traces, timestamps_ns, alarms, settings=None
+    def score_file(self, name: str, traces, timestamps_ns, alarms, settings=None, *,
+                   settings_until_ns: int | None = None, already_scored=None
                    ) -> tuple[list[PulseRow], list[tuple[str, int, str]]]:
         """Rows of the scored pulses and (reason, count, detail) of the skipped ones.
 
         `settings` [n, len(filter_columns)]: the model's features then any production-filter
-        PV not among them, NaN where no settings row precedes the pulse (None: no settings).
+        PV not among them, NaN where no settings row precedes the pulse (None: no settings);
+        `settings_until_ns`: the time of the settings history's last row (pulses later than it
+        plus `max_settings_age_s` are `stale_settings`). `already_scored` [n] bool: pulses
+        scored before (a file read again); they are neither scored nor ledgered again, but
+        still serve later pulses of the file as references.
         """
         n = len(timestamps_ns)
+        timestamps_ns = np.asarray(timestamps_ns, np.int64)
         alarms = np.asarray(alarms, np.int64)
         clean_file = not np.any(alarms)
-        ok = np.ones(n, bool)
         skipped: list[tuple[str, int, str]] = []
+        later = np.ones(n, bool)  # strictly later than every pulse before it in the file
+        if n > 1:
+            later[1:] = timestamps_ns[1:] > np.maximum.accumulate(timestamps_ns)[:-1]
+        fresh = np.ones(n, bool) if already_scored is None else ~np.asarray(already_scored, bool)
+        ok = later & fresh
+        if (~later & fresh).any():
+            skipped.append((OUT_OF_ORDER_PULSE, int((~later & fresh).sum()),
+                            "pulse not later than the one before it in the file"))
         if settings is not None and self.filter_columns:
             settings = np.asarray(settings, np.float64)
-            has = ~np.isnan(settings).any(axis=1)
-            passed = production_mask(settings, self.filter_columns, self.production) & has
-            if (~has).any():
-                skipped.append((NO_SETTINGS, int((~has).sum()), "pulse precedes every settings row"))
-            if (has & ~passed).any():
-                skipped.append((NON_PRODUCTION, int((has & ~passed).sum()),
-                                "settings fail the production filter"))
-            ok = has & passed
+            verdicts = settings_verdicts(timestamps_ns, settings, self.filter_columns,
+                                         self.production, settings_until_ns,
+                                         self.max_settings_age_s)
+            details = {NO_SETTINGS: "pulse precedes every settings row",
+                       STALE_SETTINGS: f"pulse later than the last settings row + "
+                                       f"beam_settings.max_settings_age_s="
+                                       f"{self.max_settings_age_s or 0:g} s",
+                       NON_PRODUCTION: "settings fail the production filter"}
+            for reason, mask in verdicts.items():
+                if (mask & ok).any():
+                    skipped.append((reason, int((mask & ok).sum()), details[reason]))
+                ok &= ~mask
         elif self.layout.n_settings:
-            skipped.append((NO_SETTINGS, n, "no beam settings available"))
+            skipped.append((NO_SETTINGS, int(ok.sum()), "no beam settings available"))
             ok[:] = False
+        finite = finite_pulses(traces) if n else np.ones(0, bool)
+        if (ok & ~finite).any():
+            skipped.append((NON_FINITE_TRACE, int((ok & ~finite).sum()),
+                            "NaN or inf in the window"))
+        ok &= finite
         prepared: list[tuple[int, dict, int, int]] = []  # (pulse, raw inputs, references, label)
         in_file: list = []
         no_reference = 0
@@ -154,7 +188,7 @@ class LiveScorer:
                         raw["reference"], used = refs.windows, refs.count
             if usable:
                 prepared.append((i, raw, used, label))
-            if alarms[i] == 0:  # later pulses of the file may take it as a reference
+            if alarms[i] == 0 and later[i] and finite[i]:  # a reference for later pulses
                 in_file.append((ts, window))
         rows: list[PulseRow] = []
         if prepared:

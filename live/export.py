@@ -36,7 +36,14 @@ from analysis.unseen import DEFAULT_QUANTILE, fit_unseen
 from live.serving import Scaling, build_serving_module, input_layout, save_module
 from testing.deployment import deployment_summary
 from utils.run_folder import atomic_write_json
-from utils.serving_files import EXPORT_DIR, PARITY_JSON, SERVING_FORMAT, SERVING_JSON, read_serving
+from utils.serving_files import (
+    EXPORT_DIR,
+    PARITY_JSON,
+    SERVING_FORMAT,
+    SERVING_JSON,
+    artefact_sha256,
+    read_serving,
+)
 
 log = logging.getLogger("beamwatch.export")
 
@@ -92,6 +99,9 @@ def export_run(run_dir: Path, formats: tuple[str, ...] = FORMATS, *, progress: b
                     written[name] = {"error": f"{type(exc).__name__}: {str(exc)[:300]}"}
         if "onnx" in formats:
             written["onnx"] = _onnx(module, layout, tmp / "model.onnx")
+        for info in written.values():  # the watcher checks it before loading
+            if "path" in info:
+                info["sha256"] = artefact_sha256(tmp / info["path"])
         unseen = _unseen(data)
         meta = serving_metadata(config, layout, scaling, threshold, unseen, written)
         atomic_write_json(tmp / SERVING_JSON, meta)
@@ -118,6 +128,24 @@ def online_settings(threshold_config, threshold: ThresholdChoice) -> dict | None
     target = threshold.target_false_alarm_rate or threshold_config.target_false_alarm_rate
     return {"target_false_alarm_rate": float(target), "step": threshold_config.online_step,
             "false_alarms_per_hour": threshold.false_alarms_per_hour}
+
+
+class ExportParityError(RuntimeError):
+    """An exported artefact scores the test pulses outside its parity tolerance."""
+
+
+def check_parity(result: ExportResult) -> None:
+    """Refuse an export whose parity.json marks an artefact out of tolerance (`--export` exits
+    non-zero; the watcher refuses that artefact, `utils.serving_files.check_artefact`)."""
+    bad = {name: entry for name, entry in result.parity["formats"].items()
+           if entry.get("within_tolerance") is False}
+    if bad:
+        shown = "; ".join(
+            f"{name}: max |dscore| {entry['max_abs_diff']:.2e}, dPR AUC {entry['delta_pr_auc']}"
+            for name, entry in bad.items())
+        raise ExportParityError(
+            f"{result.out_dir / PARITY_JSON}: out of parity tolerance (float {FLOAT_PARITY:g}, "
+            f"int8 PR AUC {INT8_PR_AUC:g}): {shown}; do not deploy it (--watch refuses it)")
 
 
 def serving_metadata(config, layout, scaling: Scaling, threshold: ThresholdChoice, unseen,
@@ -329,6 +357,7 @@ def _swap_in(tmp: Path, out: Path) -> None:
 
 # Names other modules import from here (the file layout and the test flow's deployment figures
 # now live in utils.serving_files, testing.deployment and analysis.deployment).
-__all__ = ["EXPORT_DIR", "FORMATS", "SERVING_JSON", "ExportResult", "deployment_notes",
+__all__ = ["EXPORT_DIR", "FORMATS", "SERVING_JSON", "ExportParityError", "ExportResult",
+           "check_parity", "deployment_notes",
            "deployment_summary", "export_run", "parse_formats", "read_serving",
            "serving_metadata"]

@@ -1,15 +1,30 @@
 """`driver.py --watch DIR`: score DCM files as they land, one line and one alarms.csv row per pulse.
 
-Polls DIR (any depth). A file is taken once its size and mtime held still over one poll and it
-reads whole (a gzip file that is still being written fails its trailer check and is waited for,
-up to `grace_s` after its last change); a file that stays damaged, or is not a DCM file at all,
-is ledgered and skipped, never fatal. Files are scored in the order of their first pulse, every
-pulse through `live.engine.LiveScorer` with the run's exported artefact.
+Polls DIR (any depth). A file is taken once its size and mtime held still over one poll; only
+regular files are opened, through the training reader's own `read_regular_file` (non-blocking,
+fstat on the descriptor, `data.max_file_mb` on disk and decompressed), so a FIFO, socket or
+device is ledgered `not_a_regular_file` and can never hang the loop, and a gzip bomb stops at
+the cap (`file_too_large`). A file that fails to read is retried each time its size or mtime
+changes, and is ledgered (`corrupt_file`, `not_a_dcm_file`) only once it has held still for
+`grace_s` and still fails; a file ledgered or scored earlier whose size or mtime changes later
+(written after an empty start, restored after a delete, grown) is read again, its old ledger
+entries replaced. Files are scored in the order of their first pulse, every pulse through
+`live.engine.LiveScorer` with the run's exported artefact (checked against the sha256 that
+serving.json recorded, and refused when parity.json marks it out of tolerance), under the
+training side's data rules (stale settings with `beam_settings.max_settings_age_s`, production
+filter, non-finite windows). A pulse is scored once per session: one already scored (same
+timestamp; the trace is the run's `data.var_id`) is not scored again, and ledgered
+`duplicate_pulse` when it came from another file.
+
+One watcher per session: a second `--watch` of the same folder for the same run refuses with
+one line (an fcntl lock held while the first runs). Ctrl-C and SIGTERM stop alike: the file in
+hand is committed, the summary printed, logged and written to summary.json.
 
 Session folder RUN/watch/<start>/ (one per watched folder; a restart resumes it):
     alarms.csv    one row per scored pulse (engine.CSV_COLUMNS)
     ledger.json   every skipped file or pulse with its reason
-    state.json    files done, the committed length of alarms.csv, the reference buffer file
+    state.json    files done (size, mtime), the committed length of alarms.csv, the buffer file
+    summary.json  the last run's summary
 Exactly once, even after kill -9: a file's rows are appended and fsynced, then state.json is
 replaced atomically; on start alarms.csv is cut back to the length state.json committed, so
 rows of a file whose state was not written are dropped and the file is scored again.
@@ -19,11 +34,16 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import fcntl
+import hashlib
 import io
 import json
 import logging
 import os
+import signal
+import stat
 import sys
+import threading
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -31,15 +51,23 @@ from pathlib import Path
 
 import numpy as np
 
-from data_preparation.ledger import CORRUPT_FILE, NOT_A_DCM_FILE, DataLedger
+from data_preparation.dcm_files import _kind
+from data_preparation.ledger import (
+    CORRUPT_FILE,
+    DUPLICATE_PULSE,
+    FILE_TOO_LARGE,
+    NOT_A_DCM_FILE,
+    NOT_A_REGULAR_FILE,
+    UNREADABLE_LINK,
+    DataLedger,
+)
 from live.engine import CSV_COLUMNS, LiveScorer, PulseRow, csv_row, iso_time
 from utils.run_folder import atomic_path, atomic_write_json, create_run_dir
+from utils.serving_files import ARTEFACTS, check_artefact
 
 log = logging.getLogger("beamwatch.watch")
 
 STATE = "state.json"
-ARTEFACTS = {"saved_model": "saved_model", "litert": "model_float32.tflite",
-             "litert_int8": "model_int8.tflite", "onnx": "model.onnx"}
 
 
 @dataclasses.dataclass
@@ -134,6 +162,41 @@ class SettingsSource:
             self._listing = listing
         return attach_settings(timestamps_ns, self._table, self.columns)
 
+    @property
+    def last_row_ns(self) -> int | None:
+        """Time of the settings history's last row (after `values`); None when empty."""
+        stamps = self._table.timestamp_ns
+        return int(stamps[-1]) if len(stamps) else None
+
+
+# ----------------------------------------------------------------------------------------------
+# One watcher per session
+
+
+class WatchBusyError(RuntimeError):
+    """Another watcher already follows this folder for this run."""
+
+
+def _lock_session(run_dir: Path, watched: Path):
+    """Hold the run's lock for `watched` (fcntl, released when the process ends), or refuse."""
+    root = run_dir / "watch"
+    root.mkdir(parents=True, exist_ok=True)
+    key = hashlib.sha1(str(watched.resolve()).encode()).hexdigest()[:16]
+    handle = open(root / f".lock-{key}", "a+")  # noqa: SIM115 (held open while watching)
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.seek(0)
+        holder = handle.read().strip() or "another process"
+        handle.close()
+        raise WatchBusyError(f"--watch {watched}: already watched for run {run_dir.name} by "
+                             f"{holder}; one watcher per folder (stop it first)") from None
+    handle.seek(0)
+    handle.truncate(0)
+    handle.write(f"pid {os.getpid()}\n")
+    handle.flush()
+    return handle
+
 
 # ----------------------------------------------------------------------------------------------
 # The loop
@@ -144,6 +207,7 @@ class _Seen:
     size: int
     mtime_ns: int
     changed_at: float  # monotonic time of the last size/mtime change
+    failed: bool = False  # the last read failed while the file was young: wait for a change
 
 
 def watch(run_dir: Path, watched: Path, *, artefact: str = "saved_model",
@@ -153,12 +217,11 @@ def watch(run_dir: Path, watched: Path, *, artefact: str = "saved_model",
           on_poll: Callable[[int], None] | None = None) -> WatchSummary:
     """Follow `watched` and score every pulse of every file (see the module docstring).
 
-    Runs until Ctrl-C, or until nothing new arrived for `idle_exit_s` seconds when given.
-    `publishers` are called with each scored row and the threshold (EPICS); `on_poll(n)` after
-    each poll (tests drop files there).
+    Runs until Ctrl-C or SIGTERM, or until nothing new arrived for `idle_exit_s` seconds when
+    given (and no failed file waits out its `grace_s`). `publishers` are called with each
+    scored row and the threshold (EPICS); `on_poll(n)` after each poll (tests drop files there).
     """
-    from enterprise_tools.data_utils import CorruptFileError, pulse_windows
-    from live.export import EXPORT_DIR, export_run, read_serving
+    from live.export import EXPORT_DIR, check_parity, export_run, read_serving
     from live.scorer import load_backend
     from live.serving import InputLayout
     from parser.configs import load_config
@@ -168,132 +231,299 @@ def watch(run_dir: Path, watched: Path, *, artefact: str = "saved_model",
         raise FileNotFoundError(f"--watch {watched}: no such folder")
     if artefact not in ARTEFACTS:
         raise ValueError(f"artefact {artefact!r}: expected one of {', '.join(ARTEFACTS)}")
-    export_dir = run_dir / EXPORT_DIR
-    if not (export_dir / "serving.json").exists():
-        log.info("no export in %s yet: exporting the SavedModel first", run_dir)
-        export_run(run_dir, ("saved_model", "litert") if artefact.startswith("litert")
-                   else ("saved_model", artefact) if artefact == "onnx" else ("saved_model",),
-                   progress=False)
-    meta = read_serving(export_dir)
-    config = load_config(run_dir / "config.yaml")
-    backend = load_backend(export_dir / ARTEFACTS[artefact], InputLayout.from_dict(meta["layout"]))
-    scorer = LiveScorer(backend, meta)
-    settings = None
-    if meta["settings"]["use"] and scorer.filter_columns:
-        bpm = config.beam_settings
-        if settings_dir is not None:
-            bpm = dataclasses.replace(bpm, data_location=str(settings_dir))
-        settings = SettingsSource(bpm, scorer.filter_columns)
-    window = meta["window"]
-
-    session = open_session(run_dir, watched)
-    state = json.loads((session / STATE).read_text())
-    _recover_alarms(session, state)
-    ledger_path = session / "ledger.json"
-    ledger = (DataLedger.from_dict(json.loads(ledger_path.read_text()))
-              if ledger_path.exists() else DataLedger())
-    # ledger.json is written just before state.json: a kill between the two leaves entries of
-    # a file that was not committed and is scored again now, so they would count twice.
-    committed = DataLedger()
-    committed.extend(e for e in ledger.entries if e.path in state["done"])
-    ledger = committed
-    if state.get("buffer") and scorer.buffer is not None:
-        with np.load(session / state["buffer"], allow_pickle=False) as arrays:
-            scorer.buffer.load_arrays(arrays)
-    log.info("watching %s with %s (%s); session %s, %d files already done", watched,
-             backend.name, run_dir.name, session, len(state["done"]))
-
-    seen: dict[str, _Seen] = {}
-    counts = Counter()
-    started = time.monotonic()
-    last_new = time.monotonic()
-    polls = 0
+    lock = _lock_session(run_dir, watched)
     try:
-        while True:
-            now = time.monotonic()
-            ready = []
-            for path in _files(watched):
-                rel = str(path.relative_to(watched))
-                if rel in state["done"]:
+        export_dir = run_dir / EXPORT_DIR
+        if not (export_dir / "serving.json").exists():
+            log.info("no export in %s yet: exporting the SavedModel first", run_dir)
+            check_parity(export_run(
+                run_dir, ("saved_model", "litert") if artefact.startswith("litert")
+                else ("saved_model", artefact) if artefact == "onnx" else ("saved_model",),
+                progress=False))
+        meta = read_serving(export_dir)
+        config = load_config(run_dir / "config.yaml")
+        path = check_artefact(export_dir, meta, artefact)
+        backend = load_backend(path, InputLayout.from_dict(meta["layout"]))
+        scorer = LiveScorer(backend, meta,
+                            max_settings_age_s=config.beam_settings.max_settings_age_s)
+        settings = None
+        if meta["settings"]["use"] and scorer.filter_columns:
+            bpm = config.beam_settings
+            if settings_dir is not None:
+                bpm = dataclasses.replace(bpm, data_location=str(settings_dir))
+            settings = SettingsSource(bpm, scorer.filter_columns)
+        loop = _Loop(run_dir, watched, scorer, settings, meta["window"],
+                     int(config.data.max_file_mb) * 2**20, grace_s, echo, publishers)
+        return loop.run(poll_s, idle_exit_s, on_poll)
+    finally:
+        lock.close()
+
+
+class _Stop(Exception):
+    """SIGTERM arrived: stop as Ctrl-C does."""
+
+
+class _Loop:
+    """The state of one watch: the session files, what was seen, what was scored."""
+
+    def __init__(self, run_dir: Path, watched: Path, scorer: LiveScorer, settings, window: dict,
+                 max_bytes: int, grace_s: float, echo: bool, publishers):
+        self.watched, self.scorer, self.settings = watched, scorer, settings
+        self.window, self.max_bytes, self.grace_s = window, max_bytes, grace_s
+        self.echo, self.publishers = echo, publishers
+        self.session = open_session(run_dir, watched)
+        self.state = json.loads((self.session / STATE).read_text())
+        _recover_alarms(self.session, self.state)
+        ledger_path = self.session / "ledger.json"
+        ledger = (DataLedger.from_dict(json.loads(ledger_path.read_text()))
+                  if ledger_path.exists() else DataLedger())
+        # ledger.json is written just before state.json: a kill between the two leaves entries
+        # of a file that was not committed and is scored again now, so they would count twice.
+        self.ledger = DataLedger(e for e in ledger.entries if e.path in self.state["done"])
+        if self.state.get("buffer") and scorer.buffer is not None:
+            with np.load(self.session / self.state["buffer"], allow_pickle=False) as arrays:
+                scorer.buffer.load_arrays(arrays)
+        self.scored = _scored_pulses(self.session / "alarms.csv")  # timestamp_ns -> file
+        self.seen: dict[str, _Seen] = {}
+        self.carried: dict[str, int] = {}  # pulses scored from a file before it changed
+        self.counts: Counter = Counter()
+        self.stop_signal: int | None = None
+        log.info("watching %s with %s (%s); session %s, %d files already done", watched,
+                 scorer.backend.name, run_dir.name, self.session, len(self.state["done"]))
+
+    # -- the loop ----------------------------------------------------------------------------
+
+    def run(self, poll_s: float, idle_exit_s: float | None, on_poll) -> WatchSummary:
+        started = last_new = time.monotonic()
+        polls = 0
+        previous = None
+        if threading.current_thread() is threading.main_thread():
+            previous = signal.signal(signal.SIGTERM, self._on_term)
+        try:
+            while True:
+                if self.poll():
+                    last_new = time.monotonic()
+                polls += 1
+                if on_poll is not None:
+                    on_poll(polls)
+                self._check_stop()
+                waiting = any(s.failed for s in self.seen.values())
+                if (idle_exit_s is not None and not waiting
+                        and time.monotonic() - last_new >= idle_exit_s):
+                    break
+                time.sleep(poll_s)
+                self._check_stop()
+        except KeyboardInterrupt:
+            log.info("interrupted: stopping cleanly (state is committed after every file)")
+        except _Stop:
+            log.info("stopped by signal %d: stopping cleanly (state is committed after every "
+                     "file)", self.stop_signal)
+        finally:
+            if previous is not None:
+                signal.signal(signal.SIGTERM, previous)
+        return self._summary(time.monotonic() - started)
+
+    def _on_term(self, signum, frame) -> None:
+        self.stop_signal = signum  # acted on between files, never inside a commit
+
+    def _check_stop(self) -> None:
+        if self.stop_signal is not None:
+            raise _Stop
+
+    def poll(self) -> bool:
+        """One look at the folder: read what is ready, score it. True when anything changed."""
+        now = time.monotonic()
+        changed = False
+        ready = []
+        listed = set()
+        for path in _files(self.watched):
+            rel = str(path.relative_to(self.watched))
+            listed.add(rel)
+            signature = _signature(path)
+            if signature is None:  # removed between listing and stat
+                continue
+            size, mtime_ns, kind = signature
+            done = self.state["done"].get(rel)
+            if done is not None:
+                if (done["size"], done["mtime_ns"]) == (size, mtime_ns):
                     continue
-                try:
-                    stat = path.stat()
-                except FileNotFoundError:  # removed between listing and stat
-                    continue
-                previous = seen.get(rel)
-                if previous is None or (previous.size, previous.mtime_ns) != (stat.st_size,
-                                                                              stat.st_mtime_ns):
-                    seen[rel] = _Seen(stat.st_size, stat.st_mtime_ns, now)
-                    last_new = now
-                    continue
-                ready.append((rel, path, previous))
-            loaded = []
-            for rel, path, previous in ready:
-                try:
-                    pulses = pulse_windows(path, window["var_id"], window["begin"],
-                                           window["shift"], window["bwidth_cut"])
-                except CorruptFileError as exc:
-                    still_young = now - previous.changed_at < grace_s
-                    if "truncated" in exc.reason and still_young:
-                        continue  # still being written (gzip trailer missing): wait
-                    reason = NOT_A_DCM_FILE if "bad header" in exc.reason else CORRUPT_FILE
-                    _commit_skip(session, state, ledger, rel, reason, str(exc), previous)
-                    counts[reason] += 1
-                    seen.pop(rel, None)
-                    log.warning("skipped %s: %s", rel, exc)
-                    continue
-                except OSError as exc:
-                    _commit_skip(session, state, ledger, rel, CORRUPT_FILE, str(exc), previous)
-                    counts[CORRUPT_FILE] += 1
-                    seen.pop(rel, None)
-                    continue
+                log.info("%s changed since it was %s: read again", rel,
+                         "skipped" if done.get("skipped") else "scored")
+                self.carried[rel] = int(done.get("pulses", 0))  # its rows stay in alarms.csv
+                del self.state["done"][rel]
+                self.ledger = DataLedger(e for e in self.ledger.entries if e.path != rel)
+            if kind is not None:  # a FIFO, socket, device or dangling link: never opened
+                reason = UNREADABLE_LINK if kind == "a dangling link" else NOT_A_REGULAR_FILE
+                self._commit_skip(rel, reason, kind, size, mtime_ns)
+                changed = True
+                continue
+            seen = self.seen.get(rel)
+            if seen is None or (seen.size, seen.mtime_ns) != (size, mtime_ns):
+                self.seen[rel] = _Seen(size, mtime_ns, now)
+                changed = True
+                continue
+            if seen.failed and now - seen.changed_at < self.grace_s:
+                continue  # failed while young: wait for it to change, or for the grace to end
+            ready.append((rel, path, seen))
+        for rel in set(self.seen) - listed:  # vanished: forgotten until it comes back
+            del self.seen[rel]
+        loaded = []
+        for rel, path, seen in ready:
+            pulses = self._read(rel, path, seen, now)
+            if pulses is not None:
                 first = int(pulses.timestamps_ns[0]) if len(pulses.timestamps_ns) else 0
-                loaded.append((first, rel, pulses, previous))
-            for _, rel, pulses, previous in sorted(loaded, key=lambda item: (item[0], item[1])):
-                values = settings.values(pulses.timestamps_ns) if settings is not None else None
-                rows, skipped = scorer.score_file(rel, pulses.traces, pulses.timestamps_ns,
-                                                  pulses.alarms, values)
-                for skip in pulses.skipped:
-                    ledger.add(rel, skip.reason, 0 if skip.scope == "file" else 1, skip.detail,
-                               scope=skip.scope)
-                for reason, count, detail in skipped:
-                    ledger.add(rel, reason, count, detail)
-                _commit_file(session, state, ledger, scorer, rel, rows, previous)
-                seen.pop(rel, None)
-                counts["files"] += 1
-                counts["pulses"] += len(rows)
-                counts["alarms"] += sum(r.alarm for r in rows)
-                counts["unseen"] += sum(bool(r.unseen_configuration) for r in rows)
-                for row in rows:
-                    if echo:
-                        print(_line(row), flush=False)
-                    for publish in publishers:
-                        publish(row, row.threshold)
-                if echo:
-                    sys.stdout.flush()
-                last_new = time.monotonic()
-            polls += 1
-            if on_poll is not None:
-                on_poll(polls)
-            if idle_exit_s is not None and time.monotonic() - last_new >= idle_exit_s:
-                break
-            time.sleep(poll_s)
-    except KeyboardInterrupt:
-        log.info("interrupted: stopping cleanly (state is committed after every file)")
-    skipped = dict(scorer.skipped)
-    for reason in (CORRUPT_FILE, NOT_A_DCM_FILE):
-        if counts[reason]:
-            skipped[reason] = skipped.get(reason, 0) + counts[reason]
-    summary = WatchSummary(session, counts["files"], counts["pulses"], counts["alarms"],
-                           counts["unseen"], skipped, time.monotonic() - started)
-    if echo:
-        print(summary.line())
-    log.info("%s", summary.line())
-    return summary
+                loaded.append((first, rel, pulses, seen))
+            changed = True
+        for _, rel, pulses, seen in sorted(loaded, key=lambda item: (item[0], item[1])):
+            self._score(rel, pulses, seen)
+            self._check_stop()
+        return changed
+
+    def _read(self, rel: str, path: Path, seen: _Seen, now: float):
+        """The file's pulses, or None (ledgered, or waiting for the writer)."""
+        from data_preparation.data_loader import NotRegularFileError, read_regular_file
+        from enterprise_tools.data_utils import CorruptFileError, FileTooLargeError, pulse_windows
+
+        window = self.window
+        try:
+            content = read_regular_file(str(path), self.max_bytes)
+            return pulse_windows(content, window["var_id"], window["begin"], window["shift"],
+                                 window["bwidth_cut"])
+        except FileTooLargeError as exc:
+            reason, detail = FILE_TOO_LARGE, f"{exc} (data.max_file_mb)"
+        except NotRegularFileError as exc:
+            reason, detail = NOT_A_REGULAR_FILE, str(exc)
+        except CorruptFileError as exc:
+            reason = NOT_A_DCM_FILE if "bad header" in exc.reason else CORRUPT_FILE
+            detail = str(exc)
+        except OSError as exc:
+            reason, detail = CORRUPT_FILE, f"{type(exc).__name__}: {exc}"
+        if reason in (CORRUPT_FILE, NOT_A_DCM_FILE) and now - seen.changed_at < self.grace_s:
+            seen.failed = True  # maybe still being written: read again when it changes
+            return None
+        self._commit_skip(rel, reason, detail, seen.size, seen.mtime_ns)
+        self.seen.pop(rel, None)
+        log.warning("skipped %s: %s", rel, detail)
+        return None
+
+    def _score(self, rel: str, pulses, seen: _Seen) -> None:
+        scorer = self.scorer
+        stamps = pulses.timestamps_ns
+        before = [self.scored.get(int(ts)) for ts in stamps]
+        already = np.array([b is not None for b in before], bool)
+        elsewhere = Counter(b for b in before if b is not None and b != rel)
+        values = until = None
+        if self.settings is not None:
+            values, until = self.settings.values(stamps), self.settings.last_row_ns
+        rows, skipped = scorer.score_file(rel, pulses.traces, stamps, pulses.alarms, values,
+                                          settings_until_ns=until, already_scored=already)
+        for skip in pulses.skipped:
+            self.ledger.add(rel, skip.reason, 0 if skip.scope == "file" else 1, skip.detail,
+                            scope=skip.scope)
+        for reason, count, detail in skipped:
+            self.ledger.add(rel, reason, count, detail)
+        for other, count in elsewhere.items():
+            self.ledger.add(rel, DUPLICATE_PULSE, count, f"already scored from {other}")
+            self.counts[DUPLICATE_PULSE] += count
+        self._commit_file(rel, rows, seen)
+        for row in rows:
+            self.scored[row.timestamp_ns] = rel
+        self.seen.pop(rel, None)
+        self.counts["files"] += 1
+        self.counts["pulses"] += len(rows)
+        self.counts["alarms"] += sum(r.alarm for r in rows)
+        self.counts["unseen"] += sum(bool(r.unseen_configuration) for r in rows)
+        for row in rows:
+            if self.echo:
+                print(_line(row), flush=False)
+            for publish in self.publishers:
+                publish(row, row.threshold)
+        if self.echo:
+            sys.stdout.flush()
+
+    def _summary(self, seconds: float) -> WatchSummary:
+        skipped = dict(self.scorer.skipped)
+        for reason, count in self.counts.items():
+            if reason not in ("files", "pulses", "alarms", "unseen") and count:
+                skipped[reason] = skipped.get(reason, 0) + count
+        summary = WatchSummary(self.session, self.counts["files"], self.counts["pulses"],
+                               self.counts["alarms"], self.counts["unseen"], skipped, seconds)
+        atomic_write_json(self.session / "summary.json", {
+            "files": summary.files, "pulses": summary.pulses, "alarms": summary.alarms,
+            "unseen": summary.unseen, "skipped": summary.skipped,
+            "seconds": round(summary.seconds, 3),
+            "stopped_by": "SIGTERM" if self.stop_signal == signal.SIGTERM else "end"})
+        if self.echo:
+            print(summary.line())
+        log.info("%s", summary.line())
+        return summary
+
+    # -- commits -----------------------------------------------------------------------------
+
+    def _commit_file(self, rel: str, rows: list[PulseRow], seen: _Seen) -> None:
+        """Append the file's rows (fsync), then the buffer, ledger and state (atomic, last)."""
+        session, state, scorer = self.session, self.state, self.scorer
+        text = io.StringIO()
+        writer = csv.writer(text, lineterminator="\n")
+        for row in rows:
+            writer.writerow(csv_row(row))
+        with open(session / "alarms.csv", "ab") as handle:
+            handle.write(text.getvalue().encode())
+            handle.flush()
+            os.fsync(handle.fileno())
+            size = handle.tell()
+        old_buffer = state.get("buffer")
+        if scorer.buffer is not None:
+            name = f"buffer-{len(state['done']) + 1}.npz"
+            with atomic_path(session / name, suffix=".npz") as tmp, open(tmp, "wb") as handle:
+                np.savez(handle, **scorer.buffer.to_arrays())
+            state["buffer"] = name
+        state["done"][rel] = {"size": seen.size, "mtime_ns": seen.mtime_ns,
+                              "pulses": len(rows) + self.carried.pop(rel, 0)}
+        state["alarms_bytes"] = size
+        atomic_write_json(session / "ledger.json", self.ledger.to_dict())
+        atomic_write_json(session / STATE, state)
+        if old_buffer and old_buffer != state.get("buffer"):
+            (session / old_buffer).unlink(missing_ok=True)
+
+    def _commit_skip(self, rel: str, reason: str, detail: str, size: int, mtime_ns: int) -> None:
+        self.ledger.add(rel, reason, 0, detail, scope="file")
+        self.state["done"][rel] = {"size": size, "mtime_ns": mtime_ns,
+                                   "pulses": self.carried.pop(rel, 0), "skipped": reason}
+        self.counts[reason] += 1
+        atomic_write_json(self.session / "ledger.json", self.ledger.to_dict())
+        atomic_write_json(self.session / STATE, self.state)
+
+
+def _signature(path: Path) -> tuple[int, int, str | None] | None:
+    """(size, mtime_ns, what it is when not a regular file) of `path`; None when it is gone."""
+    try:
+        info = os.stat(path)  # follows links
+    except FileNotFoundError:
+        if not os.path.islink(path):
+            return None
+        info = os.lstat(path)
+        return info.st_size, info.st_mtime_ns, "a dangling link"
+    except OSError:  # a link loop
+        info = os.lstat(path)
+        return info.st_size, info.st_mtime_ns, "a dangling link"
+    if stat.S_ISREG(info.st_mode):
+        return info.st_size, info.st_mtime_ns, None
+    return info.st_size, info.st_mtime_ns, _kind(info.st_mode)
+
+
+def _scored_pulses(alarms_csv: Path) -> dict[int, str]:
+    """timestamp_ns -> file of every pulse alarms.csv holds (what a restart must not repeat)."""
+    scored: dict[int, str] = {}
+    with open(alarms_csv, newline="") as handle:
+        for row in csv.DictReader(handle):
+            scored[int(row["timestamp_ns"])] = row["file"]
+    return scored
 
 
 def _files(root: Path):
-    """Regular files under `root`, hidden ones (temp files being written) left out."""
+    """Files under `root` (any kind: the caller refuses what is not regular), hidden ones
+    (temp files being written) left out."""
     for folder, dirs, names in os.walk(root):
         dirs[:] = sorted(d for d in dirs if not d.startswith("."))
         for name in sorted(names):
@@ -305,38 +535,3 @@ def _line(row: PulseRow) -> str:
     flag = " unseen-configuration" if row.unseen_configuration else ""
     return (f"{iso_time(row.timestamp_ns)}  score {row.score:.4f}  "
             f"{'ALARM' if row.alarm else 'ok   '}{flag}  {row.file}#{row.pulse_in_file}")
-
-
-def _commit_file(session: Path, state: dict, ledger: DataLedger, scorer: LiveScorer, rel: str,
-                 rows: list[PulseRow], seen: _Seen) -> None:
-    """Append the file's rows (fsync), then the buffer, ledger and state (atomic, last)."""
-    text = io.StringIO()
-    writer = csv.writer(text, lineterminator="\n")
-    for row in rows:
-        writer.writerow(csv_row(row))
-    with open(session / "alarms.csv", "ab") as handle:
-        handle.write(text.getvalue().encode())
-        handle.flush()
-        os.fsync(handle.fileno())
-        size = handle.tell()
-    old_buffer = state.get("buffer")
-    if scorer.buffer is not None:
-        name = f"buffer-{len(state['done']) + 1}.npz"
-        with atomic_path(session / name, suffix=".npz") as tmp, open(tmp, "wb") as handle:
-            np.savez(handle, **scorer.buffer.to_arrays())
-        state["buffer"] = name
-    state["done"][rel] = {"size": seen.size, "mtime_ns": seen.mtime_ns, "pulses": len(rows)}
-    state["alarms_bytes"] = size
-    atomic_write_json(session / "ledger.json", ledger.to_dict())
-    atomic_write_json(session / STATE, state)
-    if old_buffer and old_buffer != state.get("buffer"):
-        (session / old_buffer).unlink(missing_ok=True)
-
-
-def _commit_skip(session: Path, state: dict, ledger: DataLedger, rel: str, reason: str,
-                 detail: str, seen: _Seen) -> None:
-    ledger.add(rel, reason, 0, detail, scope="file")
-    state["done"][rel] = {"size": seen.size, "mtime_ns": seen.mtime_ns, "pulses": 0,
-                          "skipped": reason}
-    atomic_write_json(session / "ledger.json", ledger.to_dict())
-    atomic_write_json(session / STATE, state)

@@ -88,6 +88,8 @@ class DCMDataConfig(_Section):
     cache_dir: str | None = _option(".cache/beamwatch", path=True)
     max_files: int | None = _option(None, ge=1)
     max_file_mb: int = _option(512, ge=1)  # larger DCM files (on disk or gunzipped) are ledgered
+    max_table_mb: int = _option(256, ge=1)  # larger tables/.npz (on disk or unzipped) refused
+    max_line_kb: int = _option(1024, ge=1)  # a longer line in a .csv table is refused
 
     def _cross_check(self) -> list[tuple[str, str]]:
         if self.alarm == 0:

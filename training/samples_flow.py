@@ -21,7 +21,9 @@ import io
 import json
 import logging
 import math
+import os
 import sys
+import tempfile
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -152,7 +154,7 @@ def train_samples(config: Config, *, run_dir: Path | None = None, progress: bool
                     config.train.distribute, config.train.mixed_precision, config.data.source)
 
     samples = load_samples(config)
-    samples.ledger.log_summary(log)
+    samples.ledger.log_summary(log, unit="samples")
     names, k = samples.class_names, samples.n_classes
     if k < 2:
         raise ValueError(f"{config.data.dataset_loc}: found {k} class(es) {list(names)}; "
@@ -376,7 +378,7 @@ def test_samples(run_dir: Path, *, data_dir: Path | None = None, part: str | Non
         samples = load_samples(config, location=str(data_dir), layout=saved["layout"])
         part, idx = "all", np.arange(len(samples))
         source = f"every sample of {data_dir}"
-    samples.ledger.log_summary(test_log)
+    samples.ledger.log_summary(test_log, unit="samples")
     sub = samples.take(idx)
     if reused is None:
         probs = _score(model, prep, saved, sub)
@@ -432,12 +434,16 @@ def run_predict_flow(config: Config, *, run_dir: Path | None, files: list[Path],
 def predict_files(run_dir: Path, files: list[str], output: Path | None = None) -> Path:
     """Score new files with a trained run: a CSV of id, predicted class and its probability."""
     run_dir = Path(run_dir)
+    if output is not None and Path(output).exists():  # nothing a user owns is overwritten
+        raise FileExistsError(f"--output {output}: the file exists and is not overwritten; "
+                              "give a new name (or leave --output out for "
+                              "RUN/predictions/<time>.csv)")
     config, model, saved, prep, threshold = _load_run(run_dir)
     missing = [f for f in files if not Path(f).exists()]
     if missing:
         raise FileNotFoundError(f"--predict: file(s) not found: {missing[:5]}")
     samples = load_samples(config, layout=saved["layout"], files=[str(f) for f in files])
-    samples.ledger.log_summary(test_log)
+    samples.ledger.log_summary(test_log, unit="samples")
     probs = _score(model, prep, saved, samples)
     names = saved["class_names"]
     predicted = _decide(probs, threshold)
@@ -452,9 +458,28 @@ def predict_files(run_dir: Path, files: list[str], output: Path | None = None) -
         output = run_dir / "predictions" / f"{stamp}.csv"
     output = Path(output)
     output.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(output, buf.getvalue())
+    _write_new(output, buf.getvalue())
     test_log.info("%d samples scored by %s: %s", len(samples), run_dir.name, output)
     return output
+
+
+def _write_new(path: Path, text: str) -> None:
+    """Write `path` whole (temp file, then a hard link, which never replaces a file), or
+    refuse when it exists: a file that appeared meanwhile is kept."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.chmod(tmp, 0o644)
+        try:
+            os.link(tmp, path)
+        except FileExistsError:
+            raise FileExistsError(f"--output {path}: the file exists and is not overwritten; "
+                                  "give a new name") from None
+    finally:
+        os.unlink(tmp)
 
 
 __all__ = ["PARTS", "is_samples_run", "predict_files", "render_train_report", "run_predict_flow",

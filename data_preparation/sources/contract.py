@@ -27,6 +27,7 @@ UNREADABLE_FILE = "unreadable_file"
 UNLABELLED_FILE = "unlabelled_file"
 UNKNOWN_CLASS = "unknown_class"
 EMPTY_SAMPLE = "empty_sample"
+DUPLICATE_FILE = "duplicate_file"
 
 
 @dataclass
@@ -131,13 +132,17 @@ SPLIT_STEMS = {"train": "train", "training": "train", "val": "val", "valid": "va
                "validation": "val", "dev": "val", "test": "test", "testing": "test"}
 
 
-def split_files(folder, suffixes: tuple[str, ...]) -> list[tuple[str, object]]:
+def split_files(folder, suffixes: tuple[str, ...], ledger: DataLedger) -> list[tuple[str, object]]:
     """[(part, path)] of the files `train.*`, `val.*` (or validation/valid/dev), `test.*` in a
-    folder - the way benchmark datasets ship their parts; a clear error when there are none."""
+    folder - the way benchmark datasets ship their parts; a clear error when there are none.
+    A part that resolves outside the folder (a symlink leaving it) is ledgered, not read."""
     from pathlib import Path
 
+    from data_preparation.sources.input_files import resolve_inside
+
     found = sorted((SPLIT_STEMS[p.stem.lower()], p) for p in Path(folder).iterdir()
-                   if p.suffix.lower() in suffixes and p.stem.lower() in SPLIT_STEMS)
+                   if p.suffix.lower() in suffixes and p.stem.lower() in SPLIT_STEMS
+                   and resolve_inside(p, Path(folder), ledger) is not None)
     if not found:
         raise FileNotFoundError(f"{folder} is a folder without train/val/test files "
                                 f"({'/'.join(suffixes)}); give the file, or name the parts "

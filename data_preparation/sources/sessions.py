@@ -8,6 +8,14 @@ length, so zero marks padding for masking models. Labels come from `labels.csv`
 (`<root>[/train|val|test]/<class>/<file>`). A session missing more than
 `max_missing_columns` of the expected raw columns, or without a valid time column, is skipped and
 ledgered; missing columns below that limit are zeros.
+
+Input checks (`sources.input_files`): labels.csv entries and files that resolve outside the
+dataset folder are ledgered `outside_dataset`, a file listed twice `duplicate_file`; tables
+above `data.max_table_mb` (an .xlsx by its zip directory, before parsing), with a line above
+`data.max_line_kb`, a duplicated header, or not UTF-8 are ledgered `unreadable_file` with the
+reason; a session holding inf is ledgered `non_finite_values`. Without a configured channel
+list, the channels are the numeric columns found in at least half of the files; a file with
+other columns is kept and ledgered `columns_differ` with its extra and missing columns.
 """
 
 from __future__ import annotations
@@ -18,8 +26,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from data_preparation.ledger import DataLedger
+from data_preparation.ledger import COLUMNS_DIFFER, NON_FINITE_VALUES, DataLedger
 from data_preparation.sources.contract import (
+    DUPLICATE_FILE,
     MISSING_COLUMNS,
     NO_TIMESTAMP,
     PARTS,
@@ -30,6 +39,11 @@ from data_preparation.sources.contract import (
     encode_labels,
     group_ids,
     normalise_split,
+)
+from data_preparation.sources.input_files import (
+    read_csv_file,
+    read_xlsx_file,
+    resolve_inside,
 )
 
 logger = logging.getLogger(__name__)
@@ -46,11 +60,13 @@ def parse_norms(norms) -> list[tuple[str, list[str]]]:
     return out
 
 
-def read_table(path: Path) -> pd.DataFrame:
-    """A session file as a DataFrame (.csv, or the first sheet of an .xlsx)."""
+def read_table(path: Path, data_config) -> pd.DataFrame:
+    """A session file as a DataFrame (.csv, or the first sheet of an .xlsx), checked and
+    capped by `data.max_table_mb` / `data.max_line_kb` (`sources.input_files`)."""
+    max_bytes = int(data_config.max_table_mb) * 2**20
     if path.suffix.lower() == ".csv":
-        return pd.read_csv(path)
-    return pd.read_excel(path, sheet_name=0)
+        return read_csv_file(path, max_bytes, int(data_config.max_line_kb) * 1024)
+    return read_xlsx_file(path, max_bytes)
 
 
 def session_times(frame: pd.DataFrame, column: str) -> np.ndarray | None:
@@ -82,11 +98,12 @@ def session_times(frame: pd.DataFrame, column: str) -> np.ndarray | None:
     return parsed.dt.tz_convert(None).to_numpy(dtype="datetime64[ns]").view(np.int64)
 
 
-def _labelled_files(root: Path, labels_file: str, ledger: DataLedger):
-    """[(path, class or None, split, group key)] from labels.csv or the folder layout."""
+def _labelled_files(root: Path, labels_file: str, ledger: DataLedger, data_config):
+    """[(path, class or None, split, group key)] from labels.csv or the folder layout; files
+    outside `root` (../, absolute paths, links leaving it) and repeats are ledgered."""
     table = root / labels_file
     if table.is_file():
-        frame = pd.read_csv(table)
+        frame = read_table(table, data_config)
         missing = [c for c in ("file", "label") if c not in frame.columns]
         if missing:
             raise ValueError(f"{table}: needs columns file,label[,split][,group]; missing "
@@ -94,22 +111,34 @@ def _labelled_files(root: Path, labels_file: str, ledger: DataLedger):
         split = (normalise_split(frame["split"], str(table)) if "split" in frame.columns
                  else np.full(len(frame), "", dtype=object))
         groups = frame["group"].astype(str) if "group" in frame.columns else frame["file"]
-        return [(root / str(f), str(lab), s, str(g)) for f, lab, s, g in
-                zip(frame["file"], frame["label"], split, groups, strict=True)]
-    out = []
-    for path in sorted(p for p in root.rglob("*") if p.suffix.lower() in SUFFIXES):
-        if path.name == labels_file:
+        listed = [(root / str(f), str(lab), s, str(g)) for f, lab, s, g in
+                  zip(frame["file"], frame["label"], split, groups, strict=True)]
+    else:
+        listed = []
+        for path in sorted(p for p in root.rglob("*") if p.suffix.lower() in SUFFIXES):
+            if path.name == labels_file:
+                continue
+            rel = path.relative_to(root).parts
+            split = ""
+            if len(rel) > 1 and rel[0].lower() in ("train", "val", "validation", "test"):
+                split = normalise_split([rel[0]], str(path))[0]
+                rel = rel[1:]
+            if len(rel) < 2:
+                ledger.add(path, UNLABELLED_FILE, 0, "not under a class folder and not in "
+                           f"{labels_file}", scope="file")
+                continue
+            listed.append((path, rel[-2], split, str(path.relative_to(root))))
+    out, first_use = [], {}
+    for path, cls, split, group in listed:
+        target = resolve_inside(path, root, ledger)
+        if target is None:
             continue
-        rel = path.relative_to(root).parts
-        split = ""
-        if len(rel) > 1 and rel[0].lower() in ("train", "val", "validation", "test"):
-            split = normalise_split([rel[0]], str(path))[0]
-            rel = rel[1:]
-        if len(rel) < 2:
-            ledger.add(path, UNLABELLED_FILE, 0, "not under a class folder and not in "
-                       f"{labels_file}", scope="file")
+        if target in first_use:
+            ledger.add(path, DUPLICATE_FILE, 0, f"the same file as {first_use[target]}; read "
+                       "once", scope="file")
             continue
-        out.append((path, rel[-2], split, str(path.relative_to(root))))
+        first_use[target] = path
+        out.append((path, cls, split, group))
     return out
 
 
@@ -117,6 +146,16 @@ def _channels_from_frame(frame: pd.DataFrame, time_column: str) -> list[str]:
     numeric = frame.drop(columns=[time_column], errors="ignore").apply(
         pd.to_numeric, errors="coerce")
     return [c for c in numeric.columns if numeric[c].notna().any()]
+
+
+def _common_columns(per_file: list[list[str]]) -> list[str]:
+    """The numeric columns found in at least half of the files, in order of first appearance
+    (one file's extra columns do not become every session's channels)."""
+    counts: dict[str, int] = {}
+    for columns in per_file:
+        for column in columns:
+            counts[column] = counts.get(column, 0) + 1
+    return [c for c, n in counts.items() if 2 * n >= len(per_file)]
 
 
 def _session_matrix(frame, times, raw_columns, norms, channels) -> np.ndarray:
@@ -147,7 +186,7 @@ def load(config, location: str | None = None, layout: dict | None = None,
         if not root.is_dir():
             raise FileNotFoundError(f"data.dataset_loc {root} is not a folder of session files "
                                     "(data.source=sessions expects one .csv/.xlsx per session).")
-        entries = _labelled_files(root, scfg.labels_file, ledger)
+        entries = _labelled_files(root, scfg.labels_file, ledger, config.data)
     else:
         root = None
         entries = [(Path(f), None, "", str(f)) for f in files]
@@ -156,7 +195,7 @@ def load(config, location: str | None = None, layout: dict | None = None,
     frames = []
     for path, cls, split, group in entries:
         try:
-            frame = read_table(path)
+            frame = read_table(path, config.data)
         except Exception as exc:  # any reader error: the file is ledgered, not fatal
             ledger.add(path, UNREADABLE_FILE, 0, f"{type(exc).__name__}: {exc}", scope="file")
             continue
@@ -174,10 +213,8 @@ def load(config, location: str | None = None, layout: dict | None = None,
             raw_columns = list(scfg.expected_columns or scfg.channels)
             raw_columns += [c for c in sorted(components) if c not in raw_columns]
         else:
-            seen: dict[str, None] = {}
-            for *_, frame, _ in frames:
-                seen.update(dict.fromkeys(_channels_from_frame(frame, scfg.time_column)))
-            raw_columns = list(seen)
+            raw_columns = _common_columns([_channels_from_frame(frame, scfg.time_column)
+                                           for *_, frame, _ in frames])
         plain = list(scfg.channels) if scfg.channels else [
             c for c in raw_columns if c not in components or scfg.keep_norm_components]
         channels = plain + [name for name, _ in norms]
@@ -189,7 +226,17 @@ def load(config, location: str | None = None, layout: dict | None = None,
                        f"missing (more than {scfg.max_missing_columns}): {missing[:6]}",
                        scope="file")
             continue
-        matrices.append(_session_matrix(frame, times, raw_columns, norms, channels))
+        matrix = _session_matrix(frame, times, raw_columns, norms, channels)
+        if not np.isfinite(matrix).all():
+            ledger.add(path, NON_FINITE_VALUES, 1, "inf in a channel (NaN is interpolated, "
+                       "inf cannot be)", scope="file")
+            continue
+        extra = [c for c in _channels_from_frame(frame, scfg.time_column)
+                 if c not in raw_columns]
+        if extra or missing:
+            ledger.add(path, COLUMNS_DIFFER, 0, f"columns not in the channel layout, not "
+                       f"used: {extra[:6]}; missing, filled with zeros: {missing[:6]}")
+        matrices.append(matrix)
         valid = times[times != np.iinfo(np.int64).min]
         kept.append((path, cls, split, group, int(valid.min())))
     if not matrices:

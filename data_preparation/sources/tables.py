@@ -4,6 +4,9 @@
 column but the label, split and group columns unless `features.feature_columns` names them).
 `text`: a .csv with a text column and a label column. Both read an optional split column
 (train/val/test) for split.method=predefined. Rows with a missing label or text are ledgered.
+Tables are read through `sources.input_files` (size and line caps, UTF-8, no duplicated
+header, errors naming the file); a feature row holding inf is ledgered `non_finite_values`
+and left out (a missing value, NaN, becomes its column's median as before).
 """
 
 from __future__ import annotations
@@ -25,39 +28,42 @@ from data_preparation.sources.contract import (
     normalise_split,
     split_files,
 )
+from data_preparation.sources.input_files import (
+    ledger_non_finite,
+    read_csv_file,
+    read_parquet_file,
+)
 
 logger = logging.getLogger(__name__)
 
 
-def read_table(path: Path) -> pd.DataFrame:
-    """A .csv or .parquet table; a clear error for anything else."""
+def read_table(path: Path, data_config) -> pd.DataFrame:
+    """A .csv or .parquet table, checked and capped; a clear error for anything else."""
     if not path.is_file():
         raise FileNotFoundError(f"data.dataset_loc {path} is not a file (expected a .csv or "
                                 ".parquet table).")
     suffix = path.suffix.lower()
+    max_bytes = int(data_config.max_table_mb) * 2**20
     if suffix == ".csv":
-        return pd.read_csv(path)
+        return read_csv_file(path, max_bytes, int(data_config.max_line_kb) * 1024)
     if suffix in (".parquet", ".pq"):
-        try:
-            return pd.read_parquet(path)
-        except ImportError as exc:
-            raise ImportError(f"{path}: reading parquet needs pyarrow or fastparquet "
-                              f"(pip install pyarrow), or save the table as .csv ({exc}).") from exc
+        return read_parquet_file(path, max_bytes)
     raise ValueError(f"{path}: unknown table type {suffix!r}; expected .csv or .parquet.")
 
 
-def _tables(config, location, files, split_column: str) -> tuple[pd.DataFrame, str]:
+def _tables(config, location, files, split_column: str,
+            ledger: DataLedger) -> tuple[pd.DataFrame, str]:
     """The rows of `files` (--predict) or of the dataset file, each with its `__id`, and a
     display name of where they came from. A dataset folder holding train/val/test tables (as
     benchmark datasets ship) is read whole, each row's part in `split_column`."""
     root = Path(location or config.data.dataset_loc)
     if files is None and root.is_dir():
-        parts = split_files(root, (".csv", ".parquet", ".pq"))
+        parts = split_files(root, (".csv", ".parquet", ".pq"), ledger)
     else:
         parts = [(None, Path(f)) for f in files] if files is not None else [(None, root)]
     frames = []
     for part, path in parts:
-        frame = read_table(path)
+        frame = read_table(path, config.data)
         frame["__id"] = [f"{path}#{i}" for i in range(len(frame))]
         if part is not None:
             frame[split_column] = part
@@ -91,8 +97,8 @@ def load_features(config, location: str | None = None, layout: dict | None = Non
                   files: list[str] | None = None) -> Samples:
     """A feature table (`features` section) as `inputs["features"]` float32 [n, F]."""
     fcfg = config.features
-    frame, where = _tables(config, location, files, fcfg.split_column)
     ledger = DataLedger()
+    frame, where = _tables(config, location, files, fcfg.split_column, ledger)
     reserved = {fcfg.label_column, fcfg.split_column, fcfg.group_column, "__id"}
     if layout:
         columns = list(layout["feature_columns"])
@@ -109,6 +115,12 @@ def load_features(config, location: str | None = None, layout: dict | None = Non
                                                   where, layout, files is None, ledger)
     frame = frame.loc[keep]
     values = frame[columns].apply(pd.to_numeric, errors="coerce").to_numpy(np.float64)
+    finite = ~np.isinf(values).any(axis=1)
+    if not finite.all():  # inf is no missing value: it would reach the scaler and the model
+        ledger_non_finite(frame["__id"].to_numpy(dtype=object), finite, ledger,
+                          f"feature columns {columns[:6]}")
+        frame, values, label = frame.loc[finite], values[finite], label[finite]
+        split = None if split is None else split[finite]
     if np.isnan(values).any():  # missing values become the column median (of all rows read)
         medians = np.nanmedian(np.where(np.isnan(values).all(axis=0), 0.0, values), axis=0)
         values = np.where(np.isnan(values), medians, values)
@@ -132,11 +144,11 @@ def load_text(config, location: str | None = None, layout: dict | None = None,
               files: list[str] | None = None) -> Samples:
     """A text table (`text` section) as `inputs["text"]` str [n]; vectorised after the split."""
     tcfg = config.text
-    frame, where = _tables(config, location, files, tcfg.split_column)
+    ledger = DataLedger()
+    frame, where = _tables(config, location, files, tcfg.split_column, ledger)
     if tcfg.text_column not in frame.columns:
         raise KeyError(f"{where}: no text column {tcfg.text_column!r}; columns are "
                        f"{list(frame.columns)[:12]}.")
-    ledger = DataLedger()
     has_text = frame[tcfg.text_column].notna().to_numpy()
     for row_id in frame.loc[~has_text, "__id"]:
         ledger.add(row_id, EMPTY_SAMPLE, 1, f"no value in column {tcfg.text_column!r}")

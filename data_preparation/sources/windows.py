@@ -4,11 +4,14 @@
 strings) by default (`windows.x_key`, `windows.y_key`); the older beamwatch layout `traces` /
 `label` is read too. Optional arrays: `timestamp_ns` int [n], `group` [n] (subject/session),
 `split` [n] (train/val/test), `class_names` [k] (names of the integer labels), `settings`
-float [n, k] with `settings_names` [k]. Read with `allow_pickle=False`.
+float [n, k] with `settings_names` [k]. Read with `allow_pickle=False`, after the file's
+size on disk and uncompressed (zip directory) is checked against `data.max_table_mb`; a window
+whose X or settings hold NaN or inf is ledgered `non_finite_values` and left out.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import numpy as np
@@ -23,9 +26,11 @@ from data_preparation.sources.contract import (
     normalise_split,
     split_files,
 )
+from data_preparation.sources.input_files import check_npz_size, finite_rows, ledger_non_finite
 
 
-def _read(path: Path) -> dict[str, np.ndarray]:
+def _read(path: Path, max_bytes: int) -> dict[str, np.ndarray]:
+    check_npz_size(path, max_bytes)
     try:
         archive = np.load(path, allow_pickle=False)
     except (OSError, ValueError) as exc:
@@ -51,18 +56,23 @@ def load(config, location: str | None = None, layout: dict | None = None,
          files: list[str] | None = None) -> Samples:
     """Windows of `data.dataset_loc` (or of `files`, labels optional, for --predict)."""
     root = Path(location or config.data.dataset_loc)
+    max_bytes = int(config.data.max_table_mb) * 2**20
+    ledger = DataLedger()
     if files is None and root.is_dir():  # train.npz / val.npz / test.npz, as benchmarks ship
-        named = split_files(root, (".npz",))
+        named = split_files(root, (".npz",), ledger)
         names = (layout or {}).get("class_names") or _joint_class_names(
-            [p for _, p in named], config.windows)
+            [p for _, p in named], config.windows, max_bytes)
         shared = {**(layout or {}), "class_names": list(names)}
-        parts = [_load_one(p, config.windows, shared, labelled=True, part=part)
-                 for part, p in named]
+        parts = [_load_one(p, config.windows, shared, labelled=True, max_bytes=max_bytes,
+                           part=part) for part, p in named]
     else:
         paths = [Path(f) for f in files] if files is not None else [root]
-        parts = [_load_one(p, config.windows, layout, labelled=files is None) for p in paths]
+        parts = [_load_one(p, config.windows, layout, labelled=files is None,
+                           max_bytes=max_bytes) for p in paths]
+    for part in parts:
+        ledger.extend(part.ledger)
     if len(parts) == 1:
-        return parts[0]
+        return dataclasses.replace(parts[0], ledger=ledger)
     first = parts[0]
     times = [p.timestamp_ns for p in parts]
     splits = [p.split for p in parts]
@@ -75,7 +85,7 @@ def load(config, location: str | None = None, layout: dict | None = None,
         timestamp_ns=None if any(t is None for t in times) else np.concatenate(times),
         split=None if any(s is None for s in splits) else np.concatenate(splits),
         layout=first.layout,
-        ledger=first.ledger,
+        ledger=ledger,
     )
 
 
@@ -92,17 +102,17 @@ def _raw_labels(arrays: dict, path: Path, wcfg, required: bool) -> np.ndarray | 
     return names[y]
 
 
-def _joint_class_names(paths: list[Path], wcfg) -> tuple[str, ...]:
+def _joint_class_names(paths: list[Path], wcfg, max_bytes: int) -> tuple[str, ...]:
     """Class names over all part files, so every part indexes the same classes."""
-    raw = [_raw_labels(_read(p), p, wcfg, required=True) for p in paths]
+    raw = [_raw_labels(_read(p, max_bytes), p, wcfg, required=True) for p in paths]
     return encode_labels(np.concatenate(raw), ", ".join(map(str, paths)))[1]
 
 
-def _load_one(path: Path, wcfg, layout: dict | None, labelled: bool,
+def _load_one(path: Path, wcfg, layout: dict | None, labelled: bool, max_bytes: int,
               part: str | None = None) -> Samples:
     if not path.is_file():
         raise FileNotFoundError(f"data.dataset_loc {path} is not an .npz file.")
-    arrays = _read(path)
+    arrays = _read(path, max_bytes)
     x = _pick(arrays, path, wcfg.x_key, "X", "traces")
     if x.ndim not in (2, 3) or not np.issubdtype(x.dtype, np.number):
         raise ValueError(f"{path}: {wcfg.x_key} must be numeric [n, steps] or [n, steps, "
@@ -134,7 +144,7 @@ def _load_one(path: Path, wcfg, layout: dict | None, labelled: bool,
         raise ValueError(f"{path}: timestamp_ns must be integers (ns) of shape ({n},).")
     group = arrays.get("group")
     split = arrays.get("split")
-    return Samples(
+    samples = Samples(
         inputs=inputs,
         label=label,
         class_names=class_names,
@@ -147,6 +157,13 @@ def _load_one(path: Path, wcfg, layout: dict | None, labelled: bool,
         layout={"window_shape": list(x.shape[1:]), "class_names": list(class_names)},
         ledger=DataLedger(),
     )
+    keep = finite_rows(x)
+    if "settings" in inputs:
+        keep &= finite_rows(inputs["settings"])
+    if keep.all():
+        return samples
+    ledger_non_finite(samples.ids, keep, samples.ledger, f"{wcfg.x_key} or settings")
+    return samples.take(np.flatnonzero(keep))
 
 
 def split_given(samples: Samples) -> bool:

@@ -93,8 +93,11 @@ def test_sessions_with_too_many_missing_columns_or_no_time_are_ledgered(tmp_path
                  sessions={"expected_columns": ["ax", "ay", "az", "temp"],
                            "max_missing_columns": 2})
     s = load_samples(cfg)
-    reasons = {e.path.split("/")[-1]: e.reason for e in s.ledger.entries}
+    reasons = {e.path.split("/")[-1]: e.reason for e in s.ledger.entries if e.scope == "file"}
     assert reasons == {"three_missing.csv": MISSING_COLUMNS, "no_time.csv": NO_TIMESTAMP}
+    differ = [e for e in s.ledger.entries if e.reason == "columns_differ"]
+    assert [e.path.split("/")[-1] for e in differ] == ["two_missing.csv"]
+    assert "['ax', 'ay']" in differ[0].detail and differ[0].count == 0
     assert len(s) == 3
     two = [i for i, p in enumerate(s.ids) if p.endswith("two_missing.csv")][0]
     assert np.all(s.inputs["trace"][two, :, :2] == 0)  # missing columns are zeros

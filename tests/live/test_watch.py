@@ -63,7 +63,7 @@ def test_watch_scores_each_pulse_once_through_partial_corrupt_and_restart(
     partial = files[2]
     raw = partial.read_bytes()
     plan = {1: [files[0]], 2: [files[1]], 3: ["partial"], 5: ["complete", files[3]],
-            6: ["corrupt", "foreign"], 9: ["stop"]}
+            6: ["corrupt", "foreign"], 60: ["stop"]}
 
     def drop(poll: int) -> None:
         for item in plan.get(poll, []):
@@ -80,7 +80,7 @@ def test_watch_scores_each_pulse_once_through_partial_corrupt_and_restart(
             else:
                 shutil.copy(item, incoming / "a" / item.name)
 
-    first = watch(run, incoming, poll_s=0.05, grace_s=60, idle_exit_s=30, on_poll=drop)
+    first = watch(run, incoming, poll_s=0.05, grace_s=1, idle_exit_s=30, on_poll=drop)
     out = capsys.readouterr().out
     assert "watch summary:" in out and "score" in out
     assert first.files == 4
