@@ -244,12 +244,11 @@ def test_period_machine(run_dir: Path):
     stream then replays the same machine over the period the run was tested on."""
     import datetime as dt
 
-    import yaml
-
     from enterprise_tools.simulator import SimulatorParams
+    from parser.configs import load_config
 
-    config = yaml.safe_load((run_dir / "config.yaml").read_text())
-    archive = Path(config["data"]["dataset_loc"]).parent
+    config = load_config(run_dir / "config.yaml")
+    archive = Path(config.data.dataset_loc).parent
     stored = json.loads((archive / "simulation.json").read_text())["params"]
     params = SimulatorParams(**{k: tuple(v) if isinstance(v, list) else v
                                 for k, v in stored.items()})
