@@ -72,9 +72,14 @@ def run_one(job: str, data: Path, overrides: tuple[str, ...], seed: int, out: Pa
     seconds = time.perf_counter() - started
     if code != 0:
         return {"error": f"driver exited {code}", "seconds": seconds}
-    run = sorted(runs.iterdir())[-1]
+    return run_figures(sorted(runs.iterdir())[-1], seed, seconds)
+
+
+def run_figures(run: Path, seed: int, seconds: float | None) -> dict:
+    """The figures of one finished run folder (its metrics.json)."""
     m = json.loads((run / "metrics.json").read_text())
-    return {"seed": seed, "seconds": round(seconds, 1), "model": m["model"],
+    return {"seed": seed, "seconds": None if seconds is None else round(seconds, 1),
+            "model": m["model"],
             "test_n": m["test"]["n"], "network": m["test"]["accuracy"],
             "peer": (m.get("peer") or {}).get("test", {}).get("accuracy"),
             "peer_name": (m.get("peer") or {}).get("name"),
@@ -90,20 +95,42 @@ def run(settings: PublicJobsSettings, workdir: Path) -> dict:
         job, data, extra = write_set(name, out / "data")
         rows = [run_one(job, data, (*extra, *settings.overrides), seed, out)
                 for seed in settings.seeds]
-        ok = [r for r in rows if "error" not in r]
-        summary = {"job": job, "runs": rows, "config": f"configs/{job}.yaml",
-                   "overrides": list(extra) + list(settings.overrides)}
-        if ok:
-            summary |= {"network_mean": float(np.mean([r["network"] for r in ok])),
-                        "peer_mean": (float(np.mean([r["peer"] for r in ok]))
-                                      if all(r["peer"] is not None for r in ok) else None),
-                        "peer_name": ok[0]["peer_name"], "model": ok[0]["model"],
-                        "test_n": ok[0]["test_n"], "splits": ok[0]["splits"]}
-        results[name] = summary
-        log.info("public_jobs %s: network %s, peer %s", name, summary.get("network_mean"),
-                 summary.get("peer_mean"))
+        results[name] = summarise(name, job, rows, (*extra, *settings.overrides))
     return {"sets": results, "seeds": list(settings.seeds),
             "overrides": list(settings.overrides)}
+
+
+def collect(workdir: Path, sets: tuple[str, ...], seeds: tuple[int, ...]) -> dict:
+    """A `run` result from the finished run folders already under `workdir` (no training):
+    the sets and seeds that have one; wall times are not known then."""
+    runs = Path(workdir) / "public_jobs" / "runs"
+    results = {}
+    for name in sets:
+        job = "features" if name in public_data.TABLES else "sessions"
+        rows = []
+        for seed in seeds:
+            done = sorted(p.parent for p in (runs / f"{name}-seed{seed}").glob("*/metrics.json"))
+            if done:
+                rows.append(run_figures(done[-1], seed, None))
+        if rows:
+            results[name] = summarise(name, job, rows, ())
+    return {"sets": results, "seeds": list(seeds), "overrides": []}
+
+
+def summarise(name: str, job: str, rows: list[dict], overrides) -> dict:
+    """One set's runs and their means."""
+    ok = [r for r in rows if "error" not in r]
+    summary = {"job": job, "runs": rows, "config": f"configs/{job}.yaml",
+               "overrides": list(overrides)}
+    if ok:
+        summary |= {"network_mean": float(np.mean([r["network"] for r in ok])),
+                    "peer_mean": (float(np.mean([r["peer"] for r in ok]))
+                                  if all(r["peer"] is not None for r in ok) else None),
+                    "peer_name": ok[0]["peer_name"], "model": ok[0]["model"],
+                    "test_n": ok[0]["test_n"], "splits": ok[0]["splits"]}
+    log.info("public_jobs %s: network %s, peer %s", name, summary.get("network_mean"),
+             summary.get("peer_mean"))
+    return summary
 
 
 def render(result: dict) -> str:
@@ -147,12 +174,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0])
     parser.add_argument("--sets", nargs="+", default=list(PublicJobsSettings().sets))
     parser.add_argument("--set", action="append", default=[], dest="overrides")
+    parser.add_argument("--collect", action="store_true",
+                        help="train nothing: tabulate the finished runs already under OUT")
     parser.add_argument("--doc", type=Path, default=None,
                         help="rewrite this document's PUBLIC-JOBS table (e.g. docs/jobs.md)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     settings = PublicJobsSettings(tuple(args.sets), tuple(args.seeds), tuple(args.overrides))
-    result = run(settings, args.out.resolve())
+    result = (collect(args.out.resolve(), settings.sets, settings.seeds) if args.collect
+              else run(settings, args.out.resolve()))
     (args.out / "public_jobs.json").write_text(json.dumps(result, indent=2))
     print(render(result))
     if args.doc is not None:
