@@ -55,6 +55,8 @@ class ClassReportContent:
         history: per-epoch metrics, or None.
         ledger_summary: [{"reason", "files", "pulses"}] (pulses = samples here).
         notes: lines for the title page; config_text: the resolved config.
+        comparison: part -> `analysis.classification.compare_with_peer` (the network beside
+            the simple peer fitted on the same split), or None when no peer ran.
     """
 
     title: str
@@ -71,6 +73,23 @@ class ClassReportContent:
     ledger_summary: list[dict] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     config_text: str = ""
+    comparison: dict | None = None
+
+
+def _fmt_interval(interval) -> str:
+    return "" if interval is None else f"[{interval[0]:.3f}, {interval[1]:.3f}]"
+
+
+def peer_rows(comparison: dict) -> list[list[str]]:
+    """The network and the peer per part: accuracy with its 95 % interval, macro F1."""
+    rows = [["part", "model", "accuracy", "95 % interval", "balanced acc.", "macro F1"]]
+    for part, c in comparison.items():
+        for who, label in (("network", "network"), ("peer", c["peer_name"])):
+            m = c[who]
+            rows.append([part, label, format_number(m["accuracy"]),
+                         _fmt_interval(m["accuracy_interval"]),
+                         format_number(m["balanced_accuracy"]), format_number(m["macro_f1"])])
+    return rows
 
 
 def _table(rows, widths=None) -> Table:
@@ -144,8 +163,15 @@ def write_class_report(path, c: ClassReportContent) -> None:
     story += [_table(rows)]
     for note in c.notes:
         story += [Spacer(1, 4), p(note)]
-    story += [PageBreak(), p(f"Summary: {c.part_name} part ({m['n']} samples)", "Heading1"),
-              _table([["metric", "value"],
+    story += [PageBreak(), p(f"Summary: {c.part_name} part ({m['n']} samples)", "Heading1")]
+    if c.comparison:
+        headline = c.comparison.get("test") or c.comparison.get(c.part_name)
+        story += [p("Network and simple peer, fitted on the same split", "Heading2"),
+                  _table(peer_rows(c.comparison)), Spacer(1, 4)]
+        if headline is not None:
+            story += [Paragraph(f"<b>{escape(headline['verdict'])}</b>", base["BodyText"]),
+                      Spacer(1, 8)]
+    story += [_table([["metric", "value"],
                       ["accuracy", format_number(m["accuracy"])],
                       ["balanced accuracy", format_number(m["balanced_accuracy"])],
                       ["macro F1", format_number(m["macro_f1"])],

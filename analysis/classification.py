@@ -90,3 +90,41 @@ def classification_metrics(labels, probabilities, class_names: Sequence[str],
         "class_names": list(class_names),
         "threshold": threshold,
     }
+
+
+def accuracy_interval(metrics: dict, level: float = 0.95) -> tuple[float, float] | None:
+    """Wilson interval of a part's accuracy (correct = the confusion matrix's diagonal)."""
+    from analysis.intervals import wilson_interval
+
+    matrix = np.asarray(metrics["confusion_matrix"], dtype=np.int64)
+    return wilson_interval(int(np.trace(matrix)), int(matrix.sum()), level)
+
+
+def compare_with_peer(network: dict, peer: dict, peer_name: str) -> dict:
+    """The network and its peer on one part, side by side: accuracy with its 95 % Wilson
+    interval, balanced accuracy and macro F1 of each, which is ahead, and one plain sentence."""
+    sides = {}
+    for who, m in (("network", network), ("peer", peer)):
+        sides[who] = {"accuracy": m["accuracy"], "accuracy_interval": accuracy_interval(m),
+                      "balanced_accuracy": m["balanced_accuracy"], "macro_f1": m["macro_f1"]}
+    net, other = sides["network"], sides["peer"]
+    gap = (other["accuracy"] or 0.0) - (net["accuracy"] or 0.0)
+    lo_n, hi_n = net["accuracy_interval"] or (0.0, 1.0)
+    lo_p, hi_p = other["accuracy_interval"] or (0.0, 1.0)
+    apart = lo_p > hi_n or lo_n > hi_p
+    figures = (f"accuracy {other['accuracy']:.3f} [{lo_p:.3f}, {hi_p:.3f}] (peer) against "
+               f"{net['accuracy']:.3f} [{lo_n:.3f}, {hi_n:.3f}] (network), {network['n']} samples")
+    chance = ("the 95 % intervals do not overlap" if apart else
+              "the 95 % intervals overlap, so the gap may be chance")
+    if gap > 0:
+        winner = "peer"
+        verdict = f"The simple peer ({peer_name}) beats the network: {figures}; {chance}."
+    elif gap < 0:
+        winner = "network"
+        verdict = f"The network beats the simple peer ({peer_name}): {figures}; {chance}."
+    else:
+        winner = "tie"
+        verdict = f"The network and the simple peer ({peer_name}) tie: {figures}."
+    return {"peer_name": peer_name, "network": net, "peer": other,
+            "accuracy_gap_peer_minus_network": gap, "ahead": winner,
+            "intervals_overlap": not apart, "verdict": verdict}

@@ -20,7 +20,7 @@ REPO = Path(__file__).resolve().parent.parent
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from benchmarks.suite import PROFILES, SECTIONS
+    from benchmarks.suite import ON_REQUEST, PROFILES, SECTIONS
 
     parser = argparse.ArgumentParser(
         prog="python -m benchmarks",
@@ -40,8 +40,9 @@ def build_parser() -> argparse.ArgumentParser:
     size.add_argument("--full", dest="profile", action="store_const", const="full",
                       help="a workstation / GPU: more days, more epochs, 3 seeds")
     parser.set_defaults(profile="quick")
-    parser.add_argument("--only", choices=SECTIONS, action="append", default=None,
-                        help="run only this section (repeatable), e.g. --only detection")
+    parser.add_argument("--only", choices=SECTIONS + ON_REQUEST, action="append", default=None,
+                        help="run only this section (repeatable), e.g. --only detection; "
+                             f"{', '.join(ON_REQUEST)} run only when named here")
     parser.add_argument("--workdir", type=Path, default=REPO / "benchmarks" / "work",
                         help="archives, caches and model runs (default benchmarks/work; "
                              "archives are reused when their parameters match)")

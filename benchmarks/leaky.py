@@ -29,7 +29,7 @@ TEST_FRACTION = 0.2  # the prototype held out 20 %
 
 
 def _model():
-    from benchmarks.peers import logistic_model
+    from training.peers import logistic_model
 
     return logistic_model()
 

@@ -26,12 +26,12 @@ import numpy as np
 
 from benchmarks.detection import BASELINES, baseline_scores
 from benchmarks.features import trace_features
+from training.peers import MiniRocketClassifier, logistic_model
 
 log = logging.getLogger("beamwatch.benchmarks.peers")
 
 REFERENCE_PEERS = ("minirocket_reference", "logistic_reference")
 PEERS = ("minirocket", *REFERENCE_PEERS, *BASELINES)
-RIDGE_ALPHAS = np.logspace(-3, 3, 10)
 CHUNK = 512
 
 
@@ -142,45 +142,6 @@ def fit_score(name: str, data: PeerData, parts: Mapping[str, np.ndarray], seed: 
     scores = {p: np.asarray(score(x[parts[p]]), dtype=np.float64) for p in ("val", "test")}
     return {"scores": scores, "indices": {p: parts[p] for p in ("val", "test")},
             "train_seconds": time.perf_counter() - started}
-
-
-def logistic_model():
-    """Standardised features, logistic regression with balanced class weights."""
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import StandardScaler
-
-    return make_pipeline(StandardScaler(),
-                         LogisticRegression(class_weight="balanced", max_iter=5000))
-
-
-class MiniRocketClassifier:
-    """MiniRocket features (biases fitted on the training series) -> standardise -> ridge.
-
-    `decision_function` is the score: only its order matters for PR AUC and the threshold.
-    """
-
-    def __init__(self, n_kernels: int = 10_000, random_state: int = 0):
-        self.n_kernels = int(n_kernels)
-        self.random_state = int(random_state)
-
-    def fit(self, x: np.ndarray, y: np.ndarray) -> MiniRocketClassifier:
-        from aeon.transformations.collection.convolution_based import MiniRocket
-        from sklearn.linear_model import RidgeClassifierCV
-        from sklearn.pipeline import make_pipeline
-        from sklearn.preprocessing import StandardScaler
-
-        self.transform_ = MiniRocket(n_kernels=self.n_kernels, random_state=self.random_state,
-                                     n_jobs=1)
-        features = self.transform_.fit_transform(np.asarray(x, dtype=np.float32))
-        self.head_ = make_pipeline(StandardScaler(),
-                                   RidgeClassifierCV(alphas=RIDGE_ALPHAS, class_weight="balanced"))
-        self.head_.fit(features, np.asarray(y))
-        return self
-
-    def decision_function(self, x: np.ndarray) -> np.ndarray:
-        features = self.transform_.transform(np.asarray(x, dtype=np.float32))
-        return np.asarray(self.head_.decision_function(features), dtype=np.float64)
 
 
 def _first_channel(traces: np.ndarray) -> np.ndarray:

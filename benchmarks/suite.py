@@ -15,12 +15,16 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
-from benchmarks import detection, report, rolling, scale, speed, stream
+from benchmarks import detection, public_jobs, report, rolling, scale, speed, stream
 from benchmarks.presets import preset_params
 
 log = logging.getLogger("beamwatch.benchmarks")
 
 SECTIONS = ("detection", "rolling", "speed", "scale", "stream")
+# Sections run only when asked for with --only (not part of a profile's default run):
+# public_jobs: the samples jobs on the public sets bundled in aeon's and scikit-learn's wheels,
+# network beside peer; it also rewrites the table of docs/jobs.md (one seed; about 20 minutes).
+ON_REQUEST = ("public_jobs",)
 # Simulator presets the rolling evaluation can run on (SimulatorParams classmethods).
 PRESETS = ("demo", "realistic")
 
@@ -213,8 +217,12 @@ def run_sections(profile: Profile, sections: tuple[str, ...], workdir: Path,
             result = scale.run(profile.scale, workdir, skipped=profile.scale_skipped)
         elif name == "stream":
             result = stream.run(profile.stream, Path(archive["path"]), workdir)
+        elif name == "public_jobs":
+            result = public_jobs.run(public_jobs.PublicJobsSettings(), workdir)
+            public_jobs.update_doc(public_jobs.DOC, result)
         else:
-            raise ValueError(f"unknown section {name!r}; expected one of {SECTIONS}")
+            raise ValueError(f"unknown section {name!r}; expected one of "
+                             f"{SECTIONS + ON_REQUEST}")
         out[name] = {"result": result, "wall_seconds": time.perf_counter() - started,
                      "cpu_seconds": _cpu_seconds() - cpu_started,
                      "load_average_before": load_before,
@@ -266,7 +274,7 @@ def render_document(results: dict, results_file: str) -> str:
         "",
     ]
     rows = []
-    for name in SECTIONS:
+    for name in SECTIONS + ON_REQUEST:
         s = results["sections"].get(name)
         if s is None:
             continue
@@ -279,8 +287,9 @@ def render_document(results: dict, results_file: str) -> str:
                                    "CPU s", "load avg before (1/5/15 min)", "profile"], rows,
                                   align="llllrrrl"), ""]
     renderers = {"detection": detection.render, "rolling": rolling.render,
-                 "speed": speed.render, "scale": scale.render, "stream": stream.render}
-    for name in SECTIONS:
+                 "speed": speed.render, "scale": scale.render, "stream": stream.render,
+                 "public_jobs": public_jobs.render}
+    for name in SECTIONS + ON_REQUEST:
         s = results["sections"].get(name)
         if s is not None:
             lines += [renderers[name](s["result"]), ""]

@@ -66,6 +66,28 @@ def stacked_conv_lstm(model_config, input_spec: InputSpec) -> keras.Model:
 
 
 @register_model
+def conv_gap(model_config, input_spec: InputSpec) -> keras.Model:
+    """A fully convolutional network (Wang et al. 2017's FCN): per `conv_filters`/`conv_kernels`
+    block Conv1D (same length) -> BatchNorm -> ReLU, no pooling; global average over the real
+    (non-padding) steps; dropout; dense `head_units`; output head. Few weights per sample and
+    no recurrence: the strong neural default of the time-series archives on small sets."""
+    trace = keras.Input(shape=(input_spec.trace_length, input_spec.n_channels), name="trace")
+    mask = layers.Masking(mask_value=0.0, name="mask_padding").compute_mask(trace)
+    x = trace
+    for i, (n, k) in enumerate(zip(model_config.conv_filters, model_config.conv_kernels,
+                                   strict=True)):
+        x = layers.Conv1D(n, k, padding="same", name=f"conv{i}")(x)
+        x = layers.BatchNormalization(name=f"conv{i}_bn")(x)
+        x = layers.Activation("relu", name=f"conv{i}_relu")(x)
+    x = layers.GlobalAveragePooling1D(name="average_real_steps")(x, mask=mask)
+    if model_config.dropout > 0:
+        x = layers.Dropout(model_config.dropout, name="gap_dropout")(x)
+    x = _dense_stack(x, model_config.head_units, 0.0, "head")
+    return keras.Model(inputs={"trace": trace}, outputs=output_head(x, input_spec.n_classes),
+                       name="conv_gap")
+
+
+@register_model
 def masked_lstm(model_config, input_spec: InputSpec) -> keras.Model:
     """Masking(0.0) -> LSTM `lstm_units` -> Dropout -> Dense `head_units` relu -> output head.
 
@@ -99,6 +121,17 @@ def conv_lstm_features(model_config, input_spec: InputSpec) -> keras.Model:
     x = _dense_stack(x, model_config.head_units, 0.0, "head")
     return keras.Model(inputs={"features": features},
                        outputs=output_head(x, input_spec.n_classes), name="conv_lstm_features")
+
+
+@register_model
+def dense_features(model_config, input_spec: InputSpec) -> keras.Model:
+    """A feature vector with no order between its features: dense `head_units` relu layers with
+    dropout -> output head (a plain MLP; `conv_lstm_features` reads the features as a sequence,
+    which only helps when neighbouring features are related)."""
+    features = keras.Input(shape=(input_spec.trace_length,), name="features")
+    x = _dense_stack(features, model_config.head_units, model_config.dropout, "dense")
+    return keras.Model(inputs={"features": features},
+                       outputs=output_head(x, input_spec.n_classes), name="dense_features")
 
 
 @register_model

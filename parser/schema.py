@@ -238,6 +238,11 @@ class TrainConfig(_Section):
     port_base: int = _option(8888, ge=1024, le=65535)
     gpus_per_node: int | None = _option(None, ge=1)
     gpus_per_task: int | None = _option(None, ge=1)
+    # The sessions / npz / features / text jobs only (training.samples_flow):
+    peer: bool = True  # fit the job's simple peer on the same split (training.peers)
+    epoch_choice: str = _option("auto", choices=("auto", "validation", "cv", "fixed"))
+    min_val_per_class: int = _option(10, ge=1)  # auto: fewer in a class -> cv
+    cv_folds: int = _option(3, ge=2)
 
     def _prepare(self) -> None:
         if isinstance(self.streaming, bool):  # YAML reads `streaming: true` as a bool

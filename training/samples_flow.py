@@ -40,6 +40,7 @@ from data_preparation.sources.split import split_samples
 from parser.configs import Config, dump_config, load_config
 from training import outputs
 from training.callbacks import EpochLogLine, read_history_csv
+from training.small_data import EpochChoice, cv_choice, decide_method, fold_indices
 from utils.run_folder import atomic_path, atomic_write_json, atomic_write_text, create_test_dir
 
 log = logging.getLogger("beamwatch.train")
@@ -140,8 +141,6 @@ def _split_sizes(parts: dict, labels, class_names) -> dict:
 
 def train_samples(config: Config, *, run_dir: Path | None = None, progress: bool = True):
     """Train on a sample-contract source; returns a `training.train.TrainResult`."""
-    from model import build_model
-    from model.zoo import compile_classifier
     from training.train import TrainResult, prepare_run_dir, set_seeds
 
     run_dir = prepare_run_dir(config, run_dir, True)
@@ -175,59 +174,41 @@ def train_samples(config: Config, *, run_dir: Path | None = None, progress: bool
                                                         config.scaling, config.run.seed)
     log.info("imbalance: %s", balance_note)
 
-    model = build_model(config.model, _input_spec(x_train, k, prep.vocab_size))
-    compile_classifier(model, config.model, config.train, k)
+    spec = _input_spec(x_train, k, prep.vocab_size)
+    model = _new_model(config, spec, k)
     input_names = _check_model(model, x_train, k, config.model.name)
     log.info("model %s: %d parameters, inputs %s, %d classes", config.model.name,
              model.count_params(), ", ".join(input_names), k)
     pick = lambda d: {n: d[n] for n in input_names}  # noqa: E731  only what the model takes
-    aug = config.augment
-    augment = (dict(time_warp=aug.time_warp, noise_std=aug.noise_std,
-                    feature_dropout=aug.feature_dropout)
-               if aug.enabled and "trace" in input_names else None)
-    binary = k == 2
-    batch = config.train.batch_size
-    train_seq = ArraySequence(pick(x_train), y_train, weights, batch_size=batch, shuffle=True,
-                              seed=config.run.seed, augment=augment, binary=binary)
-    val_seq = ArraySequence(pick(x["val"]), y["val"], batch_size=batch, binary=binary)
+    choice = _choose_epochs(config, spec, k, pick(x["train"]), y["train"], sizes)
+    log.info("epochs: %s", choice.summary())
+    set_seeds(config.run.seed, config.run.deterministic)  # the final model as if trained alone
+    model = _new_model(config, spec, k)
     interactive = progress and sys.stdout.isatty()
-    callbacks = [
-        ValidationMacroF1(pick(x["val"]), y["val"], k, max(batch, 256)),
-        keras.callbacks.EarlyStopping(monitor=MONITOR, mode="max",
-                                      patience=config.train.early_stopping_patience,
-                                      restore_best_weights=True),
-        keras.callbacks.ReduceLROnPlateau(monitor="val_loss", mode="min",
-                                          patience=config.train.reduce_lr_patience,
-                                          factor=config.train.reduce_lr_factor,
-                                          min_lr=config.train.min_learning_rate),
-        keras.callbacks.CSVLogger(str(run_dir / "history.csv")),
-    ]
-    if config.train.tensorboard:
-        callbacks.append(keras.callbacks.TensorBoard(str(run_dir / "tensorboard"),
-                                                     write_graph=False))
-    if not interactive:
-        callbacks.append(EpochLogLine(log, config.train.epochs))
-    fit = model.fit(train_seq, validation_data=val_seq, epochs=config.train.epochs,
-                    callbacks=callbacks, verbose=1 if interactive else 0)
-    history = fit.history
+    history = _fit(model, config, pick(x_train), y_train, weights, pick(x["val"]), y["val"], k,
+                   epochs=choice.epochs or config.train.epochs,
+                   early_stopping=choice.method == "validation", run_dir=run_dir,
+                   interactive=interactive)
     with atomic_path(run_dir / "model.keras", suffix=".keras") as tmp:
-        model.save(tmp)  # the best epoch's weights (EarlyStopping restored them)
+        model.save(tmp)  # validation: the best epoch's weights (EarlyStopping restored them)
 
-    score_batch = max(batch, SCORE_BATCH)
+    score_batch = max(config.train.batch_size, SCORE_BATCH)
+    binary = k == 2
     probs = {part: as_probabilities(model.predict(pick(x[part]), batch_size=score_batch,
                                                   verbose=0))
              for part in ("val", "test")}
     threshold = None
     if binary:
-        choice = outputs.choose_and_save_threshold(y["val"], probs["val"][:, 1],
+        chosen = outputs.choose_and_save_threshold(y["val"], probs["val"][:, 1],
                                                    config.threshold, run_dir / "threshold.json")
-        threshold = choice.threshold
+        threshold = chosen.threshold
     else:
         atomic_write_json(run_dir / "threshold.json", {
             "threshold": None, "method": "argmax", "chosen_on": "multiclass: the most probable "
                                                                "class is predicted"})
     metrics = {part: classification_metrics(y[part], probs[part], names, threshold)
                for part in probs}
+    peer = _fit_peer(config, samples, parts, metrics) if config.train.peer else None
     atomic_write_json(run_dir / PREP_FILE, {
         "source": config.data.source, "class_names": list(names), "layout": samples.layout,
         "input_names": list(input_names), "preprocessor": prep.to_dict()})
@@ -242,6 +223,8 @@ def train_samples(config: Config, *, run_dir: Path | None = None, progress: bool
         "seeds": outputs.seeds_info(config), "environment": outputs.environment_info(),
         "ledger_summary": samples.ledger.summary(), "validation": metrics["val"],
         "test": metrics["test"], "epochs_trained": len(next(iter(history.values()), [])),
+        "epoch_choice": choice.to_dict(), "epoch_choice_summary": choice.summary(),
+        **(peer or {"peer": None, "comparison": None}),
     }
     atomic_write_json(run_dir / "metrics.json", payload)
     render_train_report(run_dir)
@@ -250,11 +233,112 @@ def train_samples(config: Config, *, run_dir: Path | None = None, progress: bool
         log.info("%s: accuracy %s, balanced accuracy %s, macro F1 %s", PART_TITLES[part],
                  outputs._f(m["accuracy"]), outputs._f(m["balanced_accuracy"]),
                  outputs._f(m["macro_f1"]))
+    if peer is not None:
+        log.info("%s", peer["comparison"]["test"]["verdict"])
     log.info("report %s", run_dir / "train_metrics_report.pdf")
     scored = outputs.ScoredParts(run_dir, samples, {p: parts[p] for p in probs}, probs,
                                  score_batch)  # for a test flow that follows in this process
     return TrainResult(run_dir, metrics["val"], metrics["test"],
                        float("nan") if threshold is None else threshold, 1, scored)
+
+
+def _fit_peer(config: Config, samples, parts: dict, metrics: dict) -> dict:
+    """The job's simple peer (training.peers) fitted on the training part's raw inputs; its
+    metrics per part and the side-by-side comparison with the network, for metrics.json."""
+    from analysis.classification import compare_with_peer
+    from training.peers import fit_peer
+
+    fitted = fit_peer(samples.inputs, samples.label, parts, samples.n_classes, config.run.seed)
+    names = samples.class_names
+    peer_metrics = {part: classification_metrics(samples.label[parts[part]],
+                                                 fitted.probabilities[part], names)
+                    for part in ("val", "test")}
+    return {"peer": {"name": fitted.name, "fit_seconds": round(fitted.fit_seconds, 3),
+                     "decision": "argmax (no threshold tuned)",
+                     "validation": peer_metrics["val"], "test": peer_metrics["test"]},
+            "comparison": {PART_TITLES[part]: compare_with_peer(metrics[part],
+                                                                 peer_metrics[part], fitted.name)
+                           for part in ("val", "test")}}
+
+
+def _new_model(config: Config, spec, n_classes: int) -> keras.Model:
+    from model import build_model
+    from model.zoo import compile_classifier
+
+    model = build_model(config.model, spec)
+    return compile_classifier(model, config.model, config.train, n_classes)
+
+
+def _fit(model, config: Config, x_train: dict, y_train, weights, x_val: dict, y_val,
+         n_classes: int, *, epochs: int, early_stopping: bool, run_dir: Path | None,
+         interactive: bool = False) -> dict:
+    """Fit `model` for `epochs` (early stopping on validation macro F1 with the best weights
+    restored, or all of them); the history (val_macro_f1 and val_loss of `x_val` included)."""
+    aug = config.augment
+    augment = (dict(time_warp=aug.time_warp, noise_std=aug.noise_std,
+                    feature_dropout=aug.feature_dropout)
+               if aug.enabled and "trace" in x_train else None)
+    binary = n_classes == 2
+    batch = config.train.batch_size
+    train_seq = ArraySequence(x_train, y_train, weights, batch_size=batch, shuffle=True,
+                              seed=config.run.seed, augment=augment, binary=binary)
+    val_seq = ArraySequence(x_val, y_val, batch_size=batch, binary=binary)
+    callbacks = [ValidationMacroF1(x_val, y_val, n_classes, max(batch, 256))]
+    if early_stopping:
+        callbacks.append(keras.callbacks.EarlyStopping(
+            monitor=MONITOR, mode="max", patience=config.train.early_stopping_patience,
+            restore_best_weights=True))
+    # Without early stopping the validation part decides nothing: the rate follows the
+    # training loss, so a cross-validated epoch count means the same schedule when retrained.
+    callbacks.append(keras.callbacks.ReduceLROnPlateau(
+        monitor="val_loss" if early_stopping else "loss", mode="min",
+        patience=config.train.reduce_lr_patience, factor=config.train.reduce_lr_factor,
+        min_lr=config.train.min_learning_rate))
+    if run_dir is not None:
+        callbacks.append(keras.callbacks.CSVLogger(str(run_dir / "history.csv")))
+        if config.train.tensorboard:
+            callbacks.append(keras.callbacks.TensorBoard(str(run_dir / "tensorboard"),
+                                                         write_graph=False))
+        if not interactive:
+            callbacks.append(EpochLogLine(log, epochs))
+    fit = model.fit(train_seq, validation_data=val_seq, epochs=epochs, callbacks=callbacks,
+                    verbose=1 if interactive else 0)
+    return fit.history
+
+
+def _choose_epochs(config: Config, spec, n_classes: int, x_train: dict, y_train: np.ndarray,
+                   sizes: dict) -> EpochChoice:
+    """`train.epoch_choice` applied (training.small_data): validation, cv or fixed.
+
+    The cv folds reuse the training part's fitted scaling (fitted on all of it); each fold is
+    rebalanced on its own, and each fold model starts from the run seed.
+    """
+    from training.train import set_seeds
+
+    counts = lambda part: [sizes[part]["per_class"][c] for c in sizes[part]["per_class"]]  # noqa: E731
+    method, reason = decide_method(config.train.epoch_choice, counts("val"), counts("train"),
+                                   config.train.min_val_per_class, config.train.cv_folds)
+    if method == "validation":
+        return EpochChoice("validation", reason, None)
+    if method == "fixed":
+        return EpochChoice("fixed", reason, config.train.epochs)
+    f1s, losses = [], []
+    folds = fold_indices(y_train, config.train.cv_folds, config.run.seed)
+    for i, (fit_idx, held_idx) in enumerate(folds):
+        set_seeds(config.run.seed, config.run.deterministic)
+        x_fit, y_fit, w_fit, _ = rebalance({n: v[fit_idx] for n, v in x_train.items()},
+                                           y_train[fit_idx], n_classes, config.scaling,
+                                           config.run.seed)
+        history = _fit(_new_model(config, spec, n_classes), config, x_fit, y_fit, w_fit,
+                       {n: v[held_idx] for n, v in x_train.items()}, y_train[held_idx],
+                       n_classes, epochs=config.train.epochs, early_stopping=False,
+                       run_dir=None)
+        f1s.append(history[MONITOR])
+        losses.append(history["val_loss"])
+        log.info("epoch choice: fold %d/%d (%d fit, %d held out): best held-out macro F1 %.3f "
+                 "at epoch %d", i + 1, len(folds), fit_idx.size, held_idx.size,
+                 max(history[MONITOR]), int(np.argmax(history[MONITOR])) + 1)
+    return cv_choice(reason, np.asarray(f1s), np.asarray(losses))
 
 
 def write_predictions(path: Path, samples, parts: dict, probs: dict, class_names,
@@ -308,6 +392,11 @@ def render_train_report(run_dir: Path) -> Path:
              f"decisions): accuracy {outputs._f(test.get('accuracy'))}, balanced accuracy "
              f"{outputs._f(test.get('balanced_accuracy'))}, macro F1 "
              f"{outputs._f(test.get('macro_f1'))}; `driver.py --test` writes its full report."]
+    if metrics.get("epoch_choice_summary"):
+        notes.append(f"Epochs: {metrics['epoch_choice_summary']}.")
+    comparison = metrics.get("comparison")
+    notes.append(comparison["test"]["verdict"] if comparison else
+                 "No simple peer was fitted (train.peer: false).")
     path = run_dir / "train_metrics_report.pdf"
     write_class_report(path, ClassReportContent(
         title=f"beamwatch training report: {metrics['source']} job, {metrics['model']}",
@@ -315,7 +404,7 @@ def render_train_report(run_dir: Path) -> Path:
         class_names=names, split_sizes=metrics["splits"], metrics=metrics["validation"],
         part_name="validation", labels=labels, probabilities=probs, history=history or None,
         ledger_summary=metrics.get("ledger_summary", []), notes=notes,
-        config_text=(run_dir / "config.yaml").read_text()))
+        config_text=(run_dir / "config.yaml").read_text(), comparison=comparison))
     return path
 
 
@@ -387,12 +476,14 @@ def test_samples(run_dir: Path, *, data_dir: Path | None = None, part: str | Non
         test_log.info("%d samples: %s, scored by the train flow just before (same model and "
                       "batches); not scored again", len(sub), source)
     metrics = classification_metrics(sub.label, probs, names, threshold)
+    comparison, peer_note = _saved_peer(run_dir, part if data_dir is None else None, metrics)
     out_dir = create_test_dir(run_dir)
     sizes = {part: {"n": len(sub), "per_class": _per_class(sub.label, names)}}
     atomic_write_json(out_dir / "metrics.json", {
         "run_id": run_dir.name, "created": datetime.now(UTC).isoformat(timespec="seconds"),
         "data": source, "part": part, "threshold": threshold, "metrics": metrics,
         "split": sizes[part], "ledger_summary": samples.ledger.summary(),
+        "comparison": comparison, "peer_note": peer_note,
         "environment": outputs.environment_info()})
     atomic_write_json(out_dir / "data_ledger.json", samples.ledger.to_dict())
     write_predictions(out_dir / "predictions.csv", sub, {part: np.arange(len(sub))},
@@ -404,12 +495,33 @@ def test_samples(run_dir: Path, *, data_dir: Path | None = None, part: str | Non
         part_name=PART_TITLES.get(part, part), labels=sub.label, probabilities=probs,
         ledger_summary=samples.ledger.summary(), config_text=dump_config(config),
         notes=["Decisions use the run's own rule (argmax, or the binary threshold chosen on "
-               "its validation part); nothing is tuned on these samples."]))
+               "its validation part); nothing is tuned on these samples.", peer_note],
+        comparison=comparison))
+    if comparison:
+        test_log.info("%s", comparison[PART_TITLES[part]]["verdict"])
     test_log.info("%s: accuracy %s, balanced accuracy %s, macro F1 %s", part,
                   outputs._f(metrics["accuracy"]), outputs._f(metrics["balanced_accuracy"]),
                   outputs._f(metrics["macro_f1"]))
     test_log.info("test report %s", out_dir / "test_metrics_report.pdf")
     return TestResult(out_dir, metrics, part)
+
+
+def _saved_peer(run_dir: Path, part: str | None, metrics: dict) -> tuple[dict | None, str]:
+    """The training run's peer beside these metrics when they are of the run's own validation
+    or test part (the peer scored the same samples then; peers are not saved, so new data and
+    other parts get none): ({part title: comparison} or None, a note for the report)."""
+    from analysis.classification import compare_with_peer
+
+    saved = json.loads((run_dir / "metrics.json").read_text()).get("peer")
+    title = PART_TITLES.get(part or "", "")
+    if saved is None:
+        return None, "No simple peer was fitted with this run (train.peer: false)."
+    if title not in ("validation", "test"):
+        return None, (f"The simple peer ({saved['name']}) was scored on the run's own validation "
+                      "and test parts only (it is not saved with the run); see the training "
+                      "run's metrics.json.")
+    comparison = compare_with_peer(metrics, saved[title], saved["name"])
+    return {title: comparison}, comparison["verdict"]
 
 
 def run_predict_flow(config: Config, *, run_dir: Path | None, files: list[Path],

@@ -34,7 +34,9 @@ def job_config(tmp: Path, job: str, data: Path, **sections) -> Path:
     config["run"].update(output_dir=str(tmp / "runs"), log_dir=str(tmp / "logs"))
     config["data"]["dataset_loc"] = str(data)
     config["model"].update(TINY)
-    config["train"].update(epochs=2, batch_size=8)
+    # Early stopping on validation keeps these runs to one model each; the sessions test
+    # overrides it to run the default (cross-validated epochs on a tiny validation part).
+    config["train"].update(epochs=2, batch_size=8, epoch_choice="validation")
     for name, values in sections.items():
         config.setdefault(name, {}).update(values)
     path = tmp / f"{job}.yaml"
@@ -60,21 +62,36 @@ def check_run(tmp: Path, classes: list[str]) -> Path:
         assert sum(map(sum, m["confusion_matrix"])) == metrics["splits"][part[:4] if part ==
                                                                          "test" else "val"]["n"]
         assert set(m["per_class"]) == set(classes)
+    peer = metrics["peer"]  # on by default: the simple peer beside the network, same split
+    assert peer["test"]["n"] == metrics["test"]["n"]
+    side = metrics["comparison"]["test"]
+    assert side["network"]["accuracy"] == metrics["test"]["accuracy"]
+    assert side["peer"]["accuracy"] == peer["test"]["accuracy"]
+    assert len(side["peer"]["accuracy_interval"]) == 2
     text = pdf_text(run / "train_metrics_report.pdf")
     assert "balanced accuracy" in text and "samples" in text
+    assert "Network and simple peer" in text and peer["name"] in text
     assert "errant" not in text.lower() and "false alarms per hour" not in text
     (test_dir,) = sorted((run / "tests").iterdir())
     assert (test_dir / "test_metrics_report.pdf").exists()
-    assert json.loads((test_dir / "metrics.json").read_text())["part"] == "test"
+    tested = json.loads((test_dir / "metrics.json").read_text())
+    assert tested["part"] == "test"
+    assert tested["comparison"]["test"]["peer"]["accuracy"] == peer["test"]["accuracy"]
+    assert "Network and simple peer" in pdf_text(test_dir / "test_metrics_report.pdf")
     return run
 
 
 def test_sessions_job_multiclass_end_to_end_with_predict(tmp_path):
     data = sj.write_sessions(tmp_path / "sessions", per_class=10, length=40, xlsx_every=4)
     config = job_config(tmp_path, "sessions", data,
-                        sessions={"norms": ["A=acc_x,acc_y,acc_z"]})
+                        sessions={"norms": ["A=acc_x,acc_y,acc_z"]},
+                        train={"epoch_choice": "auto", "cv_folds": 2})
     assert run_driver("--config", str(config), "--quiet") == 0
     run = check_run(tmp_path, ["run", "sit", "walk"])
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["epoch_choice"]["method"] == "cv"  # 1-2 validation sessions per class
+    assert metrics["epochs_trained"] == metrics["epoch_choice"]["epochs"]
+    assert "cross-validation" in pdf_text(run / "train_metrics_report.pdf")
     saved = json.loads((run / "preprocessing.json").read_text())
     assert saved["layout"]["channels"] == ["gyr_x", "gyr_y", "gyr_z", "temp", "A"]
     files = sorted(str(p) for p in data.rglob("*.*"))[:2]
