@@ -25,6 +25,7 @@ from data_preparation.sources.contract import (
     normalise_split,
     split_files,
 )
+from utils.text import listing
 
 logger = logging.getLogger(__name__)
 
@@ -71,7 +72,7 @@ def _labels_and_split(frame, label_column, split_column, where, layout, labelled
     if label_column not in frame.columns:
         if labelled:
             raise KeyError(f"{where}: no label column {label_column!r}; columns are "
-                           f"{list(frame.columns)[:12]}.")
+                           f"{listing(frame.columns)}.")
         return (np.ones(len(frame), bool), np.full(len(frame), UNLABELLED, np.int64),
                 trained_names or (), None)
     has_label = frame[label_column].notna().to_numpy()
@@ -103,8 +104,8 @@ def load_features(config, location: str | None = None, layout: dict | None = Non
                    and pd.api.types.is_numeric_dtype(frame[c])]
     missing = [c for c in columns if c not in frame.columns]
     if missing or not columns:
-        raise KeyError(f"{where}: feature column(s) {missing or '(none numeric)'} not found; "
-                       f"columns are {list(frame.columns)[:12]}.")
+        raise KeyError(f"{where}: feature column(s) {listing(missing, empty='(none numeric)')} not found; "
+                       f"columns are {listing(frame.columns)}.")
     keep, label, names, split = _labels_and_split(frame, fcfg.label_column, fcfg.split_column,
                                                   where, layout, files is None, ledger)
     frame = frame.loc[keep]
@@ -135,7 +136,7 @@ def load_text(config, location: str | None = None, layout: dict | None = None,
     frame, where = _tables(config, location, files, tcfg.split_column)
     if tcfg.text_column not in frame.columns:
         raise KeyError(f"{where}: no text column {tcfg.text_column!r}; columns are "
-                       f"{list(frame.columns)[:12]}.")
+                       f"{listing(frame.columns)}.")
     ledger = DataLedger()
     has_text = frame[tcfg.text_column].notna().to_numpy()
     for row_id in frame.loc[~has_text, "__id"]:

@@ -23,6 +23,7 @@ from data_preparation.sources.contract import (
     normalise_split,
     split_files,
 )
+from utils.text import listing
 
 
 def _read(path: Path) -> dict[str, np.ndarray]:
@@ -42,8 +43,8 @@ def _pick(arrays: dict, path: Path, *names: str, required: bool = True):
         if name in arrays:
             return arrays[name]
     if required:
-        raise KeyError(f"{path}: no array {' or '.join(repr(n) for n in names)}; found "
-                       f"{sorted(arrays)}. Expected X [n, steps, features] and y [n].")
+        raise KeyError(f"{path}: no array {' or '.join(names)}; found "
+                       f"{listing(sorted(arrays))}. Expected X [n, steps, features] and y [n].")
     return None
 
 

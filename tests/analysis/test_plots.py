@@ -62,7 +62,7 @@ def test_pick_examples_orders_categories_by_clarity():
     examples = plots.pick_examples(traces, LABELS, SCORES, 0.5, per_category=2)
     firsts = {name: [int(item.trace[0]) for item in items] for name, items in examples.items()}
     assert firsts == {"caught": [9, 8], "missed": [6], "false alarms": [5, 4]}
-    assert examples["caught"][0].caption == "#9 score 0.900"
+    assert examples["caught"][0].caption == "#9\nscore 0.900"
     assert examples["caught"][0].references is None
 
 
