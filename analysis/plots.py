@@ -128,6 +128,9 @@ def plot_operating_curve(labels, scores, threshold: float, pulse_rate_hz: float 
     if zero_recall:
         ax.plot([floor], [zero_recall], "o", mfc="none", color=ERRANT_COLOR, ms=6,
                 label=f"no false alarm: recall {zero_recall:.3g}")
+        if shown.any():  # from the no-false-alarm point to the first threshold with one
+            first = np.flatnonzero(shown)[0]
+            ax.plot([floor, per_hour[first]], [zero_recall, tpr[first]], ":", color=ERRANT_COLOR, lw=1)
     if rows:
         x = np.array([r["false_alarms_per_hour"] for r in rows])
         xerr = np.abs(np.array([r["false_alarms_per_hour_interval"] for r in rows]).T - x)
@@ -135,15 +138,18 @@ def plot_operating_curve(labels, scores, threshold: float, pulse_rate_hz: float 
         yerr = np.abs(np.array([r["recall_interval"] for r in rows]).T - rec)
         keep = x > 0
         if keep.any():
+            targets = ", ".join(f"{r['per_hour']:g}" for r, k in zip(rows, keep, strict=True) if k)
             ax.errorbar(x[keep], rec[keep], xerr=xerr[:, keep], yerr=yerr[:, keep], fmt="s",
-                        color="gray", ms=3, lw=0.7, capsize=2, label="1, 3, 10, ... per hour (95 %)")
+                        color="gray", ms=3, lw=0.7, capsize=2,
+                        label=f"best recall at {targets} per hour (95 %)")
     fa_lo, fa_hi = poisson_interval(cm["fp"], hours)
     rec_lo, rec_hi = wilson_interval(cm["tp"], cm["tp"] + cm["fn"])
     op_x = op_per_hour if op_per_hour > 0 else floor
     ax.errorbar([op_x], [op_recall], xerr=[[op_x - max(fa_lo, floor)], [max(fa_hi - op_x, 0.0)]],
                 yerr=[[op_recall - rec_lo], [rec_hi - op_recall]], fmt="o", color=POINT_COLOR, ms=8,
                 mfc=POINT_COLOR if op_per_hour > 0 else "none", capsize=3,
-                label=f"threshold {threshold:.4g}: {op_per_hour:,.3g} per hour,\nrecall {op_recall:.3g}")
+                label=f"threshold {threshold:.4g}: {_per_hour_text(op_per_hour)} per hour,\n"
+                      f"recall {op_recall:.3g}")
     ax.set_xscale("log")
     ax.set_xlim(left=floor / 1.5)
     ax.set_ylim(-0.01, 1.01)
@@ -153,6 +159,11 @@ def plot_operating_curve(labels, scores, threshold: float, pulse_rate_hz: float 
     ax.grid(alpha=0.3, which="both", lw=0.4)
     ax.legend(loc="lower right", fontsize=7)
     return fig
+
+
+def _per_hour_text(value: float) -> str:
+    """A rate per hour for a label: "1,917", "38.2", "0"."""
+    return f"{value:,.0f}" if value >= 100 else f"{value:.3g}"
 
 
 def plot_pr_curve(labels, scores, threshold: float) -> Figure:
@@ -315,16 +326,24 @@ def _draw_example(ax, example: ExampleTrace, color: str, bin_samples: int) -> No
     ax.plot(t, pulse, color=color, lw=0.9, label="pulse")
 
 
-def _example_legend(categories, with_references: bool) -> tuple[list, list[str]]:
+def _example_legend(categories, n_references: int) -> tuple[list, list[str]]:
     """One legend entry per colour on the examples page: each category's pulse colour, and
-    the references' median and band when any example has references."""
+    the references' median and band when any example has references (K of them, at most)."""
     handles = [Line2D([], [], color=_PULSE_COLORS.get(c, "black"), lw=1.2) for c in categories]
     names = [f"{c} (pulse)" for c in categories]
-    if with_references:
+    if n_references:
         handles += [Line2D([], [], color=REFERENCE_COLOR, lw=0.9),
                     Line2D([], [], color=REFERENCE_COLOR, lw=6, alpha=0.35)]
-        names += ["reference median", "references min-max"]
+        names += ["reference median", f"references (K={n_references}) min-max"]
     return handles, names
+
+
+def _drawn_references(example: ExampleTrace) -> int:
+    """How many reference pulses `_draw_example` draws for `example` (empty slots left out)."""
+    if example.references is None:
+        return 0
+    refs = _as_channel0(example.references, 2)
+    return int(np.any(refs != 0.0, axis=1).sum()) if refs.ndim == 2 else 0
 
 
 def plot_example_traces(
@@ -344,7 +363,7 @@ def plot_example_traces(
     n_rows = len(examples)
     fig = Figure(figsize=(2.6 * n_cols + 0.6, 2.4 * n_rows + 0.6), layout="constrained")
     axes = fig.subplots(n_rows, n_cols, squeeze=False)
-    with_references = False
+    n_references = 0
     for row, (category, items) in enumerate(examples.items()):
         items = [ExampleTrace(*item) for item in list(items)[:max_per_category]]
         for col in range(n_cols):
@@ -354,7 +373,7 @@ def plot_example_traces(
                 _draw_example(ax, items[col], _PULSE_COLORS.get(category, "black"), bin_samples)
                 ax.set_title(items[col].caption, fontsize=6.5)
                 ax.grid(alpha=0.25, lw=0.4)
-                with_references |= items[col].references is not None
+                n_references = max(n_references, _drawn_references(items[col]))
                 if row == n_rows - 1:
                     ax.set_xlabel("time in window (µs)", fontsize=7)
             elif col == 0:
@@ -365,7 +384,7 @@ def plot_example_traces(
                 ax.set_visible(False)
             if col == 0:
                 ax.set_ylabel(f"{category}\n{quantity}", fontsize=7)
-    handles, names = _example_legend(list(examples), with_references)
+    handles, names = _example_legend(list(examples), n_references)
     fig.legend(handles, names, loc="outside lower center", ncols=len(names), fontsize=7, frameon=False)
     return fig
 
@@ -439,7 +458,7 @@ def plot_rates_by_block(table: Sequence[Mapping], target_false_alarm_rate: float
         err = np.vstack([np.clip(shown - far_bounds[0], 0, None), np.clip(far_bounds[1] - shown, 0, None)])
         err = np.nan_to_num(err)
         top.errorbar(x[~zero] + dx, far[~zero], yerr=err[:, ~zero], fmt=marker, color=color, ms=5,
-                     lw=0.8, capsize=2, label=f"{label} (95 % interval)")
+                     lw=0.8, capsize=2, label=label)
         if zero.any():
             top.errorbar(x[zero] + dx, shown[zero], yerr=err[:, zero], fmt=marker, color=color, ms=5,
                          mfc="none", lw=0.8, capsize=2, label=f"{label}: 0 false alarms")
@@ -451,11 +470,13 @@ def plot_rates_by_block(table: Sequence[Mapping], target_false_alarm_rate: float
         bottom.errorbar(x + dx, rec, yerr=rec_err, fmt=marker, color=color, ms=5, lw=0.8, capsize=2,
                         label=label)
     top.set_yscale("log")
-    top.set_ylim(bottom=floor / 1.5)
+    highest = [b for p, *_ in series for b in _bounds(table, f"{p}false_alarms", "n_normal")[1]
+               if np.isfinite(b) and b > 0]
+    top.set_ylim(floor / 1.5, max(highest + [floor * 4, 2 * (target_false_alarm_rate or 0)]) * 1.5)
     top.yaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
     top.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{100 * v:.3g} %"))
     top.yaxis.set_minor_formatter(NullFormatter())
-    top.set_ylabel("false-alarm rate\n(per normal pulse)")
+    top.set_ylabel("false-alarm rate\n(per normal pulse, 95 % bars)")
     top.grid(alpha=0.3, which="both", lw=0.4)
     top.legend(fontsize=7, loc="best", ncols=2)
     top.set_title(f"Operating point per {xlabel}")

@@ -192,6 +192,8 @@ def _table(rows: Sequence[Sequence], col_widths=None, header: bool = True) -> Ta
     table = Table([list(row) for row in rows], colWidths=col_widths, repeatRows=1 if header else 0, hAlign="LEFT")
     style = [
         ("FONTSIZE", (0, 0), (-1, -1), 8.5),
+        ("TOPPADDING", (0, 0), (-1, -1), 1.5),
+        ("BOTTOMPADDING", (0, 0), (-1, -1), 1.5),
         ("GRID", (0, 0), (-1, -1), 0.4, colors.HexColor("#b0b0b0")),
         ("VALIGN", (0, 0), (-1, -1), "MIDDLE"),
         ("ROWBACKGROUNDS", (0, 1 if header else 0), (-1, -1), [colors.white, colors.HexColor("#f3f3f3")]),
@@ -337,7 +339,7 @@ def _summary_page(c: ReportContent, st) -> list:
                       if val_far is not None and n_normal else None)
         recall_bounds = (_share_interval(round(val_recall * n_errant), n_errant)
                          if val_recall is not None and n_errant else None)
-        op = [["Operating point (chosen on validation)", ""],
+        op = [["Operating point", "chosen on validation"],
               ["Method", str(t.get("method", "n/a"))],
               ["Target false-alarm rate", _percent(target) if target is not None else "n/a"],
               ["Validation false-alarm rate",
@@ -364,27 +366,27 @@ def _online_summary(m: dict, threshold: float, o: dict, st) -> list:
     rate = m.get("pulse_rate_hz", 60.0)
     online_far = _percent_interval(_share_interval(o.get("false_alarms"), o.get("n_normal")))
     online_per_hour = _per_hour_interval(_per_hour_bounds(o.get("false_alarms"), o.get("n_normal"), rate))
-    online_recall = _interval(_share_interval(o.get("caught"), o.get("n_errant")))
+    online_recall = _interval(_share_interval(o.get("caught"), o.get("n_errant")),
+                              lambda v: format_number(v, 3))
     rows = [["Same pulses, in time order", "Fixed threshold", "Online threshold"],
             ["Threshold", format_number(threshold),
              f"{format_number(o.get('initial_threshold'))} -> {format_number(o.get('final_threshold'))} "
              f"(range {format_number(o.get('threshold_min'), 3)}..{format_number(o.get('threshold_max'), 3)})"],
             [f"False-alarm rate (target {_percent(o.get('target_false_alarm_rate'))})",
-             f"{_percent(m.get('false_alarm_rate'))}\n{_percent_interval(m.get('false_alarm_rate_interval'))}",
+             f"{_percent(m.get('false_alarm_rate'))} {_percent_interval(m.get('false_alarm_rate_interval'))}",
              f"{_percent(o.get('false_alarm_rate'))} ({format_number(o.get('false_alarms'))} of "
-             f"{format_number(o.get('n_normal'))})\n{online_far}"],
+             f"{format_number(o.get('n_normal'))}) {online_far}"],
             ["False alarms per hour of beam",
-             f"{format_number(m.get('false_alarms_per_hour'), 3)}\n"
+             f"{format_number(m.get('false_alarms_per_hour'), 3)} "
              f"{_per_hour_interval(m.get('false_alarms_per_hour_interval'))}",
-             f"{format_number(o.get('false_alarms_per_hour'), 3)}\n{online_per_hour}"],
+             f"{format_number(o.get('false_alarms_per_hour'), 3)} {online_per_hour}"],
             ["Errant pulses caught",
-             f"{format_number(caught.get('caught'))} of {format_number(caught.get('total'))}\n"
+             f"{format_number(caught.get('caught'))} of {format_number(caught.get('total'))} "
              f"{_interval(m.get('recall_interval'), lambda v: format_number(v, 3))}",
-             f"{format_number(o.get('caught'))} of {format_number(o.get('n_errant'))}\n{online_recall}"]]
+             f"{format_number(o.get('caught'))} of {format_number(o.get('n_errant'))} {online_recall}"]]
     return [_p("Online recalibration", st["h2"]),
-            _table(rows, col_widths=[2.2 * inch, 1.5 * inch, 2.7 * inch]),
-            _p("Second line of each cell: the 95 % interval (Wilson for shares, Poisson per hour).",
-               st["small"]),
+            _table(rows, col_widths=[2.0 * inch, 1.9 * inch, 2.6 * inch]),
+            _p("In brackets: the 95 % interval (Wilson for shares, Poisson per hour).", st["small"]),
             _p("The online threshold starts at the validation threshold; after each pulse known to be "
                "normal (the next pulse did not trip) it rises on a false alarm and falls slightly "
                f"otherwise ({o.get('method', 'quantile tracking')}, step {format_number(o.get('step'))} "
@@ -445,7 +447,8 @@ def _curve_pages(c: ReportContent, st) -> list:
         story.append(_p("Left: the ROC curve in operator units, recall against false alarms per hour of "
                         "beam on a log axis (each normal pulse stands for 1/"
                         f"{format_number(rate, 3)} s of beam); grey squares: the best recall at 1, 3, "
-                        "10, ... false alarms per hour with 95 % intervals. The green dot marks this "
+                        "10, ... false alarms per hour, for the rates this part is long enough to "
+                        "tell from zero, with 95 % intervals. The green dot marks this "
                         "run's operating point (alarm when score >= threshold) with its intervals; an "
                         "open dot on the left edge means no false alarm. ROC AUC is on the summary "
                         "page.", st["small"]))
@@ -584,7 +587,7 @@ def _group_cell(name: str, descriptions: dict, st) -> Paragraph:
 
 
 def _group_widths(online: bool) -> list[float]:
-    widths = [2.1 * inch, 0.55 * inch, 0.8 * inch, 1.0 * inch, 0.85 * inch, 1.0 * inch, 0.85 * inch]
+    widths = [1.95 * inch, 0.5 * inch, 0.75 * inch, 1.0 * inch, 0.85 * inch, 1.0 * inch, 0.85 * inch]
     return widths[:7] if online else widths[:5]
 
 

@@ -176,7 +176,7 @@ class _PartTraces:
 
 
 class _PulseNames:
-    """"<file name> <time UTC>" of each pulse of one part, made when asked for."""
+    """"<file name>" and "<time> UTC" (two lines) of each pulse of one part, made when asked for."""
 
     def __init__(self, samples, idx):
         self.samples, self.idx = samples, np.asarray(idx)
@@ -184,7 +184,7 @@ class _PulseNames:
     def __getitem__(self, i: int) -> str:
         row = self.idx[i]
         name = Path(self.samples.files[self.samples.file_index[row]]).name
-        return f"{name} {_iso(self.samples.timestamp_ns[row])}"
+        return f"{name}\n{_iso(self.samples.timestamp_ns[row])} UTC"
 
 
 def example_traces(samples, idx, labels, scores, threshold) -> dict:

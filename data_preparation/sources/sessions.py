@@ -196,9 +196,13 @@ def load(config, location: str | None = None, layout: dict | None = None,
     if not matrices:
         where = root if root is not None else ", ".join(map(str, files or []))
         reasons = sorted({e.reason for e in ledger.entries})
-        raise ValueError(f"no valid session file in {where}: {len(entries)} file(s) ending in "
-                         f"{listing(SUFFIXES)} found, none usable"
-                         + (f" (skipped: {listing(reasons)}; see the data ledger)" if reasons else ""))
+        skipped = f" (skipped: {listing(reasons)}; the log lists each file)" if reasons else ""
+        if not entries:
+            raise ValueError(f"no session file in {where}: expected files ending in "
+                             f"{listing(SUFFIXES)} in <class>/ folders or listed in labels.csv"
+                             + skipped)
+        raise ValueError(f"no valid session file in {where}: {len(entries)} labelled file(s) "
+                         "found, none usable" + skipped)
     length = int(layout["length"]) if layout else (
         scfg.length or int(np.median([m.shape[0] for m in matrices])))
     trace = np.zeros((len(matrices), length, len(channels)), dtype=np.float32)

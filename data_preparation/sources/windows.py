@@ -43,7 +43,7 @@ def _pick(arrays: dict, path: Path, *names: str, required: bool = True):
         if name in arrays:
             return arrays[name]
     if required:
-        raise KeyError(f"{path}: no array {' or '.join(names)}; found "
+        raise KeyError(f"{path}: no array {' or '.join(dict.fromkeys(names))}; found "
                        f"{listing(sorted(arrays))}. Expected X [n, steps, features] and y [n].")
     return None
 

@@ -132,5 +132,5 @@ def test_text_job_binary_keeps_the_threshold(tmp_path):
 
 def test_predict_and_report_refuse_what_they_cannot_do(tmp_path, capsys):
     assert run_driver("--report", str(tmp_path / "nope"), "--quiet") == 2
-    assert "not a finished" in capsys.readouterr().err
+    assert "no such run folder" in capsys.readouterr().err
     assert run_driver("--predict", "x.csv", "--train") == 2
