@@ -537,8 +537,8 @@ def _blocks_page(c: ReportContent, st) -> list:
                 "threshold did not hold. Error bars and bracketed figures are 95 % Wilson "
                 "intervals: a rate from a few pulses says little."
                 + (" Online: the recalibrated threshold (see summary)." if online else ""), st["small"])]
-    width = [1.0 * inch, 0.55 * inch, 0.85 * inch, 1.05 * inch, 0.9 * inch, 1.05 * inch,
-             0.9 * inch][:7 if online else 5]
+    width = [1.0 * inch, 0.55 * inch, 0.85 * inch, 1.05 * inch, 0.95 * inch, 1.05 * inch,
+             0.95 * inch][:7 if online else 5]
     if c.timestamps_ns is not None:
         ts = np.asarray(c.timestamps_ns, dtype=np.int64)
         blocks = time_blocks(ts, min(N_TIME_BLOCKS, max(1, ts.size // MIN_PULSES_PER_BLOCK)))
@@ -587,8 +587,9 @@ def _group_cell(name: str, descriptions: dict, st) -> Paragraph:
 
 
 def _group_widths(online: bool) -> list[float]:
-    widths = [1.95 * inch, 0.5 * inch, 0.75 * inch, 1.0 * inch, 0.85 * inch, 1.0 * inch, 0.85 * inch]
-    return widths[:7] if online else widths[:5]
+    if online:
+        return [1.9 * inch, 0.5 * inch, 0.8 * inch, 1.0 * inch, 0.85 * inch, 1.0 * inch, 0.85 * inch]
+    return [3.0 * inch, 0.6 * inch, 0.9 * inch, 1.1 * inch, 1.0 * inch]
 
 
 def _config_page(c: ReportContent, st) -> list:

@@ -107,9 +107,10 @@ def test_features_job_predefined_split_and_report_rerendered(tmp_path):
     run = check_run(tmp_path, ["genre0", "genre1", "genre2"])
     metrics = json.loads((run / "metrics.json").read_text())
     assert metrics["splits"]["test"]["n"] == 18  # the rows marked test, no more
-    report = run / "train_metrics_report.pdf"
-    report.unlink()
+    original = (run / "train_metrics_report.pdf").read_bytes()
     assert run_driver("--report", str(run), "--config", str(config), "--quiet") == 0
+    assert (run / "train_metrics_report.pdf").read_bytes() == original  # never overwritten
+    (report,) = run.glob("train_metrics_report.rerendered-*.pdf")
     assert "balanced accuracy" in pdf_text(report)
 
 
