@@ -52,7 +52,7 @@ def build_parser() -> argparse.ArgumentParser:
                        help="train a model and write a new run folder under run.output_dir")
     verbs.add_argument("--test", action="store_true",
                        help="evaluate a trained run (--run, default: the newest) on held-out data")
-    live = parser.add_argument_group("live scoring (a run of its own; --run, default: the newest)")
+    live = parser.add_argument_group("live scoring (--run, default: the newest complete SNS run)")
     live.add_argument("--export", action="store_true",
                       help="write RUN/export/: SavedModel and LiteRT models taking raw windows, "
                            "serving.json, parity.json on the test part")
@@ -74,11 +74,13 @@ def build_parser() -> argparse.ArgumentParser:
                            "Channel Access PVs PREFIX:SCORE ... (needs caproto)")
     verbs.add_argument("--predict", metavar="FILE", nargs="+", type=Path, default=None,
                        help="score new files (sessions, npz, table or text rows) with a trained "
-                            "run (--run, default: the newest); writes a CSV of class and "
+                            "run (--run, default: the newest complete run of those jobs); writes a "
+                            "CSV of class and "
                             "probability, e.g. --predict new/s1.csv new/s2.csv")
     verbs.add_argument("--report", metavar="RUN", type=Path, default=None,
                        help="re-render a run's PDF report from its saved predictions, without "
-                            "retraining, e.g. --report runs/20261127-101500-text")
+                            "retraining, into a new file beside the original, e.g. --report "
+                            "runs/20261127-101500-text")
     parser.add_argument("--output", metavar="FILE", type=Path, default=None,
                         help="--predict only: where to write the CSV (default: "
                              "<run>/predictions/<time>.csv)")
@@ -107,9 +109,11 @@ def build_parser() -> argparse.ArgumentParser:
                         help="random seed for Python, NumPy and TensorFlow (sets run.seed), "
                              "e.g. --seed 7")
     parser.add_argument("--quiet", action="store_true",
-                        help="only warnings and errors on the console (the logs keep everything)")
+                        help="only warnings, errors and the result's path on the console (the "
+                             "logs keep everything)")
     parser.add_argument("--debug", action="store_true",
-                        help="debug logging and full tracebacks on the console")
+                        help="debug logging, full tracebacks and TensorFlow's own start-up "
+                             "lines on the console")
     return parser
 
 
