@@ -11,6 +11,7 @@ exit code.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import os
 import sys
@@ -51,7 +52,7 @@ def build_parser() -> argparse.ArgumentParser:
                        help="train a model and write a new run folder under run.output_dir")
     verbs.add_argument("--test", action="store_true",
                        help="evaluate a trained run (--run, default: the newest) on held-out data")
-    live = parser.add_argument_group("live scoring (a run of its own; --run, default: the newest)")
+    live = parser.add_argument_group("live scoring (--run, default: the newest complete SNS run)")
     live.add_argument("--export", action="store_true",
                       help="write RUN/export/: SavedModel and LiteRT models taking raw windows, "
                            "serving.json, parity.json on the test part")
@@ -73,11 +74,13 @@ def build_parser() -> argparse.ArgumentParser:
                            "Channel Access PVs PREFIX:SCORE ... (needs caproto)")
     verbs.add_argument("--predict", metavar="FILE", nargs="+", type=Path, default=None,
                        help="score new files (sessions, npz, table or text rows) with a trained "
-                            "run (--run, default: the newest); writes a CSV of class and "
+                            "run (--run, default: the newest complete run of those jobs); writes a "
+                            "CSV of class and "
                             "probability, e.g. --predict new/s1.csv new/s2.csv")
     verbs.add_argument("--report", metavar="RUN", type=Path, default=None,
                        help="re-render a run's PDF report from its saved predictions, without "
-                            "retraining, e.g. --report runs/20261127-101500-text")
+                            "retraining, into a new file beside the original, e.g. --report "
+                            "runs/20261127-101500-text")
     parser.add_argument("--output", metavar="FILE", type=Path, default=None,
                         help="--predict only: where to write the CSV (default: "
                              "<run>/predictions/<time>.csv)")
@@ -106,9 +109,11 @@ def build_parser() -> argparse.ArgumentParser:
                         help="random seed for Python, NumPy and TensorFlow (sets run.seed), "
                              "e.g. --seed 7")
     parser.add_argument("--quiet", action="store_true",
-                        help="only warnings and errors on the console (the logs keep everything)")
+                        help="only warnings, errors and the result's path on the console (the "
+                             "logs keep everything)")
     parser.add_argument("--debug", action="store_true",
-                        help="debug logging and full tracebacks on the console")
+                        help="debug logging, full tracebacks and TensorFlow's own start-up "
+                             "lines on the console")
     return parser
 
 
@@ -143,8 +148,7 @@ def main(argv: list[str] | None = None, env: dict[str, str] | None = None) -> in
     if config is None:
         return EXIT_USAGE
 
-    # Quieten TensorFlow's C++ start-up chatter before it is imported (our logs say what matters).
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    quiet_tensorflow(args.debug)
     from parser.configs import ConfigError
     from training.train import RunStateError, check_train_request, worker_prefix
     from utils.logs import LogDirError
@@ -167,7 +171,7 @@ def main(argv: list[str] | None = None, env: dict[str, str] | None = None) -> in
     except Exception as exc:  # the one place errors become a line and an exit code
         code = EXIT_USAGE if _is_usage_error(exc) else EXIT_FAILURE
         logging.getLogger("beamwatch").debug("traceback:\n%s", traceback.format_exc())
-        print(f"driver.py: error: {exc}", file=sys.stderr)
+        print(f"driver.py: error: {error_line(exc)}", file=sys.stderr)
         if args.debug:
             traceback.print_exc()
         else:
@@ -176,8 +180,46 @@ def main(argv: list[str] | None = None, env: dict[str, str] | None = None) -> in
         return code
 
 
+def quiet_tensorflow(debug: bool) -> None:
+    """Keep TensorFlow's start-up lines off the console unless `debug`.
+
+    TensorFlow writes them from C++ straight to the process's stderr while it is imported
+    (absl's "All log messages before absl::InitializeLog()", cudart_stub, cpu_feature_guard) and
+    on its first device query ("failed call to cuInit" on a machine without a GPU). The level
+    variable must be set before TensorFlow is imported, and the import-time lines come before
+    any level applies, so TensorFlow is imported here once with the stderr file descriptor
+    pointed at /dev/null. Nothing of ours is lost: our own lines go to the logs, and an import
+    that fails raises as usual. The driver is the one place that sets process environment for
+    TensorFlow; `--debug` leaves all of it alone.
+    """
+    if debug or "tensorflow" in sys.modules:
+        return
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # C++ INFO, WARNING and ERROR lines
+    with _stderr_descriptor_silenced():
+        import tensorflow  # noqa: F401
+    import absl.logging
+
+    absl.logging.set_verbosity(absl.logging.ERROR)  # Keras' "WARNING:absl:..." save notes
+
+
+@contextlib.contextmanager
+def _stderr_descriptor_silenced():
+    """File descriptor 2 points at /dev/null inside the block (C++ writes bypass sys.stderr)."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
+
+
 def _run(args, config, env: dict[str, str], prefix: str) -> int:
-    """One flow per verb, in order: train, test (the run just trained), export/watch."""
+    """One flow per verb, in order: train, test (the run just trained), export/watch. The last
+    result's path goes to stdout, with --quiet too (scripts read it; logs go to stderr)."""
     flags = dict(quiet=args.quiet, debug=args.debug, prefix=prefix)
     run_dir, scored = args.run, None
     if args.train:
@@ -187,16 +229,25 @@ def _run(args, config, env: dict[str, str], prefix: str) -> int:
         if trained is None:  # a non-chief worker: the chief tests the run
             return EXIT_OK
         run_dir, scored = trained.run_dir, trained.scored
+        _say("run", run_dir)
     if args.test:  # the parts the train flow just scored are not scored again
         from testing.test import run_test_flow
 
-        run_test_flow(config, run_dir=run_dir, data_dir=args.data, part=args.part,
-                      allow_stale_settings=args.allow_stale_settings, scored=scored, **flags)
+        tested = run_test_flow(config, run_dir=run_dir, data_dir=args.data, part=args.part,
+                               allow_stale_settings=args.allow_stale_settings, scored=scored,
+                               **flags)
+        _say("test", tested.out_dir)
     if args.export or args.watch is not None:
         from live.cli import run_live
 
-        run_live(args, config, Path(config.run.log_dir), prefix)
+        done = run_live(args, config, Path(config.run.log_dir), prefix)
+        _say("export" if args.export else "watched run", done)
     return EXIT_OK
+
+
+def _say(what: str, path) -> None:
+    """One result line on stdout: "<what>: <path>"."""
+    print(f"{what}: {path}", flush=True)
 
 
 def _load_config(args, overrides: list[str]):
@@ -219,21 +270,32 @@ def _run_after(args) -> int:
     config = _load_config(args, list(args.overrides))  # where runs and logs live
     if config is None:
         return EXIT_USAGE
+    quiet_tensorflow(args.debug)
     try:
         if args.report is not None:
             from training.rerender import run_report_flow
 
-            run_report_flow(config, args.report, quiet=args.quiet, debug=args.debug)
+            _say("report", run_report_flow(config, args.report, quiet=args.quiet, debug=args.debug))
         else:
             from training.samples_flow import run_predict_flow
 
-            run_predict_flow(config, run_dir=args.run, files=args.predict, output=args.output,
-                             quiet=args.quiet, debug=args.debug)
+            _say("predictions", run_predict_flow(config, run_dir=args.run, files=args.predict,
+                                                 output=args.output, quiet=args.quiet,
+                                                 debug=args.debug))
     except Exception as exc:  # one line and an exit code, as for the other verbs
         logging.getLogger("beamwatch").debug("traceback:\n%s", traceback.format_exc())
-        print(f"driver.py: error: {exc}", file=sys.stderr)
+        print(f"driver.py: error: {error_line(exc)}", file=sys.stderr)
+        if args.debug:
+            traceback.print_exc()
         return EXIT_USAGE if _is_usage_error(exc) else EXIT_FAILURE
     return EXIT_OK
+
+
+def error_line(exc: BaseException) -> str:
+    """What a user reads for `exc`: its message, never Python's rendering of it
+    (`str(KeyError("x"))` is "'x'" with quotes; an empty message names the error's kind)."""
+    text = str(exc.args[0]) if isinstance(exc, KeyError) and exc.args else str(exc)
+    return text if text.strip() else type(exc).__name__
 
 
 def _is_usage_error(exc: Exception) -> bool:

@@ -51,7 +51,7 @@ def deployment_notes(summary: dict | None) -> list[str]:
         else:
             notes.append(f"Deployment: {name} ({entry['bytes']:,} bytes) max |score diff| "
                          f"{entry['max_abs_diff']:.1e} vs the Keras model, PR AUC change "
-                         f"{entry['delta_pr_auc'] if entry['delta_pr_auc'] is not None else 'n/a'}"
+                         f"{'n/a' if entry['delta_pr_auc'] is None else format(entry['delta_pr_auc'], '+.2g')}"
                          " (export/parity.json).")
     unseen = summary.get("unseen_configuration")
     if unseen:

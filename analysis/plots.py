@@ -13,17 +13,21 @@ from typing import NamedTuple
 
 import numpy as np
 from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
 from matplotlib.ticker import FuncFormatter, LogLocator, MaxNLocator, NullFormatter
 from sklearn.metrics import precision_recall_curve, roc_curve
 
 from analysis._checks import check_labels_scores
-from analysis.evaluation import confusion_counts
+from analysis.evaluation import SECONDS_PER_HOUR, confusion_counts, operating_curve
+from analysis.intervals import poisson_interval, wilson_interval
 
 NORMAL_COLOR = "#1f77b4"
 ERRANT_COLOR = "#d62728"
 POINT_COLOR = "#2ca02c"
 EXAMPLE_CATEGORIES = ("caught", "missed", "false alarms")
 _LR_KEYS = ("learning_rate", "lr")
+KERAS_CUT_METRICS = ("precision", "recall")  # Keras' own metrics count a score >= 0.5 as an alarm
+TRACE_QUANTITY = "differential current (archive units)"
 
 
 def _metric_groups(history: Mapping[str, Sequence[float]]) -> list[str]:
@@ -53,7 +57,7 @@ def plot_training_curves(history: Mapping[str, Sequence[float]]) -> Figure:
             values = np.asarray(history.get(key, []), dtype=float)
             if values.size:
                 ax.plot(np.arange(1, values.size + 1), values, style, marker="o", ms=3, label=key)
-        ax.set_title(base)
+        ax.set_title(f"{base} (Keras, score >= 0.5)" if base in KERAS_CUT_METRICS else base)
         ax.set_xlabel("epoch")
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.grid(alpha=0.3)
@@ -95,6 +99,71 @@ def plot_roc_curve(labels, scores, threshold: float) -> Figure:
     _unit_square(ax, "false-alarm rate (normal pulses alarmed)", "recall (errant pulses caught)",
                  "ROC curve", legend_loc="lower right")
     return fig
+
+
+def plot_operating_curve(labels, scores, threshold: float, pulse_rate_hz: float = 60.0) -> Figure:
+    """Recall against false alarms per hour of beam (log x axis), the run's operating point
+    marked, with 95 % intervals: the ROC curve in the units an operator plans with.
+
+    The line is every threshold; the points with error bars are `evaluation.operating_curve`'s
+    rows (the highest recall at 1, 3, 10, ... false alarms per hour; Poisson across, Wilson up);
+    the threshold's own point is green. Thresholds with no false alarm at all sit on the left
+    edge as open markers (a log axis has no zero).
+    """
+    y, s = check_labels_scores(labels, scores, require_both_classes=True)
+    n_normal = int(np.sum(y == 0))
+    hours = n_normal / pulse_rate_hz / SECONDS_PER_HOUR
+    fpr, tpr, _ = roc_curve(y, s)
+    per_hour = fpr * n_normal / hours
+    rows = [r for r in operating_curve(y, s, pulse_rate_hz) if r["resolved"]]
+    cm = confusion_counts(y, s, threshold)
+    op_per_hour, op_recall = cm["fp"] / hours, cm["tp"] / max(cm["tp"] + cm["fn"], 1)
+    positive = per_hour[per_hour > 0]
+    floor = min([*positive, op_per_hour or np.inf, 1.0 / hours]) / 3
+    fig = Figure(figsize=(5, 4.2), layout="constrained")
+    ax = fig.subplots()
+    shown = per_hour > 0
+    ax.plot(per_hour[shown], tpr[shown], color=ERRANT_COLOR, lw=1, label="model (every threshold)")
+    zero_recall = tpr[~shown].max() if (~shown).any() else None
+    if zero_recall:
+        ax.plot([floor], [zero_recall], "o", mfc="none", color=ERRANT_COLOR, ms=6,
+                label=f"no false alarm: recall {zero_recall:.3g}")
+        if shown.any():  # from the no-false-alarm point to the first threshold with one
+            first = np.flatnonzero(shown)[0]
+            ax.plot([floor, per_hour[first]], [zero_recall, tpr[first]], ":", color=ERRANT_COLOR, lw=1)
+    if rows:
+        x = np.array([r["false_alarms_per_hour"] for r in rows])
+        xerr = np.abs(np.array([r["false_alarms_per_hour_interval"] for r in rows]).T - x)
+        rec = np.array([r["recall"] for r in rows])
+        yerr = np.abs(np.array([r["recall_interval"] for r in rows]).T - rec)
+        keep = x > 0
+        if keep.any():
+            targets = ", ".join(f"{r['per_hour']:g}" for r, k in zip(rows, keep, strict=True) if k)
+            ax.errorbar(x[keep], rec[keep], xerr=xerr[:, keep], yerr=yerr[:, keep], fmt="s",
+                        color="gray", ms=3, lw=0.7, capsize=2,
+                        label=f"best recall at {targets} per hour (95 %)")
+    fa_lo, fa_hi = poisson_interval(cm["fp"], hours)
+    rec_lo, rec_hi = wilson_interval(cm["tp"], cm["tp"] + cm["fn"])
+    op_x = op_per_hour if op_per_hour > 0 else floor
+    ax.errorbar([op_x], [op_recall], xerr=[[op_x - max(fa_lo, floor)], [max(fa_hi - op_x, 0.0)]],
+                yerr=[[op_recall - rec_lo], [rec_hi - op_recall]], fmt="o", color=POINT_COLOR, ms=8,
+                mfc=POINT_COLOR if op_per_hour > 0 else "none", capsize=3,
+                label=f"threshold {threshold:.4g}: {_per_hour_text(op_per_hour)} per hour,\n"
+                      f"recall {op_recall:.3g}")
+    ax.set_xscale("log")
+    ax.set_xlim(left=floor / 1.5)
+    ax.set_ylim(-0.01, 1.01)
+    ax.set_xlabel(f"false alarms per hour of beam ({pulse_rate_hz:g} Hz)")
+    ax.set_ylabel("recall (errant pulses caught)")
+    ax.set_title("Operating curve")
+    ax.grid(alpha=0.3, which="both", lw=0.4)
+    ax.legend(loc="lower right", fontsize=7)
+    return fig
+
+
+def _per_hour_text(value: float) -> str:
+    """A rate per hour for a label: "1,917", "38.2", "0"."""
+    return f"{value:,.0f}" if value >= 100 else f"{value:.3g}"
 
 
 def plot_pr_curve(labels, scores, threshold: float) -> Figure:
@@ -198,7 +267,7 @@ def plot_reliability_diagram(reliability: Sequence[Mapping]) -> Figure:
     return fig
 
 
-ENVELOPE_BIN = 10  # samples per envelope bin: one 1 us chopper mini-pulse period at 10 MS/s
+ENVELOPE_BIN = 10  # samples per envelope bin: one 1 µs chopper mini-pulse period at 10 MS/s
 SAMPLE_RATE_HZ = 10e6  # DCM waveform sampling rate (spec: 10 MS/s)
 REFERENCE_COLOR = "#7f7f7f"
 _PULSE_COLORS = {"caught": ERRANT_COLOR, "missed": "#ff7f0e", "false alarms": NORMAL_COLOR}
@@ -218,7 +287,7 @@ def envelope(traces, bin_samples: int = ENVELOPE_BIN) -> np.ndarray:
     [K, L] -> [K, ceil(L/b)]); a short last bin is the mean of what it holds.
 
     Why: a 10 MS/s trace of a chopped beam swings through a full mini-pulse every 10 samples,
-    so 10,000 raw samples print as a solid block; the mean per 1 us bin keeps the pulse's shape
+    so 10,000 raw samples print as a solid block; the mean per 1 µs bin keeps the pulse's shape
     (droop, notches, an early end) that an errant pulse changes.
     """
     x = np.asarray(traces, dtype=np.float64)
@@ -257,15 +326,36 @@ def _draw_example(ax, example: ExampleTrace, color: str, bin_samples: int) -> No
     ax.plot(t, pulse, color=color, lw=0.9, label="pulse")
 
 
+def _example_legend(categories, n_references: int) -> tuple[list, list[str]]:
+    """One legend entry per colour on the examples page: each category's pulse colour, and
+    the references' median and band when any example has references (K of them, at most)."""
+    handles = [Line2D([], [], color=_PULSE_COLORS.get(c, "black"), lw=1.2) for c in categories]
+    names = [f"{c} (pulse)" for c in categories]
+    if n_references:
+        handles += [Line2D([], [], color=REFERENCE_COLOR, lw=0.9),
+                    Line2D([], [], color=REFERENCE_COLOR, lw=6, alpha=0.35)]
+        names += ["reference median", f"references (K={n_references}) min-max"]
+    return handles, names
+
+
+def _drawn_references(example: ExampleTrace) -> int:
+    """How many reference pulses `_draw_example` draws for `example` (empty slots left out)."""
+    if example.references is None:
+        return 0
+    refs = _as_channel0(example.references, 2)
+    return int(np.any(refs != 0.0, axis=1).sum()) if refs.ndim == 2 else 0
+
+
 def plot_example_traces(
     examples: Mapping[str, Sequence[tuple]], max_per_category: int = 4,
-    bin_samples: int = ENVELOPE_BIN,
+    bin_samples: int = ENVELOPE_BIN, quantity: str = TRACE_QUANTITY,
 ) -> Figure:
     """Grid of example pulses: one row per category (caught, missed, false alarms), captioned.
 
     Each item is an `ExampleTrace` or a `(trace, caption)` / `(trace, caption, references)`
-    tuple. A pulse is drawn as its 1 us envelope (mean per `bin_samples` bin) on top of its
-    references' median envelope and min-max band, or alone when it has no references.
+    tuple. A pulse is drawn as its 1 µs envelope (mean per `bin_samples` bin) on top of its
+    references' median envelope and min-max band, or alone when it has no references; the y
+    axis is `quantity` (what the trace holds, with its unit), the legend names every colour.
     """
     if not examples:
         raise ValueError("examples is empty; nothing to plot.")
@@ -273,7 +363,7 @@ def plot_example_traces(
     n_rows = len(examples)
     fig = Figure(figsize=(2.6 * n_cols + 0.6, 2.4 * n_rows + 0.6), layout="constrained")
     axes = fig.subplots(n_rows, n_cols, squeeze=False)
-    legend_from = None
+    n_references = 0
     for row, (category, items) in enumerate(examples.items()):
         items = [ExampleTrace(*item) for item in list(items)[:max_per_category]]
         for col in range(n_cols):
@@ -281,13 +371,11 @@ def plot_example_traces(
             ax.tick_params(labelsize=6)
             if col < len(items):
                 _draw_example(ax, items[col], _PULSE_COLORS.get(category, "black"), bin_samples)
-                ax.set_title(items[col].caption, fontsize=7)
+                ax.set_title(items[col].caption, fontsize=6.5)
                 ax.grid(alpha=0.25, lw=0.4)
-                if legend_from is None or (items[col].references is not None
-                                           and len(ax.get_lines()) > len(legend_from.get_lines())):
-                    legend_from = ax
+                n_references = max(n_references, _drawn_references(items[col]))
                 if row == n_rows - 1:
-                    ax.set_xlabel("time in window (us)", fontsize=7)
+                    ax.set_xlabel("time in window (µs)", fontsize=7)
             elif col == 0:
                 ax.text(0.5, 0.5, "none", ha="center", va="center", transform=ax.transAxes)
                 ax.set_xticks([])
@@ -295,21 +383,22 @@ def plot_example_traces(
             else:
                 ax.set_visible(False)
             if col == 0:
-                ax.set_ylabel(category, fontsize=9)
-    if legend_from is not None:
-        handles, names = legend_from.get_legend_handles_labels()
-        fig.legend(handles, names, loc="outside lower center", ncols=len(names), fontsize=7, frameon=False)
+                ax.set_ylabel(f"{category}\n{quantity}", fontsize=7)
+    handles, names = _example_legend(list(examples), n_references)
+    fig.legend(handles, names, loc="outside lower center", ncols=len(names), fontsize=7, frameon=False)
     return fig
 
 
 def pick_examples(traces, labels, scores, threshold: float, per_category: int = 4,
-                  references=None) -> dict[str, list[ExampleTrace]]:
+                  references=None, names=None) -> dict[str, list[ExampleTrace]]:
     """Choose example pulses for the report: {category: [ExampleTrace, ...]}.
 
     "caught" (errant, alarmed) and "false alarms" (normal, alarmed) take the highest scores;
     "missed" (errant, not alarmed) the lowest, i.e. the clearest cases of each. `traces` (and
     `references`, optional, one [K, L] stack per pulse) are anything indexable by an int that
-    yields one pulse's array (an array or an on-disk store).
+    yields one pulse's array (an array or an on-disk store). `names` (optional, indexable the
+    same way) says which pulse it is, e.g. its file and time; the caption then starts with it
+    (else with the pulse's row number, "#12").
     """
     y, s = check_labels_scores(labels, scores, require_both_classes=False)
     if len(traces) != y.size:
@@ -323,7 +412,8 @@ def pick_examples(traces, labels, scores, threshold: float, per_category: int = 
         "false alarms": np.flatnonzero((y == 0) & alarm)[np.argsort(-s[(y == 0) & alarm], kind="stable")],
     }
     return {
-        name: [ExampleTrace(np.asarray(traces[int(i)]), f"#{int(i)} score {s[i]:.3f}",
+        name: [ExampleTrace(np.asarray(traces[int(i)]),
+                            f"{'#' + str(int(i)) if names is None else names[int(i)]}\nscore {s[i]:.3f}",
                             None if references is None else np.asarray(references[int(i)]))
                for i in idx[:per_category]]
         for name, idx in chosen.items()
@@ -336,7 +426,9 @@ def plot_rates_by_block(table: Sequence[Mapping], target_false_alarm_rate: float
 
     The target rate is drawn with a 0.5x-2x band: blocks outside it are where the operating
     point did not hold. Online-threshold rates are drawn beside the fixed ones when the table
-    has them. A rate of 0 is drawn at the bottom edge with an open marker.
+    has them. Every rate carries its 95 % Wilson interval as an error bar (12.5 % from 1 of 8
+    pulses is anything from 2 % to 47 %). A block without false alarms is drawn at the bottom
+    edge with an open marker, its bar reaching up to its upper bound.
     """
     if not table:
         raise ValueError("table is empty; nothing to plot.")
@@ -360,20 +452,31 @@ def plot_rates_by_block(table: Sequence[Mapping], target_false_alarm_rate: float
     for (prefix, label, marker, color), dx in zip(series, offsets, strict=True):
         far = np.array([np.nan if r[f"{prefix}false_alarm_rate"] is None else r[f"{prefix}false_alarm_rate"]
                         for r in table], dtype=float)
+        far_bounds = _bounds(table, f"{prefix}false_alarms", "n_normal")
         zero = far == 0
-        top.plot(x[~zero] + dx, far[~zero], marker, color=color, ms=5, ls="none", label=label)
+        shown = np.where(zero, floor, far)
+        err = np.vstack([np.clip(shown - far_bounds[0], 0, None), np.clip(far_bounds[1] - shown, 0, None)])
+        err = np.nan_to_num(err)
+        top.errorbar(x[~zero] + dx, far[~zero], yerr=err[:, ~zero], fmt=marker, color=color, ms=5,
+                     lw=0.8, capsize=2, label=label)
         if zero.any():
-            top.plot(x[zero] + dx, np.full(zero.sum(), floor), marker, color=color, ms=5, ls="none",
-                     mfc="none", label=f"{label}: none")
+            top.errorbar(x[zero] + dx, shown[zero], yerr=err[:, zero], fmt=marker, color=color, ms=5,
+                         mfc="none", lw=0.8, capsize=2, label=f"{label}: 0 false alarms")
         rec = np.array([np.nan if r[f"{prefix}recall"] is None else r[f"{prefix}recall"] for r in table],
                        dtype=float)
-        bottom.plot(x + dx, rec, marker, color=color, ms=5, ls="none", label=label)
+        rec_bounds = _bounds(table, f"{prefix}caught", "n_errant")
+        rec_err = np.nan_to_num(np.vstack([np.clip(rec - rec_bounds[0], 0, None),
+                                           np.clip(rec_bounds[1] - rec, 0, None)]))
+        bottom.errorbar(x + dx, rec, yerr=rec_err, fmt=marker, color=color, ms=5, lw=0.8, capsize=2,
+                        label=label)
     top.set_yscale("log")
-    top.set_ylim(bottom=floor / 1.5)
+    highest = [b for p, *_ in series for b in _bounds(table, f"{p}false_alarms", "n_normal")[1]
+               if np.isfinite(b) and b > 0]
+    top.set_ylim(floor / 1.5, max(highest + [floor * 4, 2 * (target_false_alarm_rate or 0)]) * 1.5)
     top.yaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
     top.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{100 * v:.3g} %"))
     top.yaxis.set_minor_formatter(NullFormatter())
-    top.set_ylabel("false-alarm rate\n(per normal pulse)")
+    top.set_ylabel("false-alarm rate\n(per normal pulse, 95 % bars)")
     top.grid(alpha=0.3, which="both", lw=0.4)
     top.legend(fontsize=7, loc="best", ncols=2)
     top.set_title(f"Operating point per {xlabel}")
@@ -381,8 +484,18 @@ def plot_rates_by_block(table: Sequence[Mapping], target_false_alarm_rate: float
     bottom.set_ylabel("recall")
     bottom.grid(alpha=0.3)
     bottom.set_xlabel(xlabel)
-    bottom.set_xticks(x, names, rotation=90 if len(names) > 12 else 0, fontsize=7)
+    bottom.set_xticks(x, names, rotation=90 if len(names) > 12 else 0, fontsize=8)
     return fig
+
+
+def _bounds(table: Sequence[Mapping], count_key: str, total_key: str) -> np.ndarray:
+    """[2, n_rows] Wilson 95 % bounds of count/total per row (NaN where total is 0)."""
+    out = np.full((2, len(table)), np.nan)
+    for i, row in enumerate(table):
+        interval = wilson_interval(int(row[count_key]), int(row[total_key]))
+        if interval is not None:
+            out[:, i] = interval
+    return out
 
 
 def plot_online_threshold(timestamps_ns, thresholds, fixed_threshold: float, labels=None) -> Figure:

@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 
 from analysis._checks import check_labels_scores
+from utils.text import listing
 
 METHODS = ("false_alarms_per_hour", "target_false_alarm_rate", "best_f1")
 SECONDS_PER_HOUR = 3600.0
@@ -79,7 +80,7 @@ class ThresholdChoice:
         if isinstance(threshold, bool) or not isinstance(threshold, int | float) or not np.isfinite(threshold):
             raise ValueError(f"Bad threshold record: threshold must be a finite number; got {threshold!r}.")
         if data["method"] not in METHODS:
-            raise ValueError(f"Bad threshold record: method {data['method']!r}; expected one of {METHODS}.")
+            raise ValueError(f"Bad threshold record: method {data['method']!r}; expected one of {listing(METHODS)}.")
         return cls(**data)
 
 
@@ -149,7 +150,7 @@ def choose_threshold(
         (0.9, 1.0)
     """
     if method not in METHODS:
-        raise ValueError(f"Unknown threshold method {method!r}; expected one of {METHODS}.")
+        raise ValueError(f"Unknown threshold method {method!r}; expected one of {listing(METHODS)}.")
     y, s = check_labels_scores(labels, scores, require_both_classes=True)
     score_dtype = np.asarray(scores).dtype
     if not np.issubdtype(score_dtype, np.floating):

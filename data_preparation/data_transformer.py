@@ -18,6 +18,7 @@ import pandas as pd
 from data_preparation.ledger import NO_SETTINGS, NON_PRODUCTION, STALE_SETTINGS
 from enterprise_tools.beam_settings_parser_hdf5 import read_pv_histories
 from enterprise_tools.beam_settings_prep import SettingsTable, settings_table
+from utils.text import listing
 
 logger = logging.getLogger(__name__)
 
@@ -64,7 +65,7 @@ def settings_timestamps_ns(settings: SettingsTable | pd.DataFrame) -> np.ndarray
     else:
         raise ValueError(
             "Settings table: expected a 'timestamps' column or a DatetimeIndex, "
-            f"found columns {list(settings.columns)[:8]}."
+            f"found columns {listing(settings.columns, 8)}."
         )
     if pd.api.types.is_integer_dtype(times.dtype):
         return times.to_numpy(dtype=np.int64)
@@ -77,7 +78,7 @@ def _frame_rows(settings_df: pd.DataFrame, columns: Sequence[str]) -> tuple[np.n
     missing = [c for c in columns if c not in settings_df.columns]
     if missing:
         raise KeyError(
-            f"Settings table has no column(s) {missing}; it has {list(settings_df.columns)}."
+            f"Settings table has no column(s) {listing(missing)}; it has {listing(settings_df.columns)}."
         )
     row_ns = settings_timestamps_ns(settings_df)
     values = settings_df[list(columns)].to_numpy(dtype=np.float64)

@@ -44,5 +44,8 @@ def ensure_demo_archive(config, logger: logging.Logger | None = None, *, workers
     start = time.perf_counter()
     params = SimulatorParams.demo(seed=DEMO_SEED)
     summary = simulate_archive(root, params, workers=workers or os.cpu_count() or 1, progress=True)
-    logger.info("demo archive ready in %.0f s: %s", time.perf_counter() - start, summary)
+    logger.info("demo archive ready in %.0f s: %d files (%d normal, %d anomaly), %d pulses, "
+                "about %d normal and %d errant samples", time.perf_counter() - start,
+                summary.files, summary.normal_files, summary.anomaly_files, summary.pulses,
+                summary.samples.get("normal", 0), summary.samples.get("errant", 0))
     return True

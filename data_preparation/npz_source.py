@@ -8,6 +8,7 @@ import numpy as np
 
 from data_preparation.ledger import DataLedger
 from data_preparation.pulse_set import PulseSet
+from utils.text import listing
 
 
 def load_npz_pulses(path) -> PulseSet:
@@ -27,7 +28,7 @@ def load_npz_pulses(path) -> PulseSet:
         missing = [k for k in ("traces", "label", "timestamp_ns") if k not in archive.files]
         if missing:
             raise KeyError(
-                f"{path}: missing array(s) {missing}; found {sorted(archive.files)}. Expected "
+                f"{path}: missing array(s) {listing(missing)}; found {listing(sorted(archive.files))}. Expected "
                 "traces [n, L] or [n, L, C], label [n], timestamp_ns [n]."
             )
         try:

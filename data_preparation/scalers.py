@@ -28,6 +28,7 @@ from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils.validation import check_is_fitted
 
 from utils.run_folder import atomic_write_json
+from utils.text import listing
 
 SCALER_KINDS = ("robust", "standard", "minmax", "none")
 _SCALERS_FORMAT = 1
@@ -44,7 +45,7 @@ _TRACE_LAYOUTS = "traces [n, L] / [n, L, C] or reference windows [n, K, L] / [n,
 
 def _check_kind(kind: str, owner: str) -> None:
     if kind not in SCALER_KINDS:
-        raise ValueError(f"{owner}: kind={kind!r} is not known; use one of {SCALER_KINDS}.")
+        raise ValueError(f"{owner}: kind={kind!r} is not known; use one of {listing(SCALER_KINDS)}.")
 
 
 def _check_fitted(scaler) -> None:

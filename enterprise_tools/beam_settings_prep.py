@@ -80,7 +80,7 @@ class SettingsTable:
         """float64 [m, len(pvs)]: the named PV columns, in that order."""
         missing = [pv for pv in pvs if pv not in self.pvs]
         if missing:
-            raise KeyError(f"Settings table has no column(s) {missing}; it has {list(self.pvs)}.")
+            raise KeyError(f"Settings table has no column(s) {', '.join(map(str, missing))}; it has {', '.join(map(str, self.pvs))}.")
         return self.values[:, [self.pvs.index(pv) for pv in pvs]]
 
 

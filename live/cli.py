@@ -5,21 +5,30 @@ from __future__ import annotations
 from pathlib import Path
 
 
-def run_live(args, config, log_dir: Path, prefix: str) -> None:
-    """`--export` then (or only) `--watch`, on `--run` or the newest run under run.output_dir."""
+def run_live(args, config, log_dir: Path, prefix: str) -> Path:
+    """`--export` then (or only) `--watch`, on `--run` or the newest complete SNS run under
+    run.output_dir; returns the export folder, or the run folder for --watch alone."""
     from live.export import FORMATS, check_parity, export_run, parse_formats
     from utils.logs import add_run_log, start_logging
-    from utils.run_folder import newest_run
+    from utils.status import SNS_SOURCE, newest_complete_run, require_source
 
     logger = start_logging(log_dir, "live", quiet=args.quiet, debug=args.debug, prefix=prefix)
-    run_dir = Path(args.run) if args.run is not None else newest_run(Path(config.run.output_dir))
+    verb = "--export" if args.export else "--watch"
+    if args.run is None:  # the newest complete SNS run: export and watch score DCM pulses
+        run_dir, _ = newest_complete_run(Path(config.run.output_dir), (SNS_SOURCE,), verb)
+    else:
+        run_dir = Path(args.run)
+        if (run_dir / "config.yaml").is_file():
+            require_source(run_dir, (SNS_SOURCE,), verb)
     if run_dir.is_dir():
         add_run_log(run_dir, "live", debug=args.debug, prefix=prefix)
     progress = not args.quiet
+    done = run_dir
     if args.export:
         formats = parse_formats(args.format) if args.format else FORMATS
         result = export_run(run_dir, formats, progress=progress)
         logger.info("export done: %s", result.out_dir)
+        done = result.out_dir
         for name, entry in result.parity["formats"].items():
             shown = entry.get("error") or (f"max |dscore| {entry['max_abs_diff']:.2e}, "
                                            f"dPR AUC {entry['delta_pr_auc']}, {entry['bytes']} bytes")
@@ -41,3 +50,4 @@ def run_live(args, config, log_dir: Path, prefix: str) -> None:
         finally:
             for publisher in publishers:
                 publisher.stop()
+    return done

@@ -38,7 +38,7 @@ def make_optimizer(train_config) -> keras.optimizers.Optimizer:
             learning_rate=train_config.learning_rate, momentum=train_config.momentum
         )
     raise ValueError(
-        f"train.optimizer: unknown optimizer {name!r}; expected one of {list(OPTIMIZERS)}."
+        f"train.optimizer: unknown optimizer {name!r}; expected one of {', '.join(OPTIMIZERS)}."
     )
 
 

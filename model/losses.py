@@ -155,4 +155,4 @@ def make_loss(model_config) -> keras.losses.Loss:
         return BinaryFocalLoss(alpha=model_config.focal_alpha, gamma=model_config.focal_gamma)
     if name == "contrastive":
         return ContrastiveLoss(margin=model_config.contrastive_margin)
-    raise ValueError(f"model.loss: unknown loss {name!r}; expected one of {list(LOSSES)}.")
+    raise ValueError(f"model.loss: unknown loss {name!r}; expected one of {', '.join(LOSSES)}.")

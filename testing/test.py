@@ -224,6 +224,7 @@ def _test(run_dir: Path, *, data_dir: Path | None, part: str | None, progress: b
             parts["all"] = np.arange(len(samples.label))
             idx = parts[part]
         source = f"{part} part of the run's own data ({config.data.dataset_loc})"
+        where = f"the {source}"
     else:
         dcm_root, settings_root = resolve_data_dir(data_dir)
         samples = prepare_samples(config, dataset_loc=str(dcm_root),
@@ -235,12 +236,13 @@ def _test(run_dir: Path, *, data_dir: Path | None, part: str | None, progress: b
                              "of the new archive is scored (part 'all')")
         idx = np.arange(len(samples.label))
         source = f"every pulse of {data_dir}"
+        where = str(data_dir)
         from data_preparation.validation import refuse_stale_settings
 
         refuse_stale_settings(samples.ledger, str(settings_root or config.beam_settings.data_location),
                               allow=allow_stale_settings)
     if len(idx) == 0:
-        raise ValueError(f"no pulses to score in the {source}; see the data ledger in the log")
+        raise ValueError(f"no pulses to score in {where}; the log lists what was skipped and why")
     samples.ledger.log_summary(log)
     if scores is None:
         log.info("scoring %d pulses: %s", len(idx), source)
@@ -280,17 +282,19 @@ def _test(run_dir: Path, *, data_dir: Path | None, part: str | None, progress: b
         atomic_write_text(out_dir / "unseen_configuration.csv", "timestamp_ns,unseen_configuration\n"
                           + "".join(f"{t},{f}\n" for t, f in zip(samples.timestamp_ns[idx], flags,
                                                                   strict=True)))
-    notes = [f"Data: {source}.",
+    facts = [f"Data: {source}.",
              f"Threshold {threshold.threshold:.6g} chosen on the run's validation part "
              f"({threshold.method}); never tuned on these pulses."]
+    notes = []
     if data_dir is None:
-        notes += outputs.split_notes(config)
-    notes += deployment_notes(deployment)
+        facts += outputs.split_notes(config)
+        notes += outputs.split_warnings(config)
+    facts += deployment_notes(deployment)
     write_report(out_dir / "test_metrics_report.pdf", ReportContent(
         title="beamwatch test report",
         run_id=run_dir.name,
         created=datetime.now(UTC),
-        data_period=outputs.data_period(samples),
+        data_period=outputs.data_period(samples, idx),
         split_sizes=splits,
         seeds=outputs.seeds_info(config),
         metrics=metrics,
@@ -302,10 +306,13 @@ def _test(run_dir: Path, *, data_dir: Path | None, part: str | None, progress: b
         scores=scores,
         example_traces=outputs.example_traces(samples, idx, labels, scores, threshold.threshold),
         config_text=dump_config(config),
+        facts=facts,
         notes=notes,
         part_name=part,
         timestamps_ns=samples.timestamp_ns[idx],
         groups=samples.group[idx],
+        group_descriptions=outputs.group_descriptions(samples, idx),
+        trace_quantity=outputs.trace_quantity(config),
         online=online.summary,
         online_alarms=online.alarms,
         online_thresholds=online.thresholds,

@@ -92,3 +92,80 @@ def test_script_exit_code_through_the_interpreter(tmp_path):
     assert proc.returncode == 2, proc.stderr
     error_lines = [line for line in proc.stderr.splitlines() if line.startswith("driver.py: error")]
     assert len(error_lines) == 1 and "missing" in error_lines[0]
+    # TensorFlow was imported (the driver does it before any flow) and said nothing: no absl,
+    # cudart, cpu_feature_guard or cuInit line; only ours
+    others = [line for line in proc.stderr.splitlines()
+              if not line.startswith(("driver.py: error", "(full traceback in"))]
+    assert others == [], others
+
+
+# ---- the error paths a newcomer meets: one sentence each, no Python value in it
+
+PYTHON_VALUES = ("['", "('", "((", "{'", "[]", "()", "None", "Traceback", " object at ")
+
+
+def _no_python_values(message: str) -> None:
+    for marker in PYTHON_VALUES:
+        assert marker not in message, f"{marker!r} in {message!r}"
+
+
+def _complete_run(root: Path, name: str, source: str) -> Path:
+    from parser.configs import dump_config, load_config
+    from utils.status import COMPLETE, write_status
+
+    run = root / name
+    run.mkdir(parents=True)
+    (run / "config.yaml").write_text(dump_config(load_config(None, [f"data.source={source}"])))
+    write_status(run, COMPLETE, "done")
+    return run
+
+
+def test_export_after_a_sessions_run_names_that_run_and_its_kind(tmp_path, capsys):
+    run = _complete_run(tmp_path / "runs", "20261127-101500-sessions", "sessions")
+    code, captured = run_main(["--export"], tmp_path, capsys)
+    assert code == 2
+    line = captured.err.strip().splitlines()[0]
+    assert line == (f"driver.py: error: --export needs an SNS (DCM archive) run and {tmp_path / 'runs'} "
+                    f"holds none complete; the newest run, {run}, is a sessions run. Train one, or "
+                    "pass --run DIR.")
+    _no_python_values(captured.err)
+
+
+def test_export_of_a_named_sessions_run_is_refused_by_kind(tmp_path, capsys):
+    run = _complete_run(tmp_path / "runs", "20261127-101500-sessions", "sessions")
+    code, captured = run_main(["--export", "--run", str(run)], tmp_path, capsys)
+    assert code == 2
+    assert f"--export needs an SNS (DCM archive) run; {run} is a sessions run" in captured.err
+    _no_python_values(captured.err)
+
+
+def test_predict_after_an_sns_run_names_that_run(tmp_path, capsys):
+    run = _complete_run(tmp_path / "runs", "20261127-101500-demo", "sns_dcm")
+    code, captured = run_main(["--predict", str(tmp_path / "s1.csv")], tmp_path, capsys)
+    assert code == 2
+    assert f"the newest run, {run}, is an SNS (DCM archive) run" in captured.err
+    _no_python_values(captured.err)
+
+
+def test_key_errors_read_as_their_message_not_a_quoted_repr():
+    assert driver.error_line(KeyError("f.npz: no array X; found a, b")) == "f.npz: no array X; found a, b"
+    assert driver.error_line(ValueError("")) == "ValueError"
+
+
+def test_source_errors_list_names_not_python_values(tmp_path):
+    from data_preparation.sources import load_samples
+    from parser.configs import load_config
+
+    empty = tmp_path / "sessions"
+    empty.mkdir()
+    npz = tmp_path / "w.npz"
+    import numpy as np
+
+    np.savez(npz, a=np.zeros(2), b=np.zeros(2))
+    for overrides in (["data.source=sessions", f"data.dataset_loc={empty}"],
+                      ["data.source=npz", f"data.dataset_loc={npz}"]):
+        with pytest.raises(Exception) as caught:
+            load_samples(load_config(None, overrides))
+        message = driver.error_line(caught.value)
+        assert str(tmp_path) in message
+        _no_python_values(message)

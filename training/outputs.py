@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from analysis.evaluation import compute_metrics
+from analysis.groups import describe_groups
 from analysis.plots import pick_examples
 from analysis.report import ReportContent, write_report
 from analysis.thresholds import ThresholdChoice, choose_threshold
@@ -129,11 +130,16 @@ def _iso(ts_ns) -> str:
 def write_predictions(path: Path, samples, parts: dict, scores: dict, threshold: float,
                       online: dict | None = None) -> None:
     """predictions.csv: one row per scored pulse with its part, time, file, label, score and
-    alarm at the fixed threshold; with `online` (part -> (thresholds, alarms), in the part's
-    order, from `analysis.recalibration`) also the online threshold in force and its alarm."""
+    alarm at the fixed threshold and its configuration group;
+    with `online` (part -> (thresholds, alarms), in the part's order, from
+    `analysis.recalibration`) also the online threshold in force and its alarm.
+
+    Scores and thresholds are written at full precision (the shortest text that reads back as
+    the same float64), so a report re-rendered from this file (`driver.py --report`) counts
+    the same alarms as the run did."""
     buf = io.StringIO()
     writer = csv.writer(buf)
-    header = ["part", "timestamp_ns", "time_utc", "file", "label", "score", "alarm"]
+    header = ["part", "timestamp_ns", "time_utc", "file", "label", "score", "alarm", "group"]
     writer.writerow(header + (["online_threshold", "online_alarm"] if online else []))
     for name, idx in parts.items():
         if name not in scores:
@@ -143,11 +149,17 @@ def write_predictions(path: Path, samples, parts: dict, scores: dict, threshold:
         for row, (i, score) in enumerate(zip(idx, scores[name], strict=True)):
             cells = [name, int(samples.timestamp_ns[i]), _iso(samples.timestamp_ns[i]),
                      samples.files[samples.file_index[i]], int(samples.label[i]),
-                     f"{score:.6g}", int(score >= threshold)]
+                     full_precision(score), int(score >= threshold), int(samples.group[i])]
             if online:
-                cells += [f"{extra[0][row]:.6g}", int(extra[1][row])] if extra is not None else ["", ""]
+                cells += ([full_precision(extra[0][row]), int(extra[1][row])] if extra is not None
+                          else ["", ""])
             writer.writerow(cells)
     atomic_write_text(path, buf.getvalue())
+
+
+def full_precision(value) -> str:
+    """A float as the shortest text that reads back as the same float64 (`repr`)."""
+    return repr(float(value))
 
 
 class _PartTraces:
@@ -165,14 +177,40 @@ class _PartTraces:
         return array[..., 0] if array.ndim > self.ndim else array
 
 
+class _PulseNames:
+    """"<file name>" and "<time> UTC" (two lines) of each pulse of one part, made when asked for."""
+
+    def __init__(self, samples, idx):
+        self.samples, self.idx = samples, np.asarray(idx)
+
+    def __getitem__(self, i: int) -> str:
+        row = self.idx[i]
+        name = Path(self.samples.files[self.samples.file_index[row]]).name
+        return f"{name}\n{_iso(self.samples.timestamp_ns[row])} UTC"
+
+
 def example_traces(samples, idx, labels, scores, threshold) -> dict:
     """Up to N_EXAMPLES raw traces each of caught, missed and false-alarm pulses, with their
-    reference pulses [K, L] when the samples carry them."""
+    reference pulses [K, L] when the samples carry them, captioned with file and time."""
     # Samples without references (reference.count 0, npz without them) are drawn alone.
     references = samples.references
     return pick_examples(_PartTraces(samples.traces, idx), labels, scores, threshold,
                          per_category=N_EXAMPLES,
-                         references=None if references is None else _PartTraces(references, idx, 2))
+                         references=None if references is None else _PartTraces(references, idx, 2),
+                         names=_PulseNames(samples, idx))
+
+
+def group_descriptions(samples, idx) -> dict[str, str]:
+    """Each configuration group of the rows `idx`, described by the settings that set it apart
+    from the largest group (`analysis.groups.describe_groups`)."""
+    idx = np.asarray(idx, dtype=np.int64)
+    return describe_groups(samples.group[idx], samples.settings[idx], samples.settings_names)
+
+
+def trace_quantity(config: Config) -> str:
+    """What the example traces' y axis shows: the configured waveform and its unit."""
+    what = "differential current, " if config.data.var_id.endswith("Trace2") else ""
+    return f"{config.data.var_id} ({what}archive units)"
 
 
 def seeds_info(config: Config) -> dict:
@@ -196,13 +234,8 @@ def write_train_outputs(*, run_dir: Path, config: Config, samples, parts: dict, 
                                      pulse_rate_hz=config.threshold.pulse_rate_hz)
                for name in scores}
     splits = split_summary(parts, samples)
-    notes = split_notes(config)
-    notes.append(f"Imbalance handling: {balance_note}.")
-    notes.append(f"Trained with {replicas} replica(s) on {workers} worker process(es).")
-    if metrics.get("test") is not None:
-        notes.append("Held-out test part (never used for training or the threshold): PR AUC "
-                     f"{_f(metrics['test'].get('pr_auc'))}, recall {_f(metrics['test'].get('recall'))}"
-                     f"; its full report comes from `driver.py --test`.")
+    facts = train_facts(config, balance_note, replicas, workers, metrics.get("test"))
+    descriptions = group_descriptions(samples, parts["val"])
     payload = {
         "run_id": run_dir.name,
         "created": datetime.now(UTC).isoformat(timespec="seconds"),
@@ -210,6 +243,7 @@ def write_train_outputs(*, run_dir: Path, config: Config, samples, parts: dict, 
         "model_parameters": int(model_params),
         "replicas": int(replicas),
         "workers": int(workers),
+        "imbalance": balance_note,
         "threshold": threshold.to_dict(),
         "splits": splits,
         "seeds": seeds_info(config),
@@ -218,6 +252,7 @@ def write_train_outputs(*, run_dir: Path, config: Config, samples, parts: dict, 
         "validation": metrics["val"],
         "test": metrics.get("test"),
         "epochs_trained": len(next(iter(history.values()), [])) if history else 0,
+        "validation_groups": descriptions,
     }
     atomic_write_json(run_dir / "data_ledger.json", samples.ledger.to_dict())
     write_predictions(run_dir / "predictions.csv", samples, parts, scores, threshold.threshold)
@@ -239,10 +274,13 @@ def write_train_outputs(*, run_dir: Path, config: Config, samples, parts: dict, 
         example_traces=example_traces(samples, parts["val"], labels["val"], scores["val"],
                                       threshold.threshold),
         config_text=dump_config(config),
-        notes=notes,
+        facts=facts,
+        notes=split_warnings(config),
         part_name="validation",
         timestamps_ns=samples.timestamp_ns[np.asarray(parts["val"])],
         groups=samples.group[np.asarray(parts["val"])],
+        group_descriptions=descriptions,
+        trace_quantity=trace_quantity(config),
     )
     write_report(run_dir / "train_metrics_report.pdf", content)
     log.info("validation: PR AUC %s, recall %s at false-alarm rate %s",
@@ -252,23 +290,50 @@ def write_train_outputs(*, run_dir: Path, config: Config, samples, parts: dict, 
     return metrics
 
 
+def train_facts(config: Config, balance_note: str, replicas: int, workers: int,
+                test_metrics: dict | None) -> list[str]:
+    """The training report's facts about the run (title page, plain text, not warnings)."""
+    facts = split_notes(config)
+    facts.append(f"Imbalance handling: {balance_note}.")
+    facts.append(f"Trained with {replicas} replica(s) on {workers} worker process(es).")
+    if test_metrics is not None:
+        facts.append("Held-out test part (never used for training or the threshold): PR AUC "
+                     f"{_f(test_metrics.get('pr_auc'))}, recall {_f(test_metrics.get('recall'))}"
+                     "; its full report comes from `driver.py --test`.")
+    return facts
+
+
 def split_notes(config: Config) -> list[str]:
-    notes = [f"Split: {config.split.method}, fractions train {config.split.train_fraction}, "
-             f"validation {config.split.val_fraction}, gap {config.split.gap_seconds} s."]
+    """How the run split its data: a fact for the report's title page, not a warning."""
+    return [f"Split: {config.split.method}, fractions train {config.split.train_fraction}, "
+            f"validation {config.split.val_fraction}, gap {config.split.gap_seconds} s."]
+
+
+def split_warnings(config: Config) -> list[str]:
+    """What about the split should make a reader wary of the figures (shown as warnings)."""
     if config.split.method == "stratified_random":
-        notes.append("WARNING: stratified-random split. Pulses of one period land in every part, "
-                     "so these figures overstate what to expect on a later period.")
-    return notes
+        return ["Stratified-random split: pulses of one period land in every part, so these "
+                "figures overstate what to expect on a later period."]
+    return []
 
 
-def data_period(samples) -> tuple[str, str]:
-    if len(samples.timestamp_ns) == 0:
+def data_period(samples, idx=None) -> tuple[str, str]:
+    """(first, last) pulse time of `samples`, or of the rows `idx` of them, as UTC text."""
+    stamps = samples.timestamp_ns if idx is None else samples.timestamp_ns[np.asarray(idx, np.int64)]
+    if len(stamps) == 0:
         return ("", "")
-    return (_iso(samples.timestamp_ns.min()), _iso(samples.timestamp_ns.max()))
+    return (_iso(stamps.min()), _iso(stamps.max()))
 
 
-def skipped_files(ledger) -> list[str]:
-    return sorted({entry.path for entry in ledger.entries})
+def skipped_files(ledger) -> list[tuple[str, str]]:
+    """(path, reasons) of every file the ledger names, sorted by path; a file skipped for
+    several reasons (or pulses of it skipped for them) lists them all, comma-separated."""
+    reasons: dict[str, list[str]] = {}
+    for entry in ledger.entries:
+        found = reasons.setdefault(entry.path, [])
+        if entry.reason not in found:
+            found.append(entry.reason)
+    return [(path, ", ".join(reasons[path])) for path in sorted(reasons)]
 
 
 def _f(value) -> str:

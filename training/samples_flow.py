@@ -42,6 +42,7 @@ from training import outputs
 from training.callbacks import EpochLogLine, read_history_csv
 from training.small_data import EpochChoice, cv_choice, decide_method, fold_indices
 from utils.run_folder import atomic_path, atomic_write_json, atomic_write_text, create_test_dir
+from utils.text import listing
 
 log = logging.getLogger("beamwatch.train")
 SCORE_BATCH = 256  # scoring batch of the test flow (the train flow's too, when its batch is smaller)
@@ -120,8 +121,8 @@ def _check_model(model, x: dict, n_classes: int, name: str) -> tuple[str, ...]:
     names = outputs.input_names(model)
     missing = [n for n in names if n not in x]
     if missing:
-        raise ValueError(f"model.name={name!r} expects inputs {list(names)}, but the data source "
-                         f"gives {sorted(x)}; pick a model for this source (configs/<job>.yaml).")
+        raise ValueError(f"model.name={name!r} expects inputs {listing(names)}, but the data source "
+                         f"gives {listing(sorted(x))}; pick a model for this source (configs/<job>.yaml).")
     units = int(model.outputs[0].shape[-1])
     if units != (1 if n_classes == 2 else n_classes):
         raise ValueError(f"model.name={name!r} has {units} output unit(s), the data have "
@@ -156,7 +157,7 @@ def train_samples(config: Config, *, run_dir: Path | None = None, progress: bool
     samples.ledger.log_summary(log, unit="samples")
     names, k = samples.class_names, samples.n_classes
     if k < 2:
-        raise ValueError(f"{config.data.dataset_loc}: found {k} class(es) {list(names)}; "
+        raise ValueError(f"{config.data.dataset_loc}: found {k} class(es) ({listing(names)}); "
                          "classification needs at least 2.")
     parts = split_samples(samples, config.split, config.run.seed)
     sizes = _split_sizes(parts, samples.label, names)
@@ -355,8 +356,8 @@ def write_predictions(path: Path, samples, parts: dict, probs: dict, class_names
             c = int(predicted[row])
             writer.writerow([part, samples.ids[i], label,
                              class_names[label] if label != UNLABELLED else "", c, class_names[c],
-                             f"{probs[part][row, c]:.6g}",
-                             *[f"{v:.6g}" for v in probs[part][row]]])
+                             repr(float(probs[part][row, c])),  # full precision: --report
+                             *[repr(float(v)) for v in probs[part][row]]])
     atomic_write_text(path, buf.getvalue())
 
 
@@ -378,8 +379,9 @@ def read_predictions(path: Path, class_names) -> dict[str, tuple[np.ndarray, np.
             for part, (a, b) in out.items()}
 
 
-def render_train_report(run_dir: Path) -> Path:
-    """(Re)write train_metrics_report.pdf from the run's saved files only (no retraining)."""
+def render_train_report(run_dir: Path, path: Path | None = None) -> Path:
+    """Write the training report from the run's saved files only (no retraining) to `path`
+    (default: train_metrics_report.pdf; `driver.py --report` passes a new file beside it)."""
     run_dir = Path(run_dir)
     metrics = json.loads((run_dir / "metrics.json").read_text())
     names = metrics["class_names"]
@@ -397,7 +399,7 @@ def render_train_report(run_dir: Path) -> Path:
     comparison = metrics.get("comparison")
     notes.append(comparison["test"]["verdict"] if comparison else
                  "No simple peer was fitted (train.peer: false).")
-    path = run_dir / "train_metrics_report.pdf"
+    path = run_dir / "train_metrics_report.pdf" if path is None else Path(path)
     write_class_report(path, ClassReportContent(
         title=f"beamwatch training report: {metrics['source']} job, {metrics['model']}",
         run_id=run_dir.name, created=metrics["created"], data=_data_text(run_dir),
@@ -527,13 +529,17 @@ def _saved_peer(run_dir: Path, part: str | None, metrics: dict) -> tuple[dict | 
 def run_predict_flow(config: Config, *, run_dir: Path | None, files: list[Path],
                      output: Path | None = None, quiet: bool = False,
                      debug: bool = False) -> Path:
-    """`driver.py --predict FILE...`: logs, the run (given, or the newest under
-    run.output_dir), which must be a samples run, then `predict_files`."""
+    """`driver.py --predict FILE...`: logs, the run (given, or the newest complete
+    sessions/npz/features/text run under run.output_dir), then `predict_files`."""
+    from parser.schema import SOURCES
     from utils.logs import setup_logging
-    from utils.run_folder import newest_run
+    from utils.status import SNS_SOURCE, newest_complete_run
 
     logger = setup_logging(Path(config.run.log_dir), "test", quiet=quiet, debug=debug)
-    run_dir = Path(run_dir) if run_dir is not None else newest_run(Path(config.run.output_dir))
+    if run_dir is None:
+        jobs = tuple(s for s in SOURCES if s != SNS_SOURCE)
+        run_dir, _ = newest_complete_run(Path(config.run.output_dir), jobs, "--predict")
+    run_dir = Path(run_dir)
     if not is_samples_run(run_dir):
         raise FileNotFoundError(
             f"{run_dir} is not a finished sessions/npz/features/text run (no "
@@ -553,7 +559,7 @@ def predict_files(run_dir: Path, files: list[str], output: Path | None = None) -
     config, model, saved, prep, threshold = _load_run(run_dir)
     missing = [f for f in files if not Path(f).exists()]
     if missing:
-        raise FileNotFoundError(f"--predict: file(s) not found: {missing[:5]}")
+        raise FileNotFoundError(f"--predict: file(s) not found: {listing(missing, 5)}")
     samples = load_samples(config, layout=saved["layout"], files=[str(f) for f in files])
     samples.ledger.log_summary(test_log, unit="samples")
     probs = _score(model, prep, saved, samples)

@@ -18,6 +18,7 @@ from typing import NamedTuple
 
 from data_preparation.sources import sessions, sns_dcm, tables, windows
 from data_preparation.sources.contract import Samples
+from utils.text import listing
 
 
 class Source(NamedTuple):
@@ -40,7 +41,7 @@ def get_source(name: str) -> Source:
         return SOURCES[name]
     except KeyError:
         raise ValueError(f"data.source: unknown source {name!r}; registered sources: "
-                         f"{sorted(SOURCES)}.") from None
+                         f"{listing(sorted(SOURCES))}.") from None
 
 
 def load_samples(config, location: str | None = None, layout: dict | None = None,

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from data_preparation.ledger import DataLedger
+from utils.text import listing
 
 PARTS = ("train", "val", "test")
 UNLABELLED = -1  # label of a sample scored by --predict without a known class
@@ -111,7 +112,7 @@ def encode_labels(
     unknown = sorted(set(text.tolist()) - set(lookup))
     if unknown:
         raise ValueError(f"{where}: label(s) {unknown[:5]} are not among the classes "
-                         f"{list(class_names)}.")
+                         f"{listing(class_names)}.")
     return np.asarray([lookup[t] for t in text.tolist()], dtype=np.int64), tuple(class_names)
 
 

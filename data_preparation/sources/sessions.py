@@ -45,6 +45,7 @@ from data_preparation.sources.input_files import (
     read_xlsx_file,
     resolve_inside,
 )
+from utils.text import listing
 
 logger = logging.getLogger(__name__)
 
@@ -106,8 +107,8 @@ def _labelled_files(root: Path, labels_file: str, ledger: DataLedger, data_confi
         frame = read_table(table, data_config)
         missing = [c for c in ("file", "label") if c not in frame.columns]
         if missing:
-            raise ValueError(f"{table}: needs columns file,label[,split][,group]; missing "
-                             f"{missing}, found {list(frame.columns)}.")
+            raise ValueError(f"{table}: needs columns file, label (and optionally split, group); "
+                             f"missing {listing(missing)}; found {listing(frame.columns)}.")
         split = (normalise_split(frame["split"], str(table)) if "split" in frame.columns
                  else np.full(len(frame), "", dtype=object))
         groups = frame["group"].astype(str) if "group" in frame.columns else frame["file"]
@@ -202,7 +203,7 @@ def load(config, location: str | None = None, layout: dict | None = None,
         times = session_times(frame, scfg.time_column)
         if times is None or (times == np.iinfo(np.int64).min).all():
             ledger.add(path, NO_TIMESTAMP, 1, f"no valid '{scfg.time_column}' column "
-                       f"(columns: {list(frame.columns)[:8]})", scope="file")
+                       f"(columns: {listing(frame.columns, 8)})", scope="file")
             continue
         frames.append((path, cls, split, group, frame, times))
     # The channel layout: from a trained run, from the config, or every numeric column seen.
@@ -223,7 +224,7 @@ def load(config, location: str | None = None, layout: dict | None = None,
         missing = [c for c in raw_columns if c not in frame.columns]
         if len(missing) > scfg.max_missing_columns:
             ledger.add(path, MISSING_COLUMNS, 1, f"{len(missing)} of the expected columns "
-                       f"missing (more than {scfg.max_missing_columns}): {missing[:6]}",
+                       f"missing (more than {scfg.max_missing_columns}): {listing(missing, 6)}",
                        scope="file")
             continue
         matrix = _session_matrix(frame, times, raw_columns, norms, channels)
@@ -242,9 +243,13 @@ def load(config, location: str | None = None, layout: dict | None = None,
     if not matrices:
         where = root if root is not None else ", ".join(map(str, files or []))
         reasons = sorted({e.reason for e in ledger.entries})
-        raise ValueError(f"no valid session file in {where}: {len(entries)} file(s) found "
-                         f"({SUFFIXES}), none usable" + (f" (skipped: {reasons})" if reasons
-                                                          else ""))
+        skipped = f" (skipped: {listing(reasons)}; the log lists each file)" if reasons else ""
+        if not entries:
+            raise ValueError(f"no session file in {where}: expected files ending in "
+                             f"{listing(SUFFIXES)} in <class>/ folders or listed in labels.csv"
+                             + skipped)
+        raise ValueError(f"no valid session file in {where}: {len(entries)} labelled file(s) "
+                         "found, none usable" + skipped)
     length = int(layout["length"]) if layout else (
         scfg.length or int(np.median([m.shape[0] for m in matrices])))
     trace = np.zeros((len(matrices), length, len(channels)), dtype=np.float32)

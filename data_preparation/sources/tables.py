@@ -33,6 +33,7 @@ from data_preparation.sources.input_files import (
     read_csv_file,
     read_parquet_file,
 )
+from utils.text import listing
 
 logger = logging.getLogger(__name__)
 
@@ -77,7 +78,7 @@ def _labels_and_split(frame, label_column, split_column, where, layout, labelled
     if label_column not in frame.columns:
         if labelled:
             raise KeyError(f"{where}: no label column {label_column!r}; columns are "
-                           f"{list(frame.columns)[:12]}.")
+                           f"{listing(frame.columns)}.")
         return (np.ones(len(frame), bool), np.full(len(frame), UNLABELLED, np.int64),
                 trained_names or (), None)
     has_label = frame[label_column].notna().to_numpy()
@@ -109,8 +110,8 @@ def load_features(config, location: str | None = None, layout: dict | None = Non
                    and pd.api.types.is_numeric_dtype(frame[c])]
     missing = [c for c in columns if c not in frame.columns]
     if missing or not columns:
-        raise KeyError(f"{where}: feature column(s) {missing or '(none numeric)'} not found; "
-                       f"columns are {list(frame.columns)[:12]}.")
+        raise KeyError(f"{where}: feature column(s) {listing(missing, empty='(none numeric)')} not found; "
+                       f"columns are {listing(frame.columns)}.")
     keep, label, names, split = _labels_and_split(frame, fcfg.label_column, fcfg.split_column,
                                                   where, layout, files is None, ledger)
     frame = frame.loc[keep]
@@ -148,7 +149,7 @@ def load_text(config, location: str | None = None, layout: dict | None = None,
     frame, where = _tables(config, location, files, tcfg.split_column, ledger)
     if tcfg.text_column not in frame.columns:
         raise KeyError(f"{where}: no text column {tcfg.text_column!r}; columns are "
-                       f"{list(frame.columns)[:12]}.")
+                       f"{listing(frame.columns)}.")
     has_text = frame[tcfg.text_column].notna().to_numpy()
     for row_id in frame.loc[~has_text, "__id"]:
         ledger.add(row_id, EMPTY_SAMPLE, 1, f"no value in column {tcfg.text_column!r}")

@@ -27,6 +27,7 @@ from data_preparation.sources.contract import (
     split_files,
 )
 from data_preparation.sources.input_files import check_npz_size, finite_rows, ledger_non_finite
+from utils.text import listing
 
 
 def _read(path: Path, max_bytes: int) -> dict[str, np.ndarray]:
@@ -47,8 +48,8 @@ def _pick(arrays: dict, path: Path, *names: str, required: bool = True):
         if name in arrays:
             return arrays[name]
     if required:
-        raise KeyError(f"{path}: no array {' or '.join(repr(n) for n in names)}; found "
-                       f"{sorted(arrays)}. Expected X [n, steps, features] and y [n].")
+        raise KeyError(f"{path}: no array {' or '.join(dict.fromkeys(names))}; found "
+                       f"{listing(sorted(arrays))}. Expected X [n, steps, features] and y [n].")
     return None
 
 

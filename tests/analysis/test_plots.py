@@ -62,7 +62,7 @@ def test_pick_examples_orders_categories_by_clarity():
     examples = plots.pick_examples(traces, LABELS, SCORES, 0.5, per_category=2)
     firsts = {name: [int(item.trace[0]) for item in items] for name, items in examples.items()}
     assert firsts == {"caught": [9, 8], "missed": [6], "false alarms": [5, 4]}
-    assert examples["caught"][0].caption == "#9 score 0.900"
+    assert examples["caught"][0].caption == "#9\nscore 0.900"
     assert examples["caught"][0].references is None
 
 
@@ -111,8 +111,10 @@ def test_rates_by_block_plot_marks_target_band_and_online_series():
     fig = plots.plot_rates_by_block(table, 0.1, xlabel="time block")
     _renders(fig)
     top = fig.axes[0]
-    labels = [line.get_label() for line in top.lines]
+    labels = top.get_legend_handles_labels()[1]
     assert "online threshold" in labels and "target 0.1" in labels
+    # every rate carries its 95 % interval: one error-bar container per series
+    assert len(top.containers) >= 2
     band = top.patches[0]
     assert band.get_y() == pytest.approx(0.05) and band.get_y() + band.get_height() == pytest.approx(0.2)
     with pytest.raises(ValueError, match="empty"):

@@ -169,3 +169,63 @@ def test_per_pulse_arrays_must_match_the_labels(tmp_path):
     content.groups = content.groups[:-1]
     with pytest.raises(ValueError, match="groups has shape \\(49,\\)"):
         write_report(tmp_path / "r.pdf", content)
+
+
+def _pages(path) -> list[str]:
+    return [" ".join(page.extract_text().split()) for page in PdfReader(path).pages]
+
+
+def test_pages_with_rates_carry_their_95_percent_intervals(tmp_path):
+    from analysis.evaluation import SECONDS_PER_HOUR, rates_by_block, time_blocks
+    from analysis.intervals import poisson_interval, wilson_interval
+
+    content = _operations_content()
+    m, o = content.metrics, content.online
+    path = tmp_path / "r.pdf"
+    write_report(path, content)
+    pages = _pages(path)
+    summary = next(p for p in pages if "Summary: test part" in p)
+    cm = m["confusion_matrix"]
+    lo, hi = poisson_interval(cm["fp"], m["n_normal"] / 60.0 / SECONDS_PER_HOUR)
+    assert (f"False alarms per hour of beam {format_number(m['false_alarms_per_hour'], 3)} "
+            f"[{format_number(lo, 3)}, {format_number(hi, 3)}]") in summary
+    r_lo, r_hi = wilson_interval(cm["tp"], m["n_errant"])
+    assert f"{cm['tp']} of {m['n_errant']} [{format_number(r_lo, 3)}, {format_number(r_hi, 3)}] (recall)" in summary
+    f_lo, f_hi = wilson_interval(o["false_alarms"], o["n_normal"])
+    assert (f"({o['false_alarms']} of {o['n_normal']}) [{format_number(100 * f_lo, 3)}, "
+            f"{format_number(100 * f_hi, 3)}] %") in summary
+    # per time block: the first block's false-alarm rate with its Wilson interval
+    blocks_page = next(p for p in pages if "Operating point over time and per configuration" in p)
+    ts = np.asarray(content.timestamps_ns)
+    table = rates_by_block(content.labels, content.scores, content.threshold["threshold"],
+                           time_blocks(ts, 10), content.online_alarms)
+    first = table[0]
+    b_lo, b_hi = wilson_interval(first["false_alarms"], first["n_normal"])
+    assert (f"{first['false_alarms']} of {first['n_normal']} "
+            f"{format_number(100 * first['false_alarm_rate'], 3)} % "
+            f"[{format_number(100 * b_lo, 3)}, {format_number(100 * b_hi, 3)}] %") in blocks_page
+    curves = next(p for p in pages if "Operating and precision-recall curves" in p)
+    assert "false alarms per hour of beam on a log axis" in curves
+
+
+def test_facts_are_not_warnings_and_keras_cut_is_said(tmp_path):
+    content = _content([0, 0, 1, 1, 0, 1], [0.1, 0.6, 0.4, 0.9, 0.2, 0.8])
+    content.facts = ["Trained with 1 replica(s) on 2 worker process(es)."]
+    content.skipped_files = [("/data/a.bin.gz", "no_production_beam")]
+    path = tmp_path / "r.pdf"
+    write_report(path, content)
+    text = " ".join(_pages(path))
+    assert "About this run - Trained with 1 replica(s)" in text
+    assert "Warnings ! Split is stratified-random" in text
+    assert "/data/a.bin.gz no_production_beam" in text
+    assert "counting a score >= 0.5 as an alarm, not the run's threshold" in text
+    assert "Summary: test part" in text and "(test part)" in text
+
+
+def test_every_pulse_part_is_named_in_words(tmp_path):
+    content = _content([0, 0, 1, 1], [0.1, 0.6, 0.4, 0.9], history=False)
+    content.part_name = "all"
+    path = tmp_path / "r.pdf"
+    write_report(path, content)
+    text = " ".join(_pages(path))
+    assert "Summary: every pulse scored" in text and "all part" not in text

@@ -106,7 +106,8 @@ def test_sessions_with_too_many_missing_columns_or_no_time_are_ledgered(tmp_path
 def test_sessions_folder_without_a_valid_file_is_a_clear_error(tmp_path):
     (tmp_path / "walk").mkdir()
     cfg = config(data={"source": "sessions", "dataset_loc": str(tmp_path)})
-    with pytest.raises(ValueError, match="no valid session file"):
+    with pytest.raises(ValueError, match=r"no session file in .*: expected files ending in "
+                       r"\.csv, \.xlsx, \.xls in <class>/ folders"):
         load_samples(cfg)
     session(tmp_path / "walk" / "no_time.csv", time=False)
     with pytest.raises(ValueError, match="no_timestamp"):
@@ -142,7 +143,7 @@ def test_npz_windows_string_labels_and_class_names(tmp_path):
     s = load_samples(config(data={"source": "npz", "dataset_loc": str(tmp_path / "old.npz")}))
     assert s.inputs["trace"].shape == (3, 5, 1) and s.timestamp_ns.tolist() == [0, 1, 2]
     np.savez(tmp_path / "bad.npz", X=x)
-    with pytest.raises(KeyError, match="'y'"):
+    with pytest.raises(KeyError, match="no array y or label; found X"):
         load_samples(config(data={"source": "npz", "dataset_loc": str(tmp_path / "bad.npz")}))
 
 

@@ -124,9 +124,10 @@ def test_features_job_predefined_split_and_report_rerendered(tmp_path):
     run = check_run(tmp_path, ["genre0", "genre1", "genre2"])
     metrics = json.loads((run / "metrics.json").read_text())
     assert metrics["splits"]["test"]["n"] == 18  # the rows marked test, no more
-    report = run / "train_metrics_report.pdf"
-    report.unlink()
+    original = (run / "train_metrics_report.pdf").read_bytes()
     assert run_driver("--report", str(run), "--config", str(config), "--quiet") == 0
+    assert (run / "train_metrics_report.pdf").read_bytes() == original  # never overwritten
+    (report,) = run.glob("train_metrics_report.rerendered-*.pdf")
     assert "balanced accuracy" in pdf_text(report)
 
 
@@ -149,5 +150,5 @@ def test_text_job_binary_keeps_the_threshold(tmp_path):
 
 def test_predict_and_report_refuse_what_they_cannot_do(tmp_path, capsys):
     assert run_driver("--report", str(tmp_path / "nope"), "--quiet") == 2
-    assert "not a finished" in capsys.readouterr().err
+    assert "no such run folder" in capsys.readouterr().err
     assert run_driver("--predict", "x.csv", "--train") == 2

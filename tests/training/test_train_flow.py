@@ -213,3 +213,32 @@ def test_npz_windows_train_and_test_with_the_generic_model(tmp_path):
     metrics = json.loads((run_dir / "metrics.json").read_text())
     assert metrics["splits"]["test"]["n"] == 36  # every window its own sample: 70/15/15 of 240
     assert len(list(run_dir.glob("tests/*/test_metrics_report.pdf"))) == 1
+
+
+def _page_numbers(text: str) -> list[str]:
+    """The figures a page quotes (counts, rates, intervals), in order; dates and times left out."""
+    import re
+
+    text = re.sub(r"\d{4}-\d{2}-\d{2}[ T]\d{2}:\d{2}(:\d{2})?", "", text)
+    return re.findall(r"-?\d[\d,]*(?:\.\d+)?(?:e-?\d+)?", text)
+
+
+def test_report_rerender_is_a_new_file_with_the_originals_numbers(trained, capsys):
+    import hashlib
+
+    tmp, _, config, run_dir = trained
+    original = run_dir / "train_metrics_report.pdf"
+    digest = hashlib.sha256(original.read_bytes()).hexdigest()
+    assert run_driver("--report", str(run_dir), "--config", str(config), "--quiet") == 0
+    printed = capsys.readouterr().out.strip().splitlines()[-1]
+    new = Path(printed.removeprefix("report: "))
+    assert new.parent == run_dir and new.name.startswith("train_metrics_report.rerendered-")
+    assert hashlib.sha256(original.read_bytes()).hexdigest() == digest  # original untouched
+    before, after = pypdf.PdfReader(str(original)), pypdf.PdfReader(str(new))
+    assert len(after.pages) == len(before.pages)
+    texts = [(b.extract_text(), a.extract_text()) for b, a in zip(before.pages, after.pages, strict=True)]
+    examples = [i for i, (b, _) in enumerate(texts) if "Example traces" in b]
+    assert len(examples) == 1 and "raw traces are not kept" in texts[examples[0]][1]
+    for i, (b, a) in enumerate(texts[1:], start=1):  # the title page's facts differ (re-rendered on ...)
+        if i not in examples and "Resolved configuration" not in b:
+            assert _page_numbers(a) == _page_numbers(b), f"page {i + 1}"
