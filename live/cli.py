@@ -1,4 +1,5 @@
-"""The driver's `--export` and `--watch` verbs: resolve the run, set up logging, call the flow."""
+"""The driver's `--export`, `--watch` and `--epics-input` verbs: resolve the run, set up logging,
+call the flow."""
 
 from __future__ import annotations
 
@@ -6,7 +7,8 @@ from pathlib import Path
 
 
 def run_live(args, config, log_dir: Path, prefix: str) -> None:
-    """`--export` then (or only) `--watch`, on `--run` or the newest run under run.output_dir."""
+    """`--export` then (or only) `--watch` or `--epics-input`, on `--run` or the newest run under
+    run.output_dir; `--epics PREFIX` publishes the scores on `config.live.epics_interfaces`."""
     from live.export import FORMATS, export_run, parse_formats
     from utils.logs import add_run_log, start_logging
     from utils.run_folder import newest_run
@@ -24,19 +26,27 @@ def run_live(args, config, log_dir: Path, prefix: str) -> None:
             shown = entry.get("error") or (f"max |dscore| {entry['max_abs_diff']:.2e}, "
                                            f"dPR AUC {entry['delta_pr_auc']}, {entry['bytes']} bytes")
             logger.info("  %-22s %s", name, shown)
-    if args.watch is not None:
-        from live.watch import watch
+    if args.watch is None and not args.epics_input:
+        return
+    publishers = ()
+    if args.epics:
+        from live.epics import EpicsPublisher
 
-        artefact = (args.format or "saved_model").split(",")[0].strip()
-        publishers = ()
-        if args.epics:
-            from live.epics import EpicsPublisher
+        publishers = (EpicsPublisher.start(args.epics, config.live.epics_interfaces,
+                                           duplicate_search_s=config.live.epics_duplicate_search_s),)
+    artefact = (args.format or "saved_model").split(",")[0].strip()
+    try:
+        if args.epics_input:
+            from live.epics_source import run_epics_input
 
-            publishers = (EpicsPublisher.start(args.epics),)
-        try:
+            run_epics_input(run_dir, config.live, artefact=artefact, idle_exit_s=args.idle_exit,
+                            echo=not args.quiet, publishers=publishers)
+        else:
+            from live.watch import watch
+
             watch(run_dir, args.watch, artefact=artefact, settings_dir=args.settings,
                   poll_s=args.poll, idle_exit_s=args.idle_exit, echo=not args.quiet,
                   publishers=publishers)
-        finally:
-            for publisher in publishers:
-                publisher.stop()
+    finally:
+        for publisher in publishers:
+            publisher.stop()
