@@ -39,8 +39,10 @@ def run_live(args, config, log_dir: Path, prefix: str) -> None:
         if args.epics_input:
             from live.epics_source import run_epics_input
 
-            run_epics_input(run_dir, config.live, artefact=artefact, idle_exit_s=args.idle_exit,
-                            echo=not args.quiet, publishers=publishers)
+            run_epics_input(run_dir, config.live, artefact=artefact,
+                            pulse_rate_hz=config.threshold.pulse_rate_hz,
+                            idle_exit_s=args.idle_exit, echo=not args.quiet,
+                            publishers=publishers)
         else:
             from live.watch import watch
 
