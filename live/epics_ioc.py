@@ -42,6 +42,7 @@ import threading
 import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 
@@ -50,6 +51,7 @@ from enterprise_tools.sns_stream import StreamSpec, pulse_stream
 log = logging.getLogger("beamwatch.epics_ioc")
 
 WAVEFORM, COUNTER, ALARM = "DCM:Trace2", "DCM:PulseCount", "DCM:Alarm"
+_LINGER_S = 0.5
 
 
 @dataclasses.dataclass(frozen=True)
@@ -86,9 +88,17 @@ class IocSpec:
         return f"{self.prefix}{name}"
 
 
-def stream_pulses(spec: IocSpec) -> Iterator[tuple[int, int, np.ndarray, np.ndarray, int]]:
-    """(pulse number, timestamp ns, window, settings, alarm) of the stream from `start_at` to
-    `stop_at`, one at a time (the pulses before `start_at` are simulated and passed over)."""
+class StreamPulse(NamedTuple):
+    number: int
+    timestamp_ns: int
+    window: np.ndarray
+    settings: np.ndarray
+    alarm: int
+
+
+def stream_pulses(spec: IocSpec) -> Iterator[StreamPulse]:
+    """The stream's pulses from `start_at` to `stop_at`, one at a time (the pulses before
+    `start_at` are simulated and passed over)."""
     number = 0
     for chunk in pulse_stream(spec.stream, spec.seed):
         n = len(chunk.timestamps_ns)
@@ -99,8 +109,8 @@ def stream_pulses(spec: IocSpec) -> Iterator[tuple[int, int, np.ndarray, np.ndar
             if spec.stop_at is not None and number >= spec.stop_at:
                 return
             if number >= spec.start_at:
-                yield (number, int(chunk.timestamps_ns[i]), chunk.traces[i], chunk.settings[i],
-                       int(chunk.alarms[i]))
+                yield StreamPulse(number, int(chunk.timestamps_ns[i]), chunk.traces[i],
+                                  chunk.settings[i], int(chunk.alarms[i]))
             number += 1
 
 
@@ -113,23 +123,20 @@ class _CaServer:
         self._context = None
         self._pvs: dict = {}
 
-    async def start(self) -> None:
+    async def start(self, first) -> None:
+        """Serve, with the PVs holding `first` pulse's values and time (no placeholder values
+        a client could take for a pulse)."""
         from caproto import ChannelDouble, ChannelFloat, ChannelInteger
         from caproto.asyncio.server import Context
 
         spec = self.spec
-        shift = spec.stream.shift
-        initial = {spec.pv(WAVEFORM): np.zeros(shift, np.float32), spec.pv(COUNTER): -1,
-                   spec.pv(ALARM): 0, **{spec.pv(p): 0.0 for p in spec.stream.pvs}}
-        pvs = {}
-        stamp = time.time()
-        for name, value in initial.items():
-            if name == spec.pv(WAVEFORM):
-                pvs[name] = ChannelFloat(value=value, max_length=shift, timestamp=stamp)
-            elif isinstance(value, int):
-                pvs[name] = ChannelInteger(value=value, timestamp=stamp)
-            else:
-                pvs[name] = ChannelDouble(value=value, precision=6, timestamp=stamp)
+        stamp = first.timestamp_ns / 1e9
+        pvs = {spec.pv(WAVEFORM): ChannelFloat(value=first.window, max_length=spec.stream.shift,
+                                               timestamp=stamp),
+               spec.pv(COUNTER): ChannelInteger(value=first.number, timestamp=stamp),
+               spec.pv(ALARM): ChannelInteger(value=first.alarm, timestamp=stamp)}
+        for name, value in zip(spec.stream.pvs, first.settings, strict=True):
+            pvs[spec.pv(name)] = ChannelDouble(value=float(value), precision=6, timestamp=stamp)
         self._pvs = pvs
         self._context = Context(pvs, interfaces=list(spec.interfaces))
         self._task = asyncio.ensure_future(self._context.run())
@@ -162,18 +169,19 @@ class _PvaServer:
         self._server = None
         self._pvs: dict = {}
 
-    async def start(self) -> None:
+    async def start(self, first) -> None:
         from p4p.nt import NTScalar
         from p4p.server import Server
         from p4p.server.thread import SharedPV
 
         spec = self.spec
-        initial = {spec.pv(WAVEFORM): ("af", np.zeros(spec.stream.shift, np.float32)),
-                   spec.pv(COUNTER): ("l", -1), spec.pv(ALARM): ("l", 0),
-                   **{spec.pv(p): ("d", 0.0) for p in spec.stream.pvs}}
+        stamp = first.timestamp_ns / 1e9
+        values = {spec.pv(WAVEFORM): ("af", first.window), spec.pv(COUNTER): ("l", first.number),
+                  spec.pv(ALARM): ("l", first.alarm),
+                  **{spec.pv(p): ("d", float(v)) for p, v in zip(spec.stream.pvs, first.settings,
+                                                                 strict=True)}}
         pvs = {}
-        stamp = time.time()
-        for name, (code, value) in initial.items():
+        for name, (code, value) in values.items():
             pvs[name] = SharedPV(nt=NTScalar(code))
             pvs[name].open(value, timestamp=stamp)
         self._pvs = pvs
@@ -239,7 +247,9 @@ class SimulatedIoc:
         server = _server(spec)
         pulses = stream_pulses(spec)
         pulse = next(pulses, None)  # the stream up to start_at is simulated before serving
-        await server.start()
+        if pulse is None:
+            raise RuntimeError(f"the stream holds no pulse from {spec.start_at} on")
+        await server.start(pulse)
         self.up.set()
         log.info("simulated IOC up: %s (%s) at %.0f Hz from pulse %d", spec.pv(WAVEFORM),
                  spec.protocol, spec.rate_hz, spec.start_at)
@@ -266,6 +276,7 @@ class SimulatedIoc:
                         out.write(f"{number},{ts}\n")
                         out.flush()
                 pulse = next(pulses, None)
+            await asyncio.sleep(_LINGER_S)  # let the last updates leave before closing
         finally:
             if out is not None:
                 out.close()

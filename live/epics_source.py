@@ -50,7 +50,7 @@ from pathlib import Path
 
 import numpy as np
 
-from data_preparation.ledger import DataLedger
+from data_preparation.ledger import NO_SETTINGS, DataLedger
 from live.engine import CSV_COLUMNS, LiveScorer, PulseRow, csv_row
 from utils.run_folder import atomic_write_json, create_run_dir
 
@@ -128,7 +128,11 @@ class PulseAssembler:
         if self.last_ns is not None and timestamp_ns <= self.last_ns:
             self.repeats += 1  # a reconnect's first value, or an update after its pulse was due
             return
-        self._pending.setdefault(timestamp_ns, {"_since": now})[name] = value
+        parts = self._pending.setdefault(timestamp_ns, {"_since": now})
+        parts[name] = value
+        # the settings in force when the pulse's last part came (not when it is scored: a
+        # later disconnect, already queued, must not reach back)
+        parts["_settings"] = self.settings.copy()
 
     def disconnected(self, name: str) -> None:
         """A settings PV went away: the setting is not known until it is back."""
@@ -158,7 +162,7 @@ class PulseAssembler:
             if self.pvs.alarm and self.pvs.alarm in parts:
                 alarm = int(np.ravel(parts[self.pvs.alarm])[0])
             out.append(Pulse(ts, np.asarray(parts[self.pvs.waveform]), counter, alarm,
-                             self.settings.copy()))
+                             parts["_settings"]))
         return out
 
     def _gap(self, ts: int, counter: int | None) -> list[Dropped]:
@@ -212,17 +216,19 @@ class CaTransport:
         self.updates.put(("value", name, ts, np.array(response.data)))
 
     def _on_state(self, pv, state: str) -> None:
-        if state != "connected":
+        if state == "disconnected":
             self.updates.put(("down", pv.name, 0, None))
 
     def connected(self, name: str) -> bool:
         return any(pv.name == name and pv.connected for pv in self._pvs)
 
     def kick(self) -> None:
-        """Search again now for PVs that are down (caproto backs its retries off to 5 s)."""
-        down = [(pv.name, pv.priority) for pv in self._pvs if not pv.connected]
-        if down:
-            self._context.reconnect(down)
+        """Resend the searches still unanswered now: caproto backs its retries off to 5 s
+        apart, so a restarted IOC would be found seconds late. The same searches (same ids)
+        go out again, so an answer in flight cannot connect a PV twice. caproto has no public
+        call for this; `_search_now` is the event its own retry loop waits on."""
+        if any(not pv.connected for pv in self._pvs):
+            self._context.broadcaster._search_now.set()
 
     def close(self) -> None:
         if self._context is not None:
@@ -343,6 +349,7 @@ def run_epics_input(run_dir: Path, live_config, *, artefact: str = "saved_model"
     transport = TRANSPORTS[live_config.input_protocol](updates)
     transport.start(pvs.names)
     deadline = time.monotonic() + live_config.connect_timeout_s
+    last_kick = time.monotonic()
     while not transport.connected(pvs.waveform):
         if time.monotonic() > deadline:
             transport.close()
@@ -350,7 +357,9 @@ def run_epics_input(run_dir: Path, live_config, *, artefact: str = "saved_model"
                                f"{live_config.input_protocol} within "
                                f"{live_config.connect_timeout_s:g} s (is the IOC up, and in "
                                "the EPICS address list?)")
-        transport.kick()
+        if time.monotonic() - last_kick >= _KICK_S:
+            transport.kick()
+            last_kick = time.monotonic()
         time.sleep(0.05)
 
     session = create_run_dir(run_dir / "epics", pvs.waveform)
@@ -364,7 +373,7 @@ def run_epics_input(run_dir: Path, live_config, *, artefact: str = "saved_model"
     assembler = PulseAssembler(pvs, live_config.pulse_wait_s, pulse_rate_hz)
     log.info("EPICS input: %s over %s (%d settings PVs) with %s (%s); session %s", pvs.waveform,
              live_config.input_protocol, len(pvs.settings), artefact, run_dir.name, session)
-    started = last_update = last_kick = last_commit = time.monotonic()
+    started = last_update = last_commit = time.monotonic()
 
     def commit() -> None:
         alarms.flush()
@@ -391,6 +400,16 @@ def run_epics_input(run_dir: Path, live_config, *, artefact: str = "saved_model"
             return
         index = item.counter if item.counter is not None else counts["seen"]
         counts["seen"] += 1
+        unknown = [name for name, v in zip(pvs.settings, item.settings, strict=True)
+                   if np.isnan(v)]
+        if unknown:  # the engine would ledger it no_settings; here the PVs can be named
+            shown = ", ".join(unknown[:3]) + (f" and {len(unknown) - 3} more"
+                                              if len(unknown) > 3 else "")
+            ledger.add(pvs.waveform, NO_SETTINGS, 1, f"pulse {item.counter} at "
+                                                     f"{item.timestamp_ns} ns: no value from "
+                                                     f"{shown} (not connected)")
+            skipped[NO_SETTINGS] += 1
+            return
         settings = item.settings[None] if len(pvs.settings) else None
         rows, dropped = scorer.score_file(pvs.waveform, trace[None, start:stop_at],
                                           np.array([item.timestamp_ns], np.int64),
