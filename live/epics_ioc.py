@@ -73,6 +73,7 @@ class IocSpec:
     rate_hz: float = 60.0
     start_at: int = 0
     stop_at: int | None = None
+    hold_s: float = 0.0
     protocol: str = "ca"
     interfaces: tuple[str, ...] = ("127.0.0.1",)
     faults: IocFaults = IocFaults()
@@ -254,6 +255,8 @@ class SimulatedIoc:
         log.info("simulated IOC up: %s (%s) at %.0f Hz from pulse %d", spec.pv(WAVEFORM),
                  spec.protocol, spec.rate_hz, spec.start_at)
         period = 1.0 / spec.rate_hz
+        if spec.hold_s > 0:
+            await asyncio.sleep(spec.hold_s)
         started = time.monotonic()
         stalled_until = -1.0
         last_settings = None
@@ -326,6 +329,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--stall", type=float, default=1.0, metavar="S")
     parser.add_argument("--wrong-length-at", type=int, nargs="*", default=[], metavar="N",
                         help="pulse numbers whose waveform is served half-length")
+    parser.add_argument("--hold", type=float, default=0.0, metavar="S",
+                        help="serve the first pulse's values for S seconds before streaming "
+                             "(time for a predictor to connect)")
     parser.add_argument("--published", type=Path, default=None, metavar="FILE",
                         help="append 'pulse number,timestamp ns' of every served pulse")
     return parser
@@ -355,6 +361,8 @@ def _supervise(args, argv: Sequence[str]) -> int:
             log.info("simulated IOC restarting: down for %.1f s", args.restart_pause)
             time.sleep(args.restart_pause)
         command = [sys.executable, "-m", "live.epics_ioc", *rest, "--start-at", str(start)]
+        if k:
+            command += ["--hold", "0"]
         if stop is not None:
             command += ["--stop-at", str(stop)]
         code = subprocess.run(command, check=False).returncode
@@ -376,7 +384,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         stream = StreamSpec(params, hours=args.minutes / 60.0, begin=args.begin, shift=args.shift)
         spec = IocSpec(stream, seed=args.seed, prefix=args.prefix, rate_hz=args.rate,
-                       start_at=args.start_at, stop_at=args.stop_at, protocol=args.protocol,
+                       start_at=args.start_at, stop_at=args.stop_at, hold_s=args.hold,
+                       protocol=args.protocol,
                        interfaces=tuple(a.strip() for a in args.interfaces.split(",")),
                        faults=IocFaults(tuple(args.stall_at), args.stall,
                                         tuple(args.wrong_length_at)))

@@ -63,6 +63,7 @@ MALFORMED_WAVEFORM = "malformed_waveform"
 _EPICS_EPOCH_S = 631_152_000  # 1990-01-01 in Unix seconds (CA time stamps count from it)
 _NS = 1_000_000_000
 _KICK_S = 0.5
+_PVA_REQUEST = "record[queueSize=240]field()"
 _COMMIT_S = 1.0
 
 
@@ -250,8 +251,11 @@ class PvaTransport:
         from p4p.client.thread import Context
 
         self._context = Context("pva")
+        # a deep server-side queue: pvAccess squashes updates a slow client has not taken yet,
+        # which would merge two pulses' counters; what still overflows is a counter jump
         self._subscriptions = [self._context.monitor(n, functools.partial(self._on_update, n),
-                                                     notify_disconnect=True) for n in names]
+                                                     request=_PVA_REQUEST, notify_disconnect=True)
+                               for n in names]
 
     def _on_update(self, name: str, value) -> None:
         if isinstance(value, Exception):

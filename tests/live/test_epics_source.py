@@ -29,7 +29,7 @@ from live.epics_source import (
 
 ROOT = Path(__file__).resolve().parents[2]
 SHIFT = 2000  # the tiny run's data.shift (tests/live/conftest.py)
-STOP_AT, RESTART_AT, WRONG_LENGTH_AT = 330, 150, 60
+STOP_AT, RESTART_AT, WRONG_LENGTH_AT = 360, 180, 60
 
 
 def _free_ports(n: int) -> list[int]:
@@ -66,7 +66,8 @@ def _ioc_command(protocol: str, published: Path) -> list[str]:
     return [sys.executable, "-m", "live.epics_ioc", "--protocol", protocol, "--machine", "tiny",
             "--seed", "3", "--shift", str(SHIFT), "--minutes", "1", "--stop-at", str(STOP_AT),
             "--restart-at", str(RESTART_AT), "--restart-pause", "1.0",
-            "--wrong-length-at", str(WRONG_LENGTH_AT), "--published", str(published)]
+            "--wrong-length-at", str(WRONG_LENGTH_AT), "--hold", "2",
+            "--published", str(published)]
 
 
 def _live_config(protocol: str):
@@ -140,7 +141,7 @@ def test_every_published_pulse_is_scored_once_or_ledgered_across_an_ioc_restart(
             assert number not in ledgered
             ledgered[number] = entry["reason"]
     first = min(scored + list(ledgered))  # the source listens from its first pulse on
-    assert first < 30, f"the source started late, at pulse {first}"
+    assert first < RESTART_AT - 30, f"the source started late, at pulse {first}"
     listened = [n for n in published if n >= first]
     for n in listened:
         assert (n in scored) + (n in ledgered) == 1, f"pulse {n}: scored {n in scored}, " \
