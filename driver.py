@@ -72,6 +72,14 @@ def build_parser() -> argparse.ArgumentParser:
     live.add_argument("--epics", metavar="PREFIX", default=None,
                       help="--watch: publish score, alarm, threshold and unseen flag as EPICS "
                            "Channel Access PVs PREFIX:SCORE ... (needs caproto)")
+    live.add_argument("--epics-interfaces", metavar="LIST", default=None,
+                      help="--epics: addresses the PV server listens on, comma-separated (sets "
+                           "live.epics_interfaces; default 127.0.0.1, this host only), e.g. "
+                           "--epics-interfaces 10.1.2.3")
+    live.add_argument("--epics-input", action="store_true",
+                      help="score every pulse from the DCM waveform and settings PVs (EPICS, "
+                           "live.waveform_pv ...; Ctrl-C stops) instead of files, e.g. "
+                           "--epics-input --set live.waveform_pv=SIM:DCM:Trace2")
     verbs.add_argument("--predict", metavar="FILE", nargs="+", type=Path, default=None,
                        help="score new files (sessions, npz, table or text rows) with a trained "
                             "run (--run, default: the newest complete run of those jobs); writes a "
@@ -125,7 +133,7 @@ def main(argv: list[str] | None = None, env: dict[str, str] | None = None) -> in
         args = parser.parse_args(argv)
     except SystemExit as exc:  # argparse: --help (0) or bad usage (2)
         return int(exc.code or 0)
-    live = args.export or args.watch is not None
+    live = args.export or args.watch is not None or args.epics_input
     if args.predict is not None or args.report is not None:
         if (args.train or args.test or live
                 or (args.predict is not None and args.report is not None)):
@@ -144,6 +152,8 @@ def main(argv: list[str] | None = None, env: dict[str, str] | None = None) -> in
         overrides.append(f"run.name={args.name}")
     if args.seed is not None:
         overrides.append(f"run.seed={args.seed}")
+    if args.epics_interfaces is not None:
+        overrides.append(f"live.epics_interfaces=[{args.epics_interfaces}]")
     config = _load_config(args, overrides)
     if config is None:
         return EXIT_USAGE
@@ -237,7 +247,7 @@ def _run(args, config, env: dict[str, str], prefix: str) -> int:
                                allow_stale_settings=args.allow_stale_settings, scored=scored,
                                **flags)
         _say("test", tested.out_dir)
-    if args.export or args.watch is not None:
+    if args.export or args.watch is not None or args.epics_input:
         from live.cli import run_live
 
         done = run_live(args, config, Path(config.run.log_dir), prefix)

@@ -1,4 +1,5 @@
-"""The driver's `--export` and `--watch` verbs: resolve the run, set up logging, call the flow."""
+"""The driver's `--export`, `--watch` and `--epics-input` verbs: resolve the run, set up logging,
+call the flow."""
 
 from __future__ import annotations
 
@@ -6,14 +7,16 @@ from pathlib import Path
 
 
 def run_live(args, config, log_dir: Path, prefix: str) -> Path:
-    """`--export` then (or only) `--watch`, on `--run` or the newest complete SNS run under
-    run.output_dir; returns the export folder, or the run folder for --watch alone."""
+    """`--export` then (or only) `--watch` or `--epics-input`, on `--run` or the newest complete SNS
+    run under run.output_dir; `--epics PREFIX` publishes the scores on
+    `config.live.epics_interfaces`. Returns the export folder, or the run folder when only
+    scoring."""
     from live.export import FORMATS, check_parity, export_run, parse_formats
     from utils.logs import add_run_log, start_logging
     from utils.status import SNS_SOURCE, newest_complete_run, require_source
 
     logger = start_logging(log_dir, "live", quiet=args.quiet, debug=args.debug, prefix=prefix)
-    verb = "--export" if args.export else "--watch"
+    verb = "--export" if args.export else "--epics-input" if args.epics_input else "--watch"
     if args.run is None:  # the newest complete SNS run: export and watch score DCM pulses
         run_dir, _ = newest_complete_run(Path(config.run.output_dir), (SNS_SOURCE,), verb)
     else:
@@ -34,20 +37,30 @@ def run_live(args, config, log_dir: Path, prefix: str) -> Path:
                                            f"dPR AUC {entry['delta_pr_auc']}, {entry['bytes']} bytes")
             logger.info("  %-22s %s", name, shown)
         check_parity(result)
-    if args.watch is not None:
-        from live.watch import watch
+    if args.watch is None and not args.epics_input:
+        return done
+    publishers = ()
+    if args.epics:
+        from live.epics import EpicsPublisher
 
-        artefact = (args.format or "saved_model").split(",")[0].strip()
-        publishers = ()
-        if args.epics:
-            from live.epics import EpicsPublisher
+        publishers = (EpicsPublisher.start(args.epics, config.live.epics_interfaces,
+                                           duplicate_search_s=config.live.epics_duplicate_search_s),)
+    artefact = (args.format or "saved_model").split(",")[0].strip()
+    try:
+        if args.epics_input:
+            from live.epics_source import run_epics_input
 
-            publishers = (EpicsPublisher.start(args.epics),)
-        try:
+            run_epics_input(run_dir, config.live, artefact=artefact,
+                            pulse_rate_hz=config.threshold.pulse_rate_hz,
+                            idle_exit_s=args.idle_exit, echo=not args.quiet,
+                            publishers=publishers)
+        else:
+            from live.watch import watch
+
             watch(run_dir, args.watch, artefact=artefact, settings_dir=args.settings,
                   poll_s=args.poll, idle_exit_s=args.idle_exit, echo=not args.quiet,
                   publishers=publishers)
-        finally:
-            for publisher in publishers:
-                publisher.stop()
+    finally:
+        for publisher in publishers:
+            publisher.stop()
     return done

@@ -23,8 +23,8 @@ import dataclasses
 import logging
 import os
 import shutil
-import tempfile
 import time
+import uuid
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -81,7 +81,10 @@ def export_run(run_dir: Path, formats: tuple[str, ...] = FORMATS, *, progress: b
     scaling = Scaling.from_scalers(trace_scaler, settings_scaler)
     data = _run_data(config, model, trace_scaler, settings_scaler, progress, max_parity_pulses)
 
-    tmp = Path(tempfile.mkdtemp(prefix=".export-", dir=run_dir))
+    # a plain mkdir (the user's umask), not mkdtemp (0700): the account that deploys the
+    # artefact - a controls engineer's, an IOC's - must be able to read it
+    tmp = run_dir / f".export-{uuid.uuid4().hex[:12]}"
+    tmp.mkdir()
     try:
         module = build_serving_module(model, scaling)
         written: dict = {}

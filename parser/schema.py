@@ -20,6 +20,7 @@ __all__ = [
     "Config",
     "DCMDataConfig",
     "FeaturesConfig",
+    "LiveConfig",
     "ModelConfig",
     "ReferenceConfig",
     "RunConfig",
@@ -397,6 +398,37 @@ class AugmentConfig(_Section):
     feature_dropout: float = _option(0.1, ge=0, lt=1)
 
 
+@dataclass(frozen=True)
+class LiveConfig(_Section):
+    """``live``: live scoring beside the machine - the EPICS score server and the EPICS input.
+
+    The server (``--epics PREFIX``) listens on ``epics_interfaces`` only (default 127.0.0.1:
+    serving the network is an operator's choice) and refuses to start when a search for
+    PREFIX:SCORE finds another server within ``epics_duplicate_search_s``. The input
+    (``--epics-input``) subscribes to ``waveform_pv`` and the run's settings PVs (named as in
+    serving.json, after ``settings_pv_prefix``) over ``input_protocol``; see docs/live.md.
+    """
+
+    section: ClassVar[str] = "live"
+
+    epics_interfaces: tuple[str, ...] = _option(("127.0.0.1",), unique=True)
+    epics_duplicate_search_s: float = _option(1.0, ge=0)
+    input_protocol: str = _option("ca", choices=("ca", "pva"))
+    waveform_pv: str | None = None
+    waveform_offset: int = _option(0, ge=0)
+    counter_pv: str | None = None
+    alarm_pv: str | None = None
+    settings_pv_prefix: str | None = None
+    pulse_wait_s: float = _option(0.2, gt=0)
+    connect_timeout_s: float = _option(10.0, gt=0)
+
+    def _cross_check(self) -> list[tuple[str, str]]:
+        if not self.epics_interfaces:
+            return [("epics_interfaces", "received an empty list; expected at least one address "
+                                         "(127.0.0.1, or 0.0.0.0 for every interface)")]
+        return []
+
+
 SECTION_CLASSES: Mapping[str, type] = types.MappingProxyType({
     "run": RunConfig,
     "data": DCMDataConfig,
@@ -412,6 +444,7 @@ SECTION_CLASSES: Mapping[str, type] = types.MappingProxyType({
     "features": FeaturesConfig,
     "text": TextConfig,
     "augment": AugmentConfig,
+    "live": LiveConfig,
 })
 
 
@@ -433,6 +466,7 @@ class Config:
     features: FeaturesConfig = field(default_factory=FeaturesConfig)
     text: TextConfig = field(default_factory=TextConfig)
     augment: AugmentConfig = field(default_factory=AugmentConfig)
+    live: LiveConfig = field(default_factory=LiveConfig)
 
     def __post_init__(self) -> None:
         problems = [

@@ -127,3 +127,17 @@ def test_format_list_is_checked():
     assert parse_formats("litert") == ("saved_model", "litert")
     with pytest.raises(ValueError, match="tflite.*expected a comma-separated subset"):
         parse_formats("tflite")
+
+
+def test_export_folder_has_the_users_umask_permissions(exported):
+    """Not mkdtemp's 0700: the account that deploys the artefact must be able to read it."""
+    import os
+    import stat
+
+    umask = os.umask(0)
+    os.umask(umask)
+    expected = 0o777 & ~umask
+    assert stat.S_IMODE(exported.stat().st_mode) == expected
+    assert stat.S_IMODE((exported / "saved_model").stat().st_mode) == expected
+    serving = stat.S_IMODE((exported / "serving.json").stat().st_mode)
+    assert serving & 0o444 & ~umask == 0o444 & ~umask  # readable as far as the umask allows
