@@ -12,13 +12,15 @@ def run_live(args, config, log_dir: Path, prefix: str) -> Path:
     `config.live.epics_interfaces`. Returns the export folder, or the run folder when only
     scoring."""
     from live.export import FORMATS, check_parity, export_run, parse_formats
+    from parser.loading import require_source, run_source
     from utils.logs import add_run_log, start_logging
-    from utils.status import SNS_SOURCE, newest_complete_run, require_source
+    from utils.status import SNS_SOURCE, newest_complete_run
 
     logger = start_logging(log_dir, "live", quiet=args.quiet, debug=args.debug, prefix=prefix)
     verb = "--export" if args.export else "--epics-input" if args.epics_input else "--watch"
     if args.run is None:  # the newest complete SNS run: export and watch score DCM pulses
-        run_dir, _ = newest_complete_run(Path(config.run.output_dir), (SNS_SOURCE,), verb)
+        run_dir, _ = newest_complete_run(Path(config.run.output_dir), (SNS_SOURCE,), verb,
+                                        run_source)
     else:
         run_dir = Path(args.run)
         if (run_dir / "config.yaml").is_file():

@@ -51,7 +51,7 @@ from pathlib import Path
 import numpy as np
 
 from data_preparation.ledger import NO_SETTINGS, DataLedger
-from live.engine import CSV_COLUMNS, LiveScorer, PulseRow, csv_row
+from live.engine import CSV_COLUMNS, PulseRow, csv_row
 from utils.run_folder import atomic_write_json, create_run_dir
 
 log = logging.getLogger("beamwatch.epics_input")
@@ -323,23 +323,16 @@ def run_epics_input(run_dir: Path, live_config, *, artefact: str = "saved_model"
                     on_pulse: Callable[[Pulse | Dropped], None] | None = None) -> EpicsSummary:
     """Score pulses from EPICS until Ctrl-C, `stop` is set, or no update came for
     `idle_exit_s` seconds (module docstring). `on_pulse` sees each pulse or drop (tests)."""
-    from live.export import EXPORT_DIR, export_run, read_serving
-    from live.scorer import load_backend
     from live.serving import InputLayout
-    from live.watch import ARTEFACTS, _line
+    from live.watch import ARTEFACTS, _line, open_scorer
+    from parser.configs import load_config
 
     run_dir = Path(run_dir)
     if artefact not in ARTEFACTS:
         raise ValueError(f"artefact {artefact!r}: expected one of {', '.join(ARTEFACTS)}")
-    export_dir = run_dir / EXPORT_DIR
-    if not (export_dir / "serving.json").exists():
-        log.info("no export in %s yet: exporting first", run_dir)
-        export_run(run_dir, ("saved_model", "litert") if artefact.startswith("litert")
-                   else tuple(dict.fromkeys(("saved_model", artefact))), progress=False)
-    meta = read_serving(export_dir)
+    max_age = load_config(run_dir / "config.yaml").beam_settings.max_settings_age_s  # as --watch
+    scorer, meta = open_scorer(run_dir, artefact, max_age, per_pulse=True)
     layout = InputLayout.from_dict(meta["layout"])
-    scorer = LiveScorer(load_backend(export_dir / ARTEFACTS[artefact], layout), meta,
-                        per_pulse=True)
     columns = scorer.filter_columns if meta["settings"]["use"] else []
     pvs = input_pvs(live_config, columns)
     window = meta["window"]
@@ -427,12 +420,12 @@ def run_epics_input(run_dir: Path, live_config, *, artefact: str = "saved_model"
         for row in rows:
             row.pulse_in_file = index
             row.label = -1  # live, the next pulse has not come yet
-            writer.writerow(csv_row(row, scorer.threshold))
+            writer.writerow(csv_row(row))
             counts["pulses"] += 1
             counts["alarms"] += int(row.alarm)
             counts["unseen"] += int(bool(row.unseen_configuration))
             for publish in publishers:
-                publish(row, scorer.threshold)
+                publish(row, row.threshold)
             if echo:
                 print(_line(row), file=sys.stdout, flush=True)
         alarms.write(text.getvalue())

@@ -221,9 +221,6 @@ def watch(run_dir: Path, watched: Path, *, artefact: str = "saved_model",
     given (and no failed file waits out its `grace_s`). `publishers` are called with each
     scored row and the threshold (EPICS); `on_poll(n)` after each poll (tests drop files there).
     """
-    from live.export import EXPORT_DIR, check_parity, export_run, read_serving
-    from live.scorer import load_backend
-    from live.serving import InputLayout
     from parser.configs import load_config
 
     run_dir, watched = Path(run_dir), Path(watched)
@@ -233,19 +230,8 @@ def watch(run_dir: Path, watched: Path, *, artefact: str = "saved_model",
         raise ValueError(f"artefact {artefact!r}: expected one of {', '.join(ARTEFACTS)}")
     lock = _lock_session(run_dir, watched)
     try:
-        export_dir = run_dir / EXPORT_DIR
-        if not (export_dir / "serving.json").exists():
-            log.info("no export in %s yet: exporting the SavedModel first", run_dir)
-            check_parity(export_run(
-                run_dir, ("saved_model", "litert") if artefact.startswith("litert")
-                else ("saved_model", artefact) if artefact == "onnx" else ("saved_model",),
-                progress=False))
-        meta = read_serving(export_dir)
         config = load_config(run_dir / "config.yaml")
-        path = check_artefact(export_dir, meta, artefact)
-        backend = load_backend(path, InputLayout.from_dict(meta["layout"]))
-        scorer = LiveScorer(backend, meta,
-                            max_settings_age_s=config.beam_settings.max_settings_age_s)
+        scorer, meta = open_scorer(run_dir, artefact, config.beam_settings.max_settings_age_s)
         settings = None
         if meta["settings"]["use"] and scorer.filter_columns:
             bpm = config.beam_settings
@@ -257,6 +243,29 @@ def watch(run_dir: Path, watched: Path, *, artefact: str = "saved_model",
         return loop.run(poll_s, idle_exit_s, on_poll)
     finally:
         lock.close()
+
+
+def open_scorer(run_dir: Path, artefact: str, max_settings_age_s: float | None,
+                per_pulse: bool = False) -> tuple[LiveScorer, dict]:
+    """The run's checked export artefact ready to score (exported first, parity checked, when
+    the run has no export yet) and its serving.json; the one way --watch and the EPICS input
+    load a model."""
+    from live.export import EXPORT_DIR, check_parity, export_run, read_serving
+    from live.scorer import load_backend
+    from live.serving import InputLayout
+
+    export_dir = run_dir / EXPORT_DIR
+    if not (export_dir / "serving.json").exists():
+        log.info("no export in %s yet: exporting the SavedModel first", run_dir)
+        check_parity(export_run(
+            run_dir, ("saved_model", "litert") if artefact.startswith("litert")
+            else ("saved_model", artefact) if artefact == "onnx" else ("saved_model",),
+            progress=False))
+    meta = read_serving(export_dir)
+    backend = load_backend(check_artefact(export_dir, meta, artefact),
+                           InputLayout.from_dict(meta["layout"]))
+    return LiveScorer(backend, meta, max_settings_age_s=max_settings_age_s,
+                      per_pulse=per_pulse), meta
 
 
 class _Stop(Exception):

@@ -11,6 +11,7 @@ import os
 import types
 import warnings
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import yaml
@@ -25,6 +26,8 @@ __all__ = [
     "dump_config",
     "load_config",
     "replace_section",
+    "require_source",
+    "run_source",
 ]
 
 
@@ -313,3 +316,35 @@ def replace_section(config: Config, section: str, **changes: Any) -> Config:
         raise ConfigError([Problem(f"{section}.{k}", _unknown_key(section, k)) for k in unknown])
     updated = dataclasses.replace(getattr(config, section), **changes)
     return dataclasses.replace(config, **{section: updated})
+
+
+# --------------------------------------------------------------------------------------------
+# The kind of a trained run
+
+
+def run_source(run_dir: str | os.PathLike) -> str:
+    """The `data.source` a run was trained on, from its config.yaml (`sns_dcm` when the file
+    does not name one: runs from before the other jobs existed)."""
+    from utils.run_folder import NoRunFoundError
+    from utils.status import SNS_SOURCE
+
+    path = Path(run_dir) / "config.yaml"
+    try:
+        config = yaml.safe_load(path.read_text())
+    except (OSError, yaml.YAMLError) as exc:
+        raise NoRunFoundError(f"{path} cannot be read as YAML: {exc}".splitlines()[0]) from exc
+    data = config.get("data") if isinstance(config, dict) else None
+    source = data.get("source") if isinstance(data, dict) else None
+    return str(source) if source else SNS_SOURCE
+
+
+def require_source(run_dir: str | os.PathLike, sources: tuple[str, ...], verb: str) -> None:
+    """Refuse `verb` on a run whose data.source is not one of `sources`, naming both kinds."""
+    from utils.run_folder import NoRunFoundError
+    from utils.status import article, source_words
+
+    source = run_source(run_dir)
+    if source not in sources:
+        wanted = " or ".join(source_words(s) for s in sources)
+        raise NoRunFoundError(f"{verb} needs {article(wanted)} run; {run_dir} is "
+                              f"{article(source_words(source))} run (data.source: {source})")

@@ -531,6 +531,7 @@ def run_predict_flow(config: Config, *, run_dir: Path | None, files: list[Path],
                      debug: bool = False) -> Path:
     """`driver.py --predict FILE...`: logs, the run (given, or the newest complete
     sessions/npz/features/text run under run.output_dir), then `predict_files`."""
+    from parser.loading import run_source
     from parser.schema import SOURCES
     from utils.logs import setup_logging
     from utils.status import SNS_SOURCE, newest_complete_run
@@ -538,7 +539,8 @@ def run_predict_flow(config: Config, *, run_dir: Path | None, files: list[Path],
     logger = setup_logging(Path(config.run.log_dir), "test", quiet=quiet, debug=debug)
     if run_dir is None:
         jobs = tuple(s for s in SOURCES if s != SNS_SOURCE)
-        run_dir, _ = newest_complete_run(Path(config.run.output_dir), jobs, "--predict")
+        run_dir, _ = newest_complete_run(Path(config.run.output_dir), jobs, "--predict",
+                                        run_source)
     run_dir = Path(run_dir)
     if not is_samples_run(run_dir):
         raise FileNotFoundError(

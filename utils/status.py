@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import os
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -101,38 +102,14 @@ _SOURCE_WORDS = {SNS_SOURCE: "SNS (DCM archive)", "sessions": "sessions", "npz":
                  "features": "feature-table", "text": "text"}
 
 
-def run_source(run_dir: str | os.PathLike) -> str:
-    """The `data.source` a run was trained on, from its config.yaml (`sns_dcm` when the file
-    does not name one: runs from before the other jobs existed)."""
-    import yaml
-
-    path = Path(run_dir) / "config.yaml"
-    try:
-        config = yaml.safe_load(path.read_text())
-    except (OSError, yaml.YAMLError) as exc:
-        raise NoRunFoundError(f"{path} cannot be read as YAML: {exc}".splitlines()[0]) from exc
-    data = config.get("data") if isinstance(config, dict) else None
-    source = data.get("source") if isinstance(data, dict) else None
-    return str(source) if source else SNS_SOURCE
-
-
 def source_words(source: str) -> str:
     """A run kind for a message: "SNS (DCM archive)", "sessions", ..."""
     return _SOURCE_WORDS.get(source, source)
 
 
-def _a(words: str) -> str:
+def article(words: str) -> str:
     """`words` with its article: "an SNS (DCM archive)", "a sessions"."""
     return f"{'an' if words[:1] in 'aeiouAEIOU' or words.startswith('SNS') else 'a'} {words}"
-
-
-def require_source(run_dir: str | os.PathLike, sources: tuple[str, ...], verb: str) -> None:
-    """Refuse `verb` on a run whose data.source is not one of `sources`, naming both kinds."""
-    source = run_source(run_dir)
-    if source not in sources:
-        wanted = " or ".join(source_words(s) for s in sources)
-        raise NoRunFoundError(f"{verb} needs {_a(wanted)} run; {run_dir} is {_a(source_words(source))} "
-                              f"run (data.source: {source})")
 
 
 def _runs_newest_first(root: Path) -> list[Path]:
@@ -145,22 +122,26 @@ def _runs_newest_first(root: Path) -> list[Path]:
 
 
 def newest_complete_run(root: str | os.PathLike, sources: tuple[str, ...] | None = None,
-                        verb: str = "this command") -> tuple[Path, list[tuple[Path, RunStatus]]]:
-    """The newest complete run under `root` (of one of `sources`, the `data.source` values,
-    when given), and the incomplete runs of those sources newer than it.
+                        verb: str = "this command", source_of: Callable[[Path], str] | None = None
+                        ) -> tuple[Path, list[tuple[Path, RunStatus]]]:
+    """The newest complete run under `root` (of one of `sources`, the `data.source` values
+    that `source_of(run_dir)` reads, when given), and the incomplete runs of those sources newer
+    than it.
 
     Runs are ordered by the timestamp in their names (then their config.yaml's time). Raises
     `NoRunFoundError` naming every incomplete run, with its resume command, when none is
     complete; with `sources`, when no run of them is complete, the message names `verb`, the
     newest run and its kind (an `--export` after a sessions run says so, and how to pick one).
     """
+    if sources is not None and source_of is None:
+        raise TypeError("newest_complete_run: sources needs source_of (parser.loading.run_source)")
     root = Path(root)
     if not root.is_dir():
         raise NoRunFoundError(f"No run folder found: {root} does not exist.")
     runs = _runs_newest_first(root)
     incomplete = []
     for child in runs:
-        if sources is not None and run_source(child) not in sources:
+        if sources is not None and source_of(child) not in sources:
             continue
         status = read_status(child)
         if status.state == COMPLETE:
@@ -170,8 +151,8 @@ def newest_complete_run(root: str | os.PathLike, sources: tuple[str, ...] | None
         wanted = " or ".join(source_words(s) for s in sources)
         newest = runs[0]
         raise NoRunFoundError(
-            f"{verb} needs {_a(wanted)} run and {root} holds none complete; the newest run, {newest}, "
-            f"is {_a(source_words(run_source(newest)))} run. Train one, or pass --run DIR.")
+            f"{verb} needs {article(wanted)} run and {root} holds none complete; the newest run, {newest}, "
+            f"is {article(source_words(source_of(newest)))} run. Train one, or pass --run DIR.")
     if incomplete:
         listed = "; ".join(f"{run} ({describe(status)}; resume: {resume_command(run)})"
                            for run, status in incomplete[:5])

@@ -109,7 +109,8 @@ def test_writes_to_every_published_pv_fail_with_one_log_line(localhost_only, cap
     from live.epics import PV_NAMES, EpicsPublisher
 
     publisher = EpicsPublisher.start("TEST:RO", interfaces=["127.0.0.1"])
-    publisher(PulseRow("f", 0, 1_800_000_000_000_000_000, 0.25, False, 0, False, 0.1, 0, 0), 0.5)
+    publisher(PulseRow("f", 0, 1_800_000_000_000_000_000, 0.25, 0.5, False, 0, False, 0.1, 0, 0),
+              0.5)
     context = Context()
     caplog.set_level(logging.WARNING, logger="beamwatch.epics")
     try:

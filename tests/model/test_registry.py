@@ -11,7 +11,9 @@ from tests.model.helpers import model_config
 def test_all_architectures_are_registered_on_import():
     assert list_models() == [
         "cnn_lstm",
+        "conv_gap",
         "conv_lstm_features",
+        "dense_features",
         "masked_lstm",
         "parallel_cnn_bilstm",
         "sns_cnn_lstm",

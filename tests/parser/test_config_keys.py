@@ -37,6 +37,9 @@ ENV_ALLOWED: dict[tuple[str, str], str] = {
     ("driver.py", "main"):
         "the entry point: copies os.environ once and passes it down to the flows as a Mapping "
         "(SLURM / TF_CONFIG for training); sets TF_CPP_MIN_LOG_LEVEL before TensorFlow loads",
+    ("driver.py", "quiet_tensorflow"):
+        "the driver sets TF_CPP_MIN_LOG_LEVEL once, before TensorFlow is imported, unless "
+        "--debug (TensorFlow's C++ start-up lines off a plain run's console)",
     ("benchmarks/__main__.py", "main"):
         "the benchmarks' entry point: sets TF_CPP_MIN_LOG_LEVEL before TensorFlow loads",
     ("benchmarks/children.py", "run_cpu_child"):

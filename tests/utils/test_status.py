@@ -6,8 +6,9 @@ from __future__ import annotations
 import pytest
 
 from parser.configs import dump_config, load_config
+from parser.loading import require_source, run_source
 from utils.run_folder import NoRunFoundError
-from utils.status import COMPLETE, SNS_SOURCE, newest_complete_run, require_source, write_status
+from utils.status import COMPLETE, SNS_SOURCE, newest_complete_run, write_status
 
 
 def _run(root, name, source="sns_dcm", state=COMPLETE):
@@ -21,14 +22,14 @@ def _run(root, name, source="sns_dcm", state=COMPLETE):
 def test_newest_run_of_the_kind_is_picked_over_a_newer_run_of_another(tmp_path):
     sns = _run(tmp_path, "20260101-000000-demo")
     _run(tmp_path, "20260102-000000-sessions", "sessions")
-    assert newest_complete_run(tmp_path, (SNS_SOURCE,), "--export")[0] == sns
+    assert newest_complete_run(tmp_path, (SNS_SOURCE,), "--export", run_source)[0] == sns
     assert newest_complete_run(tmp_path)[0].name == "20260102-000000-sessions"
 
 
 def test_no_run_of_the_kind_names_the_newest_run_and_its_kind(tmp_path):
     newest = _run(tmp_path, "20260102-000000-sessions", "sessions")
     with pytest.raises(NoRunFoundError) as caught:
-        newest_complete_run(tmp_path, (SNS_SOURCE,), "--export")
+        newest_complete_run(tmp_path, (SNS_SOURCE,), "--export", run_source)
     message = str(caught.value)
     assert message == (f"--export needs an SNS (DCM archive) run and {tmp_path} holds none complete; "
                        f"the newest run, {newest}, is a sessions run. Train one, or pass --run DIR.")
