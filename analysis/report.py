@@ -341,7 +341,7 @@ def _summary_page(c: ReportContent, st) -> list:
                          if val_recall is not None and n_errant else None)
         op = [["Operating point", "chosen on validation"],
               ["Method", str(t.get("method", "n/a"))],
-              ["Target false-alarm rate", _percent(target) if target is not None else "n/a"],
+              *_target_rows(t, target),
               ["Validation false-alarm rate",
                f"{_percent(val_far)} {_percent_interval(far_bounds)}".strip()],
               ["Validation recall", f"{format_number(val_recall)} {_interval(recall_bounds)}".strip()],
@@ -357,6 +357,22 @@ def _summary_page(c: ReportContent, st) -> list:
     for note in m.get("notes", []):
         story.append(Paragraph(escape(note), st["note"], bulletText="!"))
     return story
+
+
+def _target_rows(t: dict, target) -> list[list[str]]:
+    """The operating point's target: in false alarms per hour with the beam time it was placed
+    on and whether that time could hold it, or (older runs, other methods) a per-pulse rate."""
+    per_hour = t.get("false_alarms_per_hour")
+    if per_hour is None:
+        return [["Target false-alarm rate", _percent(target) if target is not None else "n/a"]]
+    hours = t.get("normal_beam_hours")
+    beam = (f"{format_number(t.get('n_normal'))} normal pulses, "
+            f"{format_number(hours * 3600.0, 3)} s of beam" if hours is not None else "n/a")
+    resolved = t.get("resolved")
+    placed = ("yes" if resolved else "no (too little beam)") if resolved is not None else "n/a"
+    return [["Target false alarms per hour", format_number(per_hour, 3)],
+            ["Placed on", beam],
+            ["Target resolvable", placed]]
 
 
 def _online_summary(m: dict, threshold: float, o: dict, st) -> list:

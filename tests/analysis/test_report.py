@@ -229,3 +229,25 @@ def test_every_pulse_part_is_named_in_words(tmp_path):
     write_report(path, content)
     text = " ".join(_pages(path))
     assert "Summary: every pulse scored" in text and "all part" not in text
+
+
+@pytest.mark.parametrize("n_normal, resolved_text", [(200, "no (too little beam)"),
+                                                     (60 * 3600, "yes")])
+def test_operating_point_is_shown_in_false_alarms_per_hour_with_its_beam_time(
+        tmp_path, n_normal, resolved_text):
+    import dataclasses
+
+    rng = np.random.default_rng(3)
+    labels = np.r_[np.zeros(n_normal, int), np.ones(20, int)]
+    scores = np.clip(rng.normal(0.3 + 0.4 * labels, 0.1), 0, 1)
+    choice = choose_threshold(labels, scores, method="false_alarms_per_hour",
+                              false_alarms_per_hour=10.0, pulse_rate_hz=60.0)
+    content = dataclasses.replace(_content(labels[-40:], scores[-40:]), threshold=choice.to_dict())
+    path = tmp_path / "r.pdf"
+    write_report(path, content)
+    _, text = _text(path)
+    seconds = format_number(n_normal / 60.0, 3)
+    assert "Target false alarms per hour 10" in text
+    assert f"Placed on {format_number(n_normal)} normal pulses, {seconds} s of beam" in text
+    assert f"Target resolvable {resolved_text}" in text
+    assert "Target false-alarm rate" not in text
