@@ -65,8 +65,14 @@ def _predefined(samples: Samples, config, seed: int) -> dict[str, np.ndarray]:
 
         labels = samples.label[train]
         counts = np.bincount(labels)
+        n_classes = int(np.count_nonzero(counts))
         stratify = labels if counts[counts > 0].min() >= 2 else None
-        keep, val = train_test_split(train, test_size=share, stratify=stratify,
+        n_val = int(np.ceil(share * train.size))  # as scikit-learn rounds a fractional size
+        if stratify is not None:
+            # stratified, each part holds at least one of each class (every class has two or
+            # more here, so the training part keeps one of each)
+            n_val = min(max(n_val, n_classes), train.size - n_classes)
+        keep, val = train_test_split(train, test_size=n_val, stratify=stratify,
                                      random_state=seed)
         parts["train"], parts["val"] = keep, val
     return parts

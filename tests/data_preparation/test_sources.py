@@ -195,6 +195,23 @@ def test_predefined_split_carves_validation_from_train_stratified():
         split_samples(_samples(20, labels), cfg.split, seed=0)
 
 
+def test_predefined_validation_too_small_for_every_class_holds_one_of_each():
+    # PickupGestureWiimoteZ's shape: 10 classes, 5 training series each; a 15 % validation
+    # share is 8 series, fewer than the classes (scikit-learn refuses to stratify that)
+    labels = np.repeat(np.arange(10), 6)
+    split = np.array(["train", "train", "train", "train", "train", "test"] * 10, dtype=object)
+    cfg = config(split={"method": "predefined", "train_fraction": 0.7, "val_fraction": 0.15})
+    parts = split_samples(_samples(60, labels, split=split), cfg.split, seed=0)
+    assert sorted(labels[parts["val"]].tolist()) == list(range(10))
+    assert len(parts["train"]) == 40 and set(labels[parts["train"]]) == set(range(10))
+    # two of each class: one of each in validation, one of each left to train on
+    few_split = np.array(["train", "train", "test"] * 10, dtype=object)
+    few_labels = np.repeat(np.arange(10), 3)
+    few = split_samples(_samples(30, few_labels, split=few_split), cfg.split, seed=0)
+    assert sorted(few_labels[few["val"]].tolist()) == sorted(few_labels[few["train"]].tolist()) \
+        == list(range(10))
+
+
 def test_group_split_keeps_each_group_in_one_part_and_time_needs_times():
     groups = np.repeat(np.arange(10), 3)
     s = _samples(30, np.tile([0, 1, 0], 10), group=groups)
