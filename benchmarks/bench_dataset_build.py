@@ -86,7 +86,7 @@ def run(
     work_dir: str | os.PathLike | None = None,
 ) -> dict:
     """Simulate each archive size and time cold, warm and warm-streamed builds."""
-    from enterprise_tools.sns_simulator import SimulatorParams, simulate_archive
+    from enterprise_tools.simulator import SimulatorParams, simulate_archive
 
     workers = workers or os.cpu_count() or 1
     results = []

@@ -129,9 +129,10 @@ def training_throughput(settings: SpeedSettings, archive: Path, workdir: Path,
     import keras
     from sklearn.metrics import average_precision_score
 
-    from benchmarks.detection import bench_config, subsample
-    from data_preparation.data_scaling import class_weights, split_indices
+    from benchmarks.detection_models import bench_config, subsample
+    from data_preparation.imbalance import class_weights
     from data_preparation.pipeline import fit_scalers, prepare_samples
+    from data_preparation.split import split_indices
     from model import InputSpec, build_model, compile_model
 
     config = bench_config(archive, workdir)

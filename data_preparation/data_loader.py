@@ -35,15 +35,8 @@ from typing import NamedTuple
 import numpy as np
 from tqdm.auto import tqdm
 
-from data_preparation.dcm_files import (
-    ANOMALY,
-    DATA_SUFFIXES,
-    NORMAL,
-    _kind,
-    _usable_files,
-    find_data_files,
-    folder_label,
-)
+from data_preparation.cache_checksums import CacheChecksumError
+from data_preparation.dcm_files import ANOMALY, _kind, _usable_files, find_data_files
 from data_preparation.ledger import (
     CORRUPT_FILE,
     FILE_TOO_LARGE,
@@ -51,31 +44,17 @@ from data_preparation.ledger import (
     NOT_A_DCM_FILE,
     NOT_A_REGULAR_FILE,
     UNLABELLED_FOLDER,
-    UNREADABLE_LINK,  # noqa: F401  (kept importable from this module)
     DataLedger,
 )
-from data_preparation.npz_source import (
-    _npz_references,  # noqa: F401  (kept importable from this module)
-    _npz_settings,  # noqa: F401  (kept importable from this module)
-    load_npz_pulses,
-)
-from data_preparation.pulse_assembly import (
-    _assemble,
-    _files_in_rows,
-    _fill_from_results,  # noqa: F401  (kept importable from this module)
-    _fill_from_store,  # noqa: F401  (kept importable from this module)
-    _store,  # noqa: F401  (kept importable from this module)
-)
+from data_preparation.pulse_assembly import _assemble, _files_in_rows
 from data_preparation.pulse_set import PulseSet
 from data_preparation.trace_cache import (
     CACHE_FORMAT,
-    CacheChecksumError,
     FileKey,
     FileResult,
     TraceCache,
     write_pending,
 )
-from data_preparation.trace_store import TraceStore
 from data_preparation.validation import finite_pulses
 from enterprise_tools.biet_format import HEADER, CorruptFileError, FileTooLargeError
 from enterprise_tools.biet_reader import ReadStorage, decompress
@@ -83,19 +62,8 @@ from enterprise_tools.trace_windows import QualityCut, get_traces
 
 logger = logging.getLogger(__name__)
 
-__all__ = [
-    "ANOMALY",
-    "DATA_SUFFIXES",
-    "NORMAL",
-    "PulseSet",
-    "TraceStore",
-    "cache_folder",
-    "check_window",
-    "find_data_files",
-    "folder_label",
-    "load_npz_pulses",
-    "load_pulses",
-]
+__all__ = ["cache_folder", "check_window", "load_pulses"]
+
 _GZIP_MAGIC = b"\x1f\x8b"
 _FROM_CONFIG = object()  # sentinel: take cache_dir from the config
 

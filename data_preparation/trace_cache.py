@@ -54,15 +54,8 @@ from typing import NamedTuple
 import h5py
 import numpy as np
 
-from data_preparation.cache_checksums import (
-    _SUMS,
-    CacheChecksumError,
-    _verify_rows,
-    mark_damaged,
-    row_checksums,
-)
+from data_preparation.cache_checksums import _SUMS, _verify_rows, row_checksums
 from data_preparation.cache_locks import (
-    _READERS,  # noqa: F401  (kept importable from this module)
     _hold_reader_lock,
     _host,
     _locked,
@@ -70,25 +63,11 @@ from data_preparation.cache_locks import (
     _writer_gone,
     _writer_pid,
 )
-from data_preparation.trace_store import (
-    TraceStore,
-    _as_indices,  # noqa: F401  (kept importable from this module)
-)
 from utils.run_folder import atomic_path
 
 logger = logging.getLogger(__name__)
 
-__all__ = [
-    "CACHE_FORMAT",
-    "CacheChecksumError",
-    "FileKey",
-    "FileResult",
-    "TraceCache",
-    "TraceStore",
-    "mark_damaged",
-    "row_checksums",
-    "write_pending",
-]
+__all__ = ["CACHE_FORMAT", "FileKey", "FileResult", "TraceCache", "write_pending"]
 
 CACHE_FORMAT = 3  # bump when the layout or the extraction rules change (3: row checksums)
 _INDEX = "index.h5"

@@ -323,10 +323,11 @@ def run_epics_input(run_dir: Path, live_config, *, artefact: str = "saved_model"
                     on_pulse: Callable[[Pulse | Dropped], None] | None = None) -> EpicsSummary:
     """Score pulses from EPICS until Ctrl-C, `stop` is set, or no update came for
     `idle_exit_s` seconds (module docstring). `on_pulse` sees each pulse or drop (tests)."""
-    from live.export import EXPORT_DIR, export_run, read_serving
+    from live.export import export_run
     from live.scorer import load_backend
     from live.serving import InputLayout
-    from live.watch import ARTEFACTS, _line
+    from live.watch import _line
+    from utils.serving_files import ARTEFACTS, EXPORT_DIR, read_serving
 
     run_dir = Path(run_dir)
     if artefact not in ARTEFACTS:

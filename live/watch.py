@@ -221,10 +221,11 @@ def watch(run_dir: Path, watched: Path, *, artefact: str = "saved_model",
     given (and no failed file waits out its `grace_s`). `publishers` are called with each
     scored row and the threshold (EPICS); `on_poll(n)` after each poll (tests drop files there).
     """
-    from live.export import EXPORT_DIR, check_parity, export_run, read_serving
+    from live.export import check_parity, export_run
     from live.scorer import load_backend
     from live.serving import InputLayout
     from parser.configs import load_config
+    from utils.serving_files import EXPORT_DIR, read_serving
 
     run_dir, watched = Path(run_dir), Path(watched)
     if not watched.is_dir():
@@ -382,7 +383,8 @@ class _Loop:
     def _read(self, rel: str, path: Path, seen: _Seen, now: float):
         """The file's pulses, or None (ledgered, or waiting for the writer)."""
         from data_preparation.data_loader import NotRegularFileError, read_regular_file
-        from enterprise_tools.data_utils import CorruptFileError, FileTooLargeError, pulse_windows
+        from enterprise_tools.biet_format import CorruptFileError, FileTooLargeError
+        from enterprise_tools.trace_windows import pulse_windows
 
         window = self.window
         try:

@@ -59,7 +59,7 @@ def load_run(run_dir: Path) -> tuple[Config, object, ThresholdChoice, tuple]:
     """The run's config, model (safe mode), threshold and scalers, with clear errors."""
 
     import model  # noqa: F401  registers the custom layers that safe-mode loading looks up
-    from data_preparation.data_scaling import load_scalers
+    from data_preparation.scalers import load_scalers
 
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
@@ -197,8 +197,8 @@ def _test(run_dir: Path, *, data_dir: Path | None, part: str | None, progress: b
           allow_stale_settings: bool, scored: outputs.ScoredParts | None = None) -> TestResult:
     """`test`, reusing `scored` (the train flow's in-memory scores of this run's own parts)
     for the part asked when they were made in this flow's batches."""
-    from data_preparation.data_scaling import split_indices
     from data_preparation.pipeline import prepare_samples
+    from data_preparation.split import split_indices
     from training.dataset import make_dataset
     from training.samples_flow import is_samples_run, test_samples
 

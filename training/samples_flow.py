@@ -35,7 +35,7 @@ from analysis.classification import as_probabilities, classification_metrics
 from data_preparation.augment import augment_sequences
 from data_preparation.sample_prep import Preprocessor, rebalance
 from data_preparation.sources import load_samples
-from data_preparation.sources.contract import PARTS, UNLABELLED
+from data_preparation.sources.contract import UNLABELLED
 from data_preparation.sources.split import split_samples
 from parser.configs import Config, dump_config, load_config
 from training import outputs
@@ -531,7 +531,7 @@ def run_predict_flow(config: Config, *, run_dir: Path | None, files: list[Path],
                      debug: bool = False) -> Path:
     """`driver.py --predict FILE...`: logs, the run (given, or the newest complete
     sessions/npz/features/text run under run.output_dir), then `predict_files`."""
-    from parser.schema import SOURCES
+    from parser.configs import SOURCES
     from utils.logs import setup_logging
     from utils.status import SNS_SOURCE, newest_complete_run
 
@@ -600,5 +600,5 @@ def _write_new(path: Path, text: str) -> None:
         os.unlink(tmp)
 
 
-__all__ = ["PARTS", "is_samples_run", "predict_files", "render_train_report", "run_predict_flow",
-           "test_samples", "train_samples"]
+__all__ = ["is_samples_run", "predict_files", "render_train_report", "run_predict_flow",
+    "test_samples", "train_samples"]

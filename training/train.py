@@ -18,8 +18,9 @@ from pathlib import Path
 
 from parser.configs import Config, ConfigError, config_to_dict, dump_config, load_config
 from training import outputs
-from training.distribute import WorkerInfo, make_strategy
+from training.distribute import make_strategy
 from training.fit import TrainingPart, class_sample_weight, fit_and_threshold, input_spec
+from training.workers import WorkerInfo
 from utils.logs import add_run_log, start_logging
 from utils.run_folder import atomic_write_text, create_run_dir
 from utils.status import COMPLETE, TRAINING, mark_failed, read_status, write_status
@@ -180,8 +181,9 @@ def train(
     progress: bool = True,
 ) -> TrainResult:
     """Trains the configured model and writes a complete run folder; returns where and how well."""
-    from data_preparation.data_scaling import save_scalers, split_indices
     from data_preparation.pipeline import balance_training, fit_scalers, prepare_samples
+    from data_preparation.scalers import save_scalers
+    from data_preparation.split import split_indices
 
     if source_flow(config) == "samples":  # npz, sessions, features, text: the sample contract
         from training.samples_flow import train_samples

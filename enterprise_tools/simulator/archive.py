@@ -20,7 +20,7 @@ import numpy as np
 
 from enterprise_tools.atomic import atomic_path
 from enterprise_tools.beam_settings_parser_hdf5 import write_pv_file
-from enterprise_tools.data_utils import write_storage
+from enterprise_tools.biet_writer import write_storage
 from enterprise_tools.simulator.params import (
     _PV,
     ERRANT_ALARM,

@@ -84,7 +84,7 @@ TRUTH_COLUMNS = (
     "pulse_in_file",
     "blip",
 )
-# expected_skip codes (the get_traces codes of data_utils, and the two the loader adds)
+# expected_skip codes (the get_traces codes of sample_rules, and the two the loader adds)
 SKIP_CORRUPT = "corrupt_file"
 SKIP_SETTINGS = "no_production_settings"
 SKIP_MISLABELLED = "mislabelled_normal_file"
