@@ -17,6 +17,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import field
 from typing import Any, ClassVar, NamedTuple
 
+from utils.errors import UsageError
+
 __all__ = ["ConfigError", "Problem"]
 
 
@@ -36,7 +38,7 @@ class Problem(NamedTuple):
         return ": ".join(parts)
 
 
-class ConfigError(ValueError):
+class ConfigError(UsageError, ValueError):
     """Every config problem: unknown key, wrong type, out of range, unreadable file.
 
     ``problems`` holds each ``Problem``; the message lists them all, one per line.

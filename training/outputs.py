@@ -29,6 +29,17 @@ log = logging.getLogger("beamwatch.outputs")
 N_EXAMPLES = 3  # traces per category on the examples page
 
 
+@dataclasses.dataclass
+class TestResult:
+    """What a test flow (SNS or samples) returns: its new tests/<time>/ folder and metrics."""
+
+    __test__ = False  # not a pytest test class
+
+    out_dir: Path
+    metrics: dict
+    part: str
+
+
 @dataclasses.dataclass(frozen=True)
 class ScoredParts:
     """The train flow's scores of its own validation and test parts, kept in memory for the

@@ -41,7 +41,13 @@ from parser.configs import Config, dump_config, load_config
 from training import outputs
 from training.callbacks import EpochLogLine, read_history_csv
 from training.small_data import EpochChoice, cv_choice, decide_method, fold_indices
-from utils.run_folder import atomic_path, atomic_write_json, atomic_write_text, create_test_dir
+from utils.run_folder import (
+    RunFolderError,
+    atomic_path,
+    atomic_write_json,
+    atomic_write_text,
+    create_test_dir,
+)
 from utils.text import listing
 
 log = logging.getLogger("beamwatch.train")
@@ -417,7 +423,6 @@ def _data_text(run_dir: Path) -> str:
 
 def _load_run(run_dir: Path):
     import model  # noqa: F401  registers the custom layers and losses for safe-mode loading
-    from testing.test import RunFolderError
 
     for name in ("config.yaml", "model.keras", PREP_FILE):
         if not (run_dir / name).exists():
@@ -439,14 +444,12 @@ def _score(model, prep, saved, samples) -> np.ndarray:
 
 
 def test_samples(run_dir: Path, *, data_dir: Path | None = None, part: str | None = None,
-                 scored: outputs.ScoredParts | None = None):
+                 scored: outputs.ScoredParts | None = None) -> outputs.TestResult:
     """Score a run's held-out part (or every sample of `data_dir`); a new tests/<time>/ folder.
 
     `scored`: the train flow's in-memory probabilities of this run's parts (plain `driver.py`);
     the part asked is then not loaded and scored again when they were made in the same batches.
     """
-    from testing.test import TestResult
-
     run_dir = Path(run_dir)
     config, model, saved, prep, threshold = _load_run(run_dir)
     names = saved["class_names"]
@@ -505,7 +508,7 @@ def test_samples(run_dir: Path, *, data_dir: Path | None = None, part: str | Non
                   outputs._f(metrics["accuracy"]), outputs._f(metrics["balanced_accuracy"]),
                   outputs._f(metrics["macro_f1"]))
     test_log.info("test report %s", out_dir / "test_metrics_report.pdf")
-    return TestResult(out_dir, metrics, part)
+    return outputs.TestResult(out_dir, metrics, part)
 
 
 def _saved_peer(run_dir: Path, part: str | None, metrics: dict) -> tuple[dict | None, str]:

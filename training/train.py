@@ -21,6 +21,7 @@ from training import outputs
 from training.distribute import make_strategy
 from training.fit import TrainingPart, class_sample_weight, fit_and_threshold, input_spec
 from training.workers import WorkerInfo
+from utils.errors import UsageError
 from utils.logs import add_run_log, start_logging
 from utils.run_folder import atomic_write_text, create_run_dir
 from utils.status import COMPLETE, TRAINING, mark_failed, read_status, write_status
@@ -28,7 +29,7 @@ from utils.status import COMPLETE, TRAINING, mark_failed, read_status, write_sta
 log = logging.getLogger("beamwatch.train")
 
 
-class RunStateError(RuntimeError):
+class RunStateError(UsageError, RuntimeError):
     """The run folder given cannot be trained into (complete already, or not a run folder)."""
 
 
