@@ -59,7 +59,7 @@ def _own_peak_rss_kib() -> int:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 
 
-def _build_in_child(dataset: Path, cache: Path, workers: int, stream: bool) -> dict:
+def build_in_child(dataset: Path, cache: Path, workers: int, stream: bool) -> dict:
     args = json.dumps([str(dataset), str(cache), workers, stream])
     code = (
         "import json, sys; from benchmarks.bench_dataset_build import _build; "
@@ -98,9 +98,9 @@ def run(
                              workers=workers)
             simulate_s = time.perf_counter() - started
             dataset, cache = root / "dcm", root / "cache"
-            cold = _build_in_child(dataset, cache, workers, stream=False)
-            warm = _build_in_child(dataset, cache, workers, stream=False)
-            streamed = _build_in_child(dataset, cache, workers, stream=True)
+            cold = build_in_child(dataset, cache, workers, stream=False)
+            warm = build_in_child(dataset, cache, workers, stream=False)
+            streamed = build_in_child(dataset, cache, workers, stream=True)
             results.append({
                 "size": size,
                 "hours": hours * size,

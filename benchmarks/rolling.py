@@ -26,10 +26,10 @@ import pandas as pd
 
 from benchmarks import detection_models, detection_truth, leaky, peers
 from benchmarks.rolling_figures import (
-    _recalibration,
     fold_figures,
     fold_record,
     paired_comparisons,
+    recalibration_function,
     summarize_model,
 )
 from benchmarks.rolling_folds import cut_blocks, make_folds
@@ -109,7 +109,7 @@ def run(archive: Path, workdir: Path, settings: RollingSettings, *, preset: str)
     edges = detection_truth.strength_edges(truth)
     data = peers.PeerData(samples, config.model.input_pool)
     models, skipped = available_models(settings, data)
-    recalibrate = _recalibration()
+    recalibrate = recalibration_function()
     target = config.threshold.target_false_alarm_rate
     rate = config.threshold.pulse_rate_hz
     out = {
@@ -179,7 +179,7 @@ def run(archive: Path, workdir: Path, settings: RollingSettings, *, preset: str)
             log.exception("rolling %s: %s failed", preset, name)
             skipped[name] = f"failed: {type(error).__name__}: {error}"
     out["paired"] = paired_comparisons(out, test_scores, [samples.label[f["test"]]
-                                                          for f in folds], settings)
+                                                          for f in folds], settings.n_boot)
     if settings.leaky:
         out["leaky"] = leaky.compare(data.features("pulse"), data.labels, folds,
                                      smote_ratio=config.scaling.smote_ratio, seed=0)

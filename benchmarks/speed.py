@@ -75,7 +75,7 @@ def dataset_build(settings: SpeedSettings, archive: Path, workdir: Path) -> dict
 
     Uses `bench_dataset_build`'s child-process build, with an empty cache per worker count.
     """
-    from benchmarks.bench_dataset_build import _build_in_child
+    from benchmarks.bench_dataset_build import build_in_child
 
     runs = []
     for workers in settings.build_workers:
@@ -83,7 +83,7 @@ def dataset_build(settings: SpeedSettings, archive: Path, workdir: Path) -> dict
         if cache.exists():
             shutil.rmtree(cache)
         for kind in ("cold", "warm"):
-            r = _build_in_child(archive / "dcm", cache, workers, stream=False)
+            r = build_in_child(archive / "dcm", cache, workers, stream=False)
             runs.append({"workers": workers, "cache": kind, "seconds": r["seconds"],
                          "pulses": r["pulses"], "files": r["files"],
                          "pulses_per_second": r["pulses"] / r["seconds"],

@@ -36,7 +36,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from data_preparation.cache_checksums import CacheChecksumError
-from data_preparation.dcm_files import ANOMALY, _kind, _usable_files, find_data_files
+from data_preparation.dcm_files import ANOMALY, file_kind, find_data_files, usable_files
 from data_preparation.ledger import (
     CORRUPT_FILE,
     FILE_TOO_LARGE,
@@ -46,7 +46,7 @@ from data_preparation.ledger import (
     UNLABELLED_FOLDER,
     DataLedger,
 )
-from data_preparation.pulse_assembly import _assemble, _files_in_rows
+from data_preparation.pulse_assembly import assemble, files_in_rows
 from data_preparation.pulse_set import PulseSet
 from data_preparation.trace_cache import (
     CACHE_FORMAT,
@@ -156,7 +156,7 @@ def read_regular_file(path: str, max_bytes: int) -> _Content:
     with os.fdopen(fd, "rb") as handle:
         info = os.fstat(fd)
         if not stat.S_ISREG(info.st_mode):
-            raise NotRegularFileError(f"not a regular file ({_kind(info.st_mode)})")
+            raise NotRegularFileError(f"not a regular file ({file_kind(info.st_mode)})")
         if info.st_size > max_bytes:
             raise FileTooLargeError(path, max_bytes)
         raw = handle.read(max_bytes + 1)
@@ -269,7 +269,7 @@ def load_pulses(
             path, UNLABELLED_FOLDER, 0,
             "not under a folder whose name contains 'normal' or 'anomal'", scope="file",
         )
-    files = _usable_files(files, ledger)
+    files = usable_files(files, ledger)
     if not files:
         raise FileNotFoundError(
             f"No DCM files (.gz, .bin, .bin.gz) under a 'normal' or 'anomal*' folder in {root} "
@@ -282,10 +282,11 @@ def load_pulses(
         if cache is not None:
             results = cache.commit(keys, results)
         try:
-            pulses = _assemble(files, results, params, DataLedger(), stream, cache)
+            pulses = assemble(files, results, params.shift, params.references, DataLedger(),
+                                stream, cache)
             break
         except CacheChecksumError as exc:
-            damaged = _files_in_rows(files, results, exc)
+            damaged = files_in_rows(files, results, exc)
             if attempt == 2 or not damaged:
                 raise
             logger.warning("%s; re-reading %d source file(s) whose rows were damaged: %s",

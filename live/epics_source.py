@@ -326,7 +326,7 @@ def run_epics_input(run_dir: Path, live_config, *, artefact: str = "saved_model"
     from live.export import export_run
     from live.scorer import load_backend
     from live.serving import InputLayout
-    from live.watch import _line
+    from live.watch import watch_line
     from utils.serving_files import ARTEFACTS, EXPORT_DIR, read_serving
 
     run_dir = Path(run_dir)
@@ -435,7 +435,7 @@ def run_epics_input(run_dir: Path, live_config, *, artefact: str = "saved_model"
             for publish in publishers:
                 publish(row, scorer.threshold)
             if echo:
-                print(_line(row), file=sys.stdout, flush=True)
+                print(watch_line(row), file=sys.stdout, flush=True)
         alarms.write(text.getvalue())
         alarms.flush()
 

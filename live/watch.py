@@ -51,7 +51,7 @@ from pathlib import Path
 
 import numpy as np
 
-from data_preparation.dcm_files import _kind
+from data_preparation.dcm_files import file_kind
 from data_preparation.ledger import (
     CORRUPT_FILE,
     DUPLICATE_PULSE,
@@ -437,7 +437,7 @@ class _Loop:
         self.counts["unseen"] += sum(bool(r.unseen_configuration) for r in rows)
         for row in rows:
             if self.echo:
-                print(_line(row), flush=False)
+                print(watch_line(row), flush=False)
             for publish in self.publishers:
                 publish(row, row.threshold)
         if self.echo:
@@ -511,7 +511,7 @@ def _signature(path: Path) -> tuple[int, int, str | None] | None:
         return info.st_size, info.st_mtime_ns, "a dangling link"
     if stat.S_ISREG(info.st_mode):
         return info.st_size, info.st_mtime_ns, None
-    return info.st_size, info.st_mtime_ns, _kind(info.st_mode)
+    return info.st_size, info.st_mtime_ns, file_kind(info.st_mode)
 
 
 def _scored_pulses(alarms_csv: Path) -> dict[int, str]:
@@ -533,7 +533,7 @@ def _files(root: Path):
                 yield Path(folder) / name
 
 
-def _line(row: PulseRow) -> str:
+def watch_line(row: PulseRow) -> str:
     flag = " unseen-configuration" if row.unseen_configuration else ""
     return (f"{iso_time(row.timestamp_ns)}  score {row.score:.4f}  "
             f"{'ALARM' if row.alarm else 'ok   '}{flag}  {row.file}#{row.pulse_in_file}")

@@ -7,6 +7,8 @@ Read with `ast` (nothing is imported, so it takes a second):
   face, `from parser.configs import load_config`) show names defined elsewhere;
 * no code (product or test) imports a name through a module that does not define it, and code
   outside `parser/` imports the parser's names from its face only;
+* no two modules import each other, directly or around a circle, and no module imports another
+  module's private name;
 * no import, at module level or inside a function, runs up the layers of
   `docs/internals.md` (enterprise_tools, model, utils -> parser, data_preparation, analysis ->
   training -> testing -> live -> benchmarks, driver);
@@ -120,6 +122,56 @@ def upward_imports(found: dict[str, Path]) -> list[str]:
     return wrong
 
 
+def import_cycles(found: dict[str, Path]) -> list[list[str]]:
+    """Groups of product modules that import each other, directly or around a circle (imports
+    inside functions and under TYPE_CHECKING included): Tarjan's strongly connected components."""
+    graph = {}
+    for name, path in found.items():
+        if name.startswith("tests"):
+            continue
+        targets = set()
+        for module, imported, _line in imports(ast.parse(path.read_text(encoding="utf-8"))):
+            sub = f"{module}.{imported}"
+            target = sub if sub in found else module
+            if target in found and target != name and not target.startswith("tests"):
+                targets.add(target)
+        graph[name] = sorted(targets)
+    index, low, stack, on_stack, groups = {}, {}, [], set(), []
+
+    def visit(node):
+        index[node] = low[node] = len(index)
+        stack.append(node)
+        on_stack.add(node)
+        for target in graph.get(node, ()):
+            if target not in index:
+                visit(target)
+                low[node] = min(low[node], low[target])
+            elif target in on_stack:
+                low[node] = min(low[node], index[target])
+        if low[node] == index[node]:
+            group = []
+            while not group or group[-1] != node:
+                group.append(stack.pop())
+                on_stack.discard(group[-1])
+            if len(group) > 1:
+                groups.append(sorted(group))
+
+    for node in graph:
+        if node not in index:
+            visit(node)
+    return groups
+
+
+def private_imports(found: dict[str, Path]) -> list[str]:
+    """`importer:line: module._name` for each private name product code imports from another
+    module (a name other modules use is public in the module that defines it)."""
+    return [f"{name}:{line}: {module}.{imported}"
+            for name, path in found.items() if not name.startswith("tests")
+            for module, imported, line in imports(ast.parse(path.read_text(encoding="utf-8")))
+            if imported and imported.startswith("_") and not imported.startswith("__")
+            and module in found and module != name]
+
+
 @pytest.fixture(scope="module")
 def project() -> dict[str, Path]:
     return modules(ROOT)
@@ -145,6 +197,14 @@ def test_no_import_runs_up_the_layers(project):
     assert upward_imports(project) == []
 
 
+def test_no_modules_import_each_other_around_a_circle(project):
+    assert import_cycles(project) == []
+
+
+def test_product_code_imports_no_private_name_of_another_module(project):
+    assert private_imports(project) == []
+
+
 def test_the_checks_catch_a_reexport_a_second_name_and_an_upward_import(tmp_path):
     (tmp_path / "utils").mkdir()
     (tmp_path / "training").mkdir()
@@ -159,6 +219,11 @@ def test_the_checks_catch_a_reexport_a_second_name_and_an_upward_import(tmp_path
     assert [w.rsplit(": ", 1)[1] for w in second_names(found)] == ["utils.old.fit"]
     assert [w.rsplit(": ", 1)[1] for w in upward_imports(found)] == [
         "utils.old -> training.train", "utils.old -> training.train"]
+    (tmp_path / "training" / "train.py").write_text("from utils.old import _helper\n_helper()\n")
+    (tmp_path / "utils" / "old.py").write_text("def _helper():\n    from training import train\n")
+    found = modules(tmp_path, packages=("utils", "training"))
+    assert import_cycles(found) == [["training.train", "utils.old"]]
+    assert [w.rsplit(": ", 1)[1] for w in private_imports(found)] == ["utils.old._helper"]
 
 
 @pytest.mark.parametrize("pattern", LIMITED)

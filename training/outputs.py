@@ -30,6 +30,20 @@ N_EXAMPLES = 3  # traces per category on the examples page
 
 
 @dataclasses.dataclass
+class TrainResult:
+    """What a train flow (SNS or samples) returns: its run folder, figures and threshold."""
+
+    run_dir: Path
+    val_metrics: dict
+    test_metrics: dict
+    threshold: float
+    replicas: int
+    # The chief's in-memory scores of the validation and test parts, for a test flow that
+    # follows in this process (None: not kept, e.g. scored off TensorFlow).
+    scored: ScoredParts | None = None
+
+
+@dataclasses.dataclass
 class TestResult:
     """What a test flow (SNS or samples) returns: its new tests/<time>/ folder and metrics."""
 

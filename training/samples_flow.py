@@ -147,8 +147,8 @@ def _split_sizes(parts: dict, labels, class_names) -> dict:
 
 
 def train_samples(config: Config, *, run_dir: Path | None = None, progress: bool = True):
-    """Train on a sample-contract source; returns a `training.train.TrainResult`."""
-    from training.train import TrainResult, prepare_run_dir, set_seeds
+    """Train on a sample-contract source; returns a `training.outputs.TrainResult`."""
+    from training.run_start import prepare_run_dir, set_seeds
 
     run_dir = prepare_run_dir(config, run_dir, True)
     atomic_write_text(run_dir / "config.yaml", dump_config(config))
@@ -245,7 +245,7 @@ def train_samples(config: Config, *, run_dir: Path | None = None, progress: bool
     log.info("report %s", run_dir / "train_metrics_report.pdf")
     scored = outputs.ScoredParts(run_dir, samples, {p: parts[p] for p in probs}, probs,
                                  score_batch)  # for a test flow that follows in this process
-    return TrainResult(run_dir, metrics["val"], metrics["test"],
+    return outputs.TrainResult(run_dir, metrics["val"], metrics["test"],
                        float("nan") if threshold is None else threshold, 1, scored)
 
 
@@ -320,7 +320,7 @@ def _choose_epochs(config: Config, spec, n_classes: int, x_train: dict, y_train:
     The cv folds reuse the training part's fitted scaling (fitted on all of it); each fold is
     rebalanced on its own, and each fold model starts from the run seed.
     """
-    from training.train import set_seeds
+    from training.run_start import set_seeds
 
     counts = lambda part: [sizes[part]["per_class"][c] for c in sizes[part]["per_class"]]  # noqa: E731
     method, reason = decide_method(config.train.epoch_choice, counts("val"), counts("train"),

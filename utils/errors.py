@@ -11,7 +11,7 @@ them:
 * `utils.logs.LogDirError`: `run.log_dir` cannot be written;
 * `utils.run_folder.NoRunFoundError`, `utils.run_folder.RunFolderError`: no run folder to work
   on, or one that lacks a file the flow needs;
-* `training.train.RunStateError`: a run folder that cannot be trained into;
+* `training.run_start.RunStateError`: a run folder that cannot be trained into;
 * `data_preparation.validation.StaleSettingsError`: settings that do not cover the data.
 
 Errors in the data or the artefacts (a corrupt DCM file, an export out of parity, a watched

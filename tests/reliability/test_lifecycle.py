@@ -10,7 +10,7 @@ import pytest
 
 import driver
 from parser.configs import ConfigError, dump_config, load_config
-from training.train import RunStateError, check_resume
+from training.run_start import RunStateError, check_resume
 from utils.logs import teardown_logging
 from utils.run_folder import NoRunFoundError
 from utils.status import (
