@@ -18,6 +18,7 @@ Read with `ast` (nothing is imported, so it takes a second):
 from __future__ import annotations
 
 import ast
+import functools
 from pathlib import Path
 
 import pytest
@@ -30,6 +31,16 @@ FACES = {"parser.configs"}  # documented faces besides the packages' __init__
 LINE_LIMIT = 500
 LIMITED = ("benchmarks/*.py", "data_preparation/*.py", "enterprise_tools/**/*.py", "parser/*.py",
            "training/multi_worker*.py")
+
+
+def parsed(path: Path) -> ast.Module:
+    """The file's syntax tree (parsed once per text in a session)."""
+    return _parse(path.read_text(encoding="utf-8"))
+
+
+@functools.cache
+def _parse(text: str) -> ast.Module:
+    return ast.parse(text)
 
 
 def modules(root: Path, packages=(*LAYERS, "tests")) -> dict[str, Path]:
@@ -82,7 +93,7 @@ def reexports(found: dict[str, Path]) -> dict[str, list[str]]:
     for name, path in found.items():
         if is_face(name, path) or name.startswith("tests"):
             continue
-        tree = ast.parse(path.read_text(encoding="utf-8"))
+        tree = parsed(path)
         used = {n.id for n in ast.walk(tree) if isinstance(n, ast.Name)}
         unused = [alias.asname or alias.name
                   for node in tree.body if isinstance(node, ast.ImportFrom) and node.module
@@ -96,11 +107,11 @@ def reexports(found: dict[str, Path]) -> dict[str, list[str]]:
 def second_names(found: dict[str, Path]) -> list[str]:
     """`importer:line: module.name` for each import of a name from a project module that does not
     define it (a package face or a submodule aside)."""
-    defined = {m: defined_names(ast.parse(p.read_text(encoding="utf-8")))
+    defined = {m: defined_names(parsed(p))
                for m, p in found.items()}
     wrong = []
     for name, path in found.items():
-        for module, imported, line in imports(ast.parse(path.read_text(encoding="utf-8"))):
+        for module, imported, line in imports(parsed(path)):
             if imported is None or module not in found or is_face(module, found[module]):
                 continue
             if imported not in defined[module] and f"{module}.{imported}" not in found:
@@ -115,7 +126,7 @@ def upward_imports(found: dict[str, Path]) -> list[str]:
         own = LAYERS.get(name.split(".")[0])
         if own is None:
             continue
-        for module, _imported, line in imports(ast.parse(path.read_text(encoding="utf-8"))):
+        for module, _imported, line in imports(parsed(path)):
             other = LAYERS.get(module.split(".")[0])
             if other is not None and other > own:
                 wrong.append(f"{name}:{line}: {name} -> {module}")
@@ -130,7 +141,7 @@ def import_cycles(found: dict[str, Path]) -> list[list[str]]:
         if name.startswith("tests"):
             continue
         targets = set()
-        for module, imported, _line in imports(ast.parse(path.read_text(encoding="utf-8"))):
+        for module, imported, _line in imports(parsed(path)):
             sub = f"{module}.{imported}"
             target = sub if sub in found else module
             if target in found and target != name and not target.startswith("tests"):
@@ -167,7 +178,7 @@ def private_imports(found: dict[str, Path]) -> list[str]:
     module (a name other modules use is public in the module that defines it)."""
     return [f"{name}:{line}: {module}.{imported}"
             for name, path in found.items() if not name.startswith("tests")
-            for module, imported, line in imports(ast.parse(path.read_text(encoding="utf-8")))
+            for module, imported, line in imports(parsed(path))
             if imported and imported.startswith("_") and not imported.startswith("__")
             and module in found and module != name]
 
@@ -188,7 +199,7 @@ def test_every_name_is_imported_from_the_module_that_defines_it(project):
 def test_code_outside_the_parser_imports_only_its_face(project):
     inner = [f"{name}:{line}: {module}" for name, path in project.items()
              if not name.startswith("parser")
-             for module, _imported, line in imports(ast.parse(path.read_text(encoding="utf-8")))
+             for module, _imported, line in imports(parsed(path))
              if module.startswith("parser.") and module not in FACES]
     assert inner == []
 
