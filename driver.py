@@ -159,27 +159,27 @@ def main(argv: list[str] | None = None, env: dict[str, str] | None = None) -> in
         return EXIT_USAGE
 
     quiet_tensorflow(args.debug)
-    from parser.configs import ConfigError
-    from training.train import RunStateError, check_train_request, worker_prefix
+    from training.train import check_train_request, worker_prefix
+    from utils.errors import USAGE_ERRORS
     from utils.logs import LogDirError
 
     try:  # checked before anything is written: no log line, no file in the run folder
         if args.train:
             check_train_request(config, args.run)
-    except (ConfigError, RunStateError) as exc:
+    except USAGE_ERRORS as exc:
         print(f"driver.py: error: {exc}", file=sys.stderr)
-        return EXIT_USAGE
+        return exit_code(exc)
     prefix = worker_prefix(env)
     try:
         return _run(args, config, env, prefix)
-    except LogDirError as exc:  # the flow could not open its logs: a config problem
+    except LogDirError as exc:  # the flow could not open its logs: no app.log to point to
         print(f"driver.py: error: {exc}", file=sys.stderr)
-        return EXIT_USAGE
+        return exit_code(exc)
     except KeyboardInterrupt:
         logging.getLogger("beamwatch").error("interrupted")
         return EXIT_FAILURE
     except Exception as exc:  # the one place errors become a line and an exit code
-        code = EXIT_USAGE if _is_usage_error(exc) else EXIT_FAILURE
+        code = exit_code(exc)
         logging.getLogger("beamwatch").debug("traceback:\n%s", traceback.format_exc())
         print(f"driver.py: error: {error_line(exc)}", file=sys.stderr)
         if args.debug:
@@ -297,7 +297,7 @@ def _run_after(args) -> int:
         print(f"driver.py: error: {error_line(exc)}", file=sys.stderr)
         if args.debug:
             traceback.print_exc()
-        return EXIT_USAGE if _is_usage_error(exc) else EXIT_FAILURE
+        return exit_code(exc)
     return EXIT_OK
 
 
@@ -308,14 +308,11 @@ def error_line(exc: BaseException) -> str:
     return text if text.strip() else type(exc).__name__
 
 
-def _is_usage_error(exc: Exception) -> bool:
-    from data_preparation.validation import StaleSettingsError
-    from parser.configs import ConfigError
-    from testing.test import RunFolderError
-    from training.train import RunStateError
+def exit_code(exc: BaseException) -> int:
+    """2 for a usage error (`utils.errors.USAGE_ERRORS`: the user's request is at fault), else 1."""
+    from utils.errors import USAGE_ERRORS
 
-    return isinstance(exc, ConfigError | RunFolderError | RunStateError | FileNotFoundError
-                      | StaleSettingsError)
+    return EXIT_USAGE if isinstance(exc, USAGE_ERRORS) else EXIT_FAILURE
 
 
 def _usage(parser: argparse.ArgumentParser, message: str) -> int:

@@ -59,7 +59,7 @@ def _own_peak_rss_kib() -> int:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 
 
-def _build_in_child(dataset: Path, cache: Path, workers: int, stream: bool) -> dict:
+def build_in_child(dataset: Path, cache: Path, workers: int, stream: bool) -> dict:
     args = json.dumps([str(dataset), str(cache), workers, stream])
     code = (
         "import json, sys; from benchmarks.bench_dataset_build import _build; "
@@ -86,7 +86,7 @@ def run(
     work_dir: str | os.PathLike | None = None,
 ) -> dict:
     """Simulate each archive size and time cold, warm and warm-streamed builds."""
-    from enterprise_tools.sns_simulator import SimulatorParams, simulate_archive
+    from enterprise_tools.simulator import SimulatorParams, simulate_archive
 
     workers = workers or os.cpu_count() or 1
     results = []
@@ -98,9 +98,9 @@ def run(
                              workers=workers)
             simulate_s = time.perf_counter() - started
             dataset, cache = root / "dcm", root / "cache"
-            cold = _build_in_child(dataset, cache, workers, stream=False)
-            warm = _build_in_child(dataset, cache, workers, stream=False)
-            streamed = _build_in_child(dataset, cache, workers, stream=True)
+            cold = build_in_child(dataset, cache, workers, stream=False)
+            warm = build_in_child(dataset, cache, workers, stream=False)
+            streamed = build_in_child(dataset, cache, workers, stream=True)
             results.append({
                 "size": size,
                 "hours": hours * size,

@@ -20,7 +20,8 @@ from collections.abc import Callable
 
 import numpy as np
 
-from enterprise_tools.data_utils import ReadStorage, write_storage
+from enterprise_tools.biet_reader import ReadStorage
+from enterprise_tools.biet_writer import write_storage
 
 TARGET_RATIO = 1.3
 

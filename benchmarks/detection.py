@@ -26,49 +26,18 @@ import numpy as np
 import pandas as pd
 
 from benchmarks import stats
-from benchmarks.detection_calibration import (
-    CLEAR_MARGIN,
-    STRONG_RECALL_MIN,
-    WEAK_RECALL_MAX,
-    _pooled_bin,
-    _pr,
-    calibration_checks,
-)
+from benchmarks.detection_calibration import calibration_checks
 from benchmarks.detection_models import (
     BASELINES,
-    PROTOTYPE_OVERRIDES,
     baseline_scores,
     bench_config,
     fit_neural,
-    input_spec,
     model_overrides,
-    subsample,
 )
-from benchmarks.detection_tables import _cell, _render_breakdown, _render_calibration, render
-from benchmarks.detection_truth import (
-    ONSET,
-    ONSET_BINS,
-    STRENGTH_BINS,
-    _caught,
-    _onset_bin,
-    ensure_archive,
-    join_truth,
-    load_truth,
-    recall_breakdown,
-    strength_edges,
-)
+from benchmarks.detection_truth import join_truth, load_truth, recall_breakdown, strength_edges
 from benchmarks.features import feature_names, trace_features
 
-__all__ = [
-    "BASELINES", "CLEAR_MARGIN", "DetectionSettings", "NEURAL_MODELS", "ONSET", "ONSET_BINS",
-    "PROTOTYPE_OVERRIDES", "STRENGTH_BINS", "STRONG_RECALL_MIN", "WEAK_RECALL_MAX",
-    "baseline_scores", "bench_config", "calibration_checks", "ensure_archive", "fit_neural",
-    "input_spec", "join_truth", "load_truth", "model_overrides", "recall_breakdown", "render",
-    "run", "strength_edges", "subsample",
-    # private helpers kept importable from their old home
-    "_caught", "_cell", "_onset_bin", "_pooled_bin", "_pr", "_render_breakdown",
-    "_render_calibration", "_save_scores",
-]
+__all__ = ["DetectionSettings", "NEURAL_MODELS", "run"]
 
 log = logging.getLogger("beamwatch.benchmarks.detection")
 
@@ -96,8 +65,8 @@ class DetectionSettings:
 def run(archive: Path, workdir: Path, settings: DetectionSettings) -> dict:
     """Every model on `archive`; returns the JSON-able detection section."""
     from analysis.thresholds import choose_threshold
-    from data_preparation.data_scaling import split_indices
     from data_preparation.pipeline import prepare_samples
+    from data_preparation.split import split_indices
 
     config = bench_config(archive, workdir)
     started = time.perf_counter()

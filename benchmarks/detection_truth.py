@@ -27,7 +27,7 @@ def ensure_archive(path: Path, params) -> dict:
     """
     import json
 
-    from enterprise_tools.sns_simulator import simulate_archive
+    from enterprise_tools.simulator import simulate_archive
 
     path = Path(path)
     recorded = path / "simulation.json"

@@ -52,15 +52,15 @@ def archive_dir(workdir: Path, preset: str, hours: float | None = None) -> Path:
 
 def prepare(workdir: Path, presets: list[str], workers: int, hours: float | None) -> dict:
     """Simulate each preset's archive and fill the shared cache (children then only read it)."""
-    from benchmarks import detection
+    from benchmarks import detection_models, detection_truth
     from data_preparation.pipeline import prepare_samples
 
     info = {}
     for preset in presets:
         started = time.perf_counter()
-        archive = detection.ensure_archive(archive_dir(workdir, preset, hours),
+        archive = detection_truth.ensure_archive(archive_dir(workdir, preset, hours),
                                            preset_params(preset, hours))
-        config = detection.bench_config(Path(archive["path"]), workdir,
+        config = detection_models.bench_config(Path(archive["path"]), workdir,
                                         [f"data.workers={workers}"])
         samples = prepare_samples(config, progress=False)
         info[preset] = {"samples": len(samples), "errant": int(samples.label.sum()),
@@ -137,7 +137,7 @@ def run_all(workdir: Path, out: Path, presets: list[str], models: list[str], see
 def merge_slices(out: Path, presets: list[str], target: float = 0.01) -> dict:
     """The slices' JSON merged into `{preset: rolling.run-like result}`: per model, one fold
     record per block holding every seed that finished, and the summary over blocks."""
-    from benchmarks import rolling
+    from benchmarks import rolling_figures
     from benchmarks.rolling_figures import fold_record
 
     merged = {}
@@ -166,7 +166,7 @@ def merge_slices(out: Path, presets: list[str], target: float = 0.01) -> dict:
             record["folds"] = [fold_record(block, sorted(figures, key=lambda f: f["seed"]))
                                for (model, block), figures in sorted(seeds_by_fold.items())
                                if model == name]
-            record["summary"] = rolling.summarize_model(record["folds"], target)
+            record["summary"] = rolling_figures.summarize_model(record["folds"], target)
         merged[preset] = result
     return merged
 

@@ -35,7 +35,7 @@ def _model():
 
 
 def _smote(x, y, ratio: float, seed: int):
-    from data_preparation.data_scaling import smote
+    from data_preparation.imbalance import smote
 
     return smote(np.asarray(x, dtype=np.float64), np.asarray(y), ratio, seed)
 
@@ -57,7 +57,7 @@ def _scores(model, x_train, y_train, x_test) -> np.ndarray:
 
 
 def _figures(y, s) -> dict:
-    from benchmarks.rolling import average_precision
+    from benchmarks.rolling_figures import average_precision
 
     y = np.asarray(y, dtype=np.int64)
     return {"pr_auc": average_precision(y, s), "roc_auc": float(roc_auc_score(y, s)),

@@ -8,7 +8,7 @@
 * `logistic_reference`: logistic regression on the hand-made features (`benchmarks.features`)
   of (pulse - median reference) plus the beam settings.
 * the detection section's baselines: `hist_gradient_boosting`, `logistic_regression` (features
-  of the pulse plus settings) and `isolation_forest` (`benchmarks.detection.baseline_scores`).
+  of the pulse plus settings) and `isolation_forest` (`benchmarks.detection_models.baseline_scores`).
 
 Every peer is fitted on the training rows only (MiniRocket's biases too) and scores the
 validation and test rows; the caller chooses the threshold on validation. The reference peers
@@ -24,7 +24,7 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from benchmarks.detection import BASELINES, baseline_scores
+from benchmarks.detection_models import BASELINES, baseline_scores
 from benchmarks.features import trace_features
 from training.peers import MiniRocketClassifier, logistic_model
 

@@ -10,7 +10,7 @@ def preset_params(preset: str, seed: int, *, demo_hours: float, hours: float | N
     sized so that each of 5-7 rolling blocks holds >= 1,000 normal and >= 50 errant samples).
     `hours` shortens either (smoke tests).
     """
-    from enterprise_tools.sns_simulator import SimulatorParams
+    from enterprise_tools.simulator import SimulatorParams
 
     if preset == "demo":
         return SimulatorParams.demo(hours=hours or demo_hours, seed=seed)

@@ -24,46 +24,17 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from benchmarks import detection, leaky, peers
+from benchmarks import detection_models, detection_truth, leaky, peers
 from benchmarks.rolling_figures import (
-    DEFAULT_MODEL,
-    _recalibration,
-    _step_argument,
-    average_precision,
     fold_figures,
     fold_record,
-    paired_bootstrap,
     paired_comparisons,
+    recalibration_function,
     summarize_model,
 )
-from benchmarks.rolling_folds import (
-    FIRST_TEST_BLOCK,
-    _acquisition_order,
-    _nearest,
-    cut_blocks,
-    make_folds,
-    split_newest,
-)
-from benchmarks.rolling_tables import (
-    _interval,
-    _num,
-    _pct,
-    _render_breakdown,
-    _render_paired,
-    render,
-    render_choice,
-    render_preset,
-)
+from benchmarks.rolling_folds import cut_blocks, make_folds
 
-__all__ = [
-    "DEFAULT_MODEL", "FIRST_TEST_BLOCK", "NEURAL_MODELS", "REFERENCE_MODELS", "RollingSettings",
-    "available_models", "average_precision", "cut_blocks", "fold_figures", "make_folds",
-    "paired_bootstrap", "paired_comparisons", "render", "render_choice", "render_preset", "run",
-    "split_newest", "summarize_model",
-    # private helpers kept importable from their old home
-    "_acquisition_order", "_fit", "_interval", "_nearest", "_num", "_part_summary", "_pct",
-    "_recalibration", "_render_breakdown", "_render_paired", "_save_scores", "_step_argument",
-]
+__all__ = ["NEURAL_MODELS", "REFERENCE_MODELS", "RollingSettings", "available_models", "run"]
 
 log = logging.getLogger("beamwatch.benchmarks.rolling")
 
@@ -126,7 +97,7 @@ def run(archive: Path, workdir: Path, settings: RollingSettings, *, preset: str)
     from analysis.thresholds import choose_threshold
     from data_preparation.pipeline import prepare_samples
 
-    config = detection.bench_config(archive, workdir)
+    config = detection_models.bench_config(archive, workdir)
     started = time.perf_counter()
     samples = prepare_samples(config, progress=False)
     blocks = cut_blocks(samples.timestamp_ns, samples.acquisition, settings.n_blocks)
@@ -134,11 +105,11 @@ def run(archive: Path, workdir: Path, settings: RollingSettings, *, preset: str)
                        val_fraction=settings.val_fraction, last_folds=settings.last_folds)
     if settings.blocks is not None:  # one slice of the work (benchmarks.device_rolling)
         folds = [f for f in folds if f["block"] in settings.blocks]
-    truth = detection.load_truth(archive)
-    edges = detection.strength_edges(truth)
+    truth = detection_truth.load_truth(archive)
+    edges = detection_truth.strength_edges(truth)
     data = peers.PeerData(samples, config.model.input_pool)
     models, skipped = available_models(settings, data)
-    recalibrate = _recalibration()
+    recalibrate = recalibration_function()
     target = config.threshold.target_false_alarm_rate
     rate = config.threshold.pulse_rate_hz
     out = {
@@ -180,9 +151,9 @@ def run(archive: Path, workdir: Path, settings: RollingSettings, *, preset: str)
                                        target=target, n_boot=settings.n_boot, seed=seed,
                                        pulse_rate_hz=rate, recalibrate=recalibrate,
                                        step=settings.recalibration_step)
-                joined = detection.join_truth(samples.timestamp_ns[test_idx], y_test, truth,
+                joined = detection_truth.join_truth(samples.timestamp_ns[test_idx], y_test, truth,
                                               edges)
-                figures["breakdown"] = detection.recall_breakdown(
+                figures["breakdown"] = detection_truth.recall_breakdown(
                     joined, fitted["scores"]["test"], choice.threshold)
                 figures["validation"] = choice.to_dict()
                 figures["seed"] = seed
@@ -208,7 +179,7 @@ def run(archive: Path, workdir: Path, settings: RollingSettings, *, preset: str)
             log.exception("rolling %s: %s failed", preset, name)
             skipped[name] = f"failed: {type(error).__name__}: {error}"
     out["paired"] = paired_comparisons(out, test_scores, [samples.label[f["test"]]
-                                                          for f in folds], settings)
+                                                          for f in folds], settings.n_boot)
     if settings.leaky:
         out["leaky"] = leaky.compare(data.features("pulse"), data.labels, folds,
                                      smote_ratio=config.scaling.smote_ratio, seed=0)
@@ -221,9 +192,9 @@ def run(archive: Path, workdir: Path, settings: RollingSettings, *, preset: str)
 
 def _fit(name, neural, samples, data, parts, archive, workdir, settings, seed, preset, block):
     if neural:
-        cfg = detection.bench_config(archive, workdir, [*detection.model_overrides(
+        cfg = detection_models.bench_config(archive, workdir, [*detection_models.model_overrides(
             name, settings.epochs), f"run.seed={seed}"])
-        return detection.fit_neural(samples, parts, cfg,
+        return detection_models.fit_neural(samples, parts, cfg,
                                     workdir / "runs" / f"rolling-{preset}-{name}-b{block}-s{seed}",
                                     max_train=settings.max_train)
     return peers.fit_score(name, data, parts, seed, n_kernels=settings.minirocket_kernels)

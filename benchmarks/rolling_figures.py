@@ -4,15 +4,11 @@ bootstrap, per-block figures with online recalibration, per-model summaries and 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
 
 import numpy as np
 
 from benchmarks import stats
 from parser.configs import ModelConfig
-
-if TYPE_CHECKING:  # only an annotation; benchmarks.rolling imports this module
-    from benchmarks.rolling import RollingSettings
 
 DEFAULT_MODEL = ModelConfig().name  # the shipped default (configs/default.yaml)
 
@@ -81,7 +77,7 @@ def paired_bootstrap(labels: Sequence[np.ndarray], scores_a: Sequence[Sequence[n
             "n_boot": int(n_boot), "blocks": len(ys)}
 
 
-def _recalibration():
+def recalibration_function():
     """`analysis.recalibration.online_thresholds`, or None before that module is merged."""
     try:
         from analysis.recalibration import online_thresholds
@@ -155,7 +151,7 @@ def summarize_model(per_fold: list[dict], target: float) -> dict:
 
 
 def paired_comparisons(result: dict, test_scores: dict, labels: list[np.ndarray],
-                       settings: RollingSettings) -> dict:
+                       n_boot: int) -> dict:
     """The default model against every other model (paired bootstrap), and which peer is best."""
     if DEFAULT_MODEL not in test_scores:
         return {"note": f"{DEFAULT_MODEL} did not run; no paired comparison"}
@@ -165,7 +161,7 @@ def paired_comparisons(result: dict, test_scores: dict, labels: list[np.ndarray]
         return {"note": "no other model ran"}
     best = max(others, key=lambda n: -1.0 if others[n] is None else others[n])
     comparisons = {name: paired_bootstrap(labels, test_scores[DEFAULT_MODEL], test_scores[name],
-                                          n_boot=settings.n_boot, seed=0)
+                                          n_boot=n_boot, seed=0)
                    for name in others}
     out = {"default": DEFAULT_MODEL, "best_peer": best, "against": comparisons}
     # Each other network against the best peer too (which network a new default should be).
@@ -175,7 +171,7 @@ def paired_comparisons(result: dict, test_scores: dict, labels: list[np.ndarray]
         out["networks_vs_best_peer"] = {
             name: {"peer": best_peer, **paired_bootstrap(labels, test_scores[name],
                                                          test_scores[best_peer],
-                                                         n_boot=settings.n_boot, seed=0)}
+                                                         n_boot=n_boot, seed=0)}
             for name in test_scores
             if result["models"][name]["kind"] == "neural" and name != DEFAULT_MODEL}
     return out

@@ -57,7 +57,7 @@ def peak_rss_mb() -> float:
 
 
 def _config(archive: Path, workdir: Path, workers: int):
-    from benchmarks.detection import bench_config
+    from benchmarks.detection_models import bench_config
 
     return bench_config(archive, workdir, [f"data.cache_dir={workdir / 'cache'}",
                                            f"data.workers={workers}", "train.streaming=true"])
@@ -78,8 +78,8 @@ def child_build(archive: Path, workdir: Path, workers: int) -> dict:
 def child_epoch(archive: Path, workdir: Path, workers: int, epochs: int) -> dict:
     import keras
 
-    from data_preparation.data_scaling import split_indices
     from data_preparation.pipeline import balance_training, fit_scalers, prepare_samples
+    from data_preparation.split import split_indices
     from model import build_model, compile_model
     from training.dataset import make_dataset
     from training.fit import class_sample_weight, input_spec
@@ -129,8 +129,8 @@ def _run_child(kind: str, archive: Path, workdir: Path, settings: ScaleSettings)
 
 def run(settings: ScaleSettings, workdir: Path, skipped: tuple[int, ...] = ()) -> dict:
     """Every factor: simulate (or reuse), cold streamed build, streamed epochs."""
-    from benchmarks.detection import ensure_archive
-    from enterprise_tools.sns_simulator import SimulatorParams
+    from benchmarks.detection_truth import ensure_archive
+    from enterprise_tools.simulator import SimulatorParams
 
     rows = []
     for factor in settings.factors:

@@ -75,7 +75,7 @@ def dataset_build(settings: SpeedSettings, archive: Path, workdir: Path) -> dict
 
     Uses `bench_dataset_build`'s child-process build, with an empty cache per worker count.
     """
-    from benchmarks.bench_dataset_build import _build_in_child
+    from benchmarks.bench_dataset_build import build_in_child
 
     runs = []
     for workers in settings.build_workers:
@@ -83,7 +83,7 @@ def dataset_build(settings: SpeedSettings, archive: Path, workdir: Path) -> dict
         if cache.exists():
             shutil.rmtree(cache)
         for kind in ("cold", "warm"):
-            r = _build_in_child(archive / "dcm", cache, workers, stream=False)
+            r = build_in_child(archive / "dcm", cache, workers, stream=False)
             runs.append({"workers": workers, "cache": kind, "seconds": r["seconds"],
                          "pulses": r["pulses"], "files": r["files"],
                          "pulses_per_second": r["pulses"] / r["seconds"],
@@ -129,9 +129,10 @@ def training_throughput(settings: SpeedSettings, archive: Path, workdir: Path,
     import keras
     from sklearn.metrics import average_precision_score
 
-    from benchmarks.detection import bench_config, subsample
-    from data_preparation.data_scaling import class_weights, split_indices
+    from benchmarks.detection_models import bench_config, subsample
+    from data_preparation.imbalance import class_weights
     from data_preparation.pipeline import fit_scalers, prepare_samples
+    from data_preparation.split import split_indices
     from model import InputSpec, build_model, compile_model
 
     config = bench_config(archive, workdir)

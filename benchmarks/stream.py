@@ -88,12 +88,12 @@ def child(out_json: Path, run_dir: Path, settings: StreamSettings) -> None:
 
     tf.config.threading.set_intra_op_parallelism_threads(1)
     tf.config.threading.set_inter_op_parallelism_threads(1)
-    from enterprise_tools.sns_simulator import SimulatorParams
+    from enterprise_tools.simulator import SimulatorParams
     from enterprise_tools.sns_stream import StreamSpec, pulse_stream
     from live.engine import LiveScorer
-    from live.export import EXPORT_DIR, read_serving
     from live.scorer import LiteRTBackend, SavedModelBackend
     from live.serving import InputLayout
+    from utils.serving_files import EXPORT_DIR, read_serving
 
     export = run_dir / EXPORT_DIR
     meta = read_serving(export)
@@ -290,7 +290,7 @@ class _DefaultOne:
 
 def ensure_run(archive: Path, workdir: Path, epochs: int) -> Path:
     """A trained and exported run on `archive` under workdir/stream (reused when complete)."""
-    from benchmarks.detection import bench_config
+    from benchmarks.detection_models import bench_config
     from live.export import export_run
     from training.train import train
     from utils.run_folder import NoRunFoundError, newest_run

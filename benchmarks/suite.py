@@ -15,7 +15,18 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
-from benchmarks import detection, public_jobs, report, rolling, scale, speed, stream
+from benchmarks import (
+    detection,
+    detection_tables,
+    detection_truth,
+    public_jobs,
+    report,
+    rolling,
+    rolling_tables,
+    scale,
+    speed,
+    stream,
+)
 from benchmarks.presets import preset_params
 
 log = logging.getLogger("beamwatch.benchmarks")
@@ -155,7 +166,7 @@ def detection_archive(profile: Profile, workdir: Path) -> dict:
     """The fixed simulated archive of the profile (reused when already there)."""
     params = preset_params("demo", profile.archive_seed, demo_hours=profile.archive_hours)
     name = f"archive-{profile.archive_hours:g}h-seed{profile.archive_seed}"
-    return detection.ensure_archive(workdir / name, params)
+    return detection_truth.ensure_archive(workdir / name, params)
 
 
 def preset_archive(profile: Profile, preset: str, workdir: Path) -> dict | None:
@@ -170,7 +181,7 @@ def preset_archive(profile: Profile, preset: str, workdir: Path) -> dict | None:
     if params is None:
         return None
     name = f"archive-{preset}-{params.hours:g}h-seed{profile.archive_seed}"
-    return detection.ensure_archive(workdir / name, params)
+    return detection_truth.ensure_archive(workdir / name, params)
 
 
 def run_rolling(profile: Profile, workdir: Path) -> dict:
@@ -286,7 +297,7 @@ def render_document(results: dict, results_file: str) -> str:
     lines += [report.render_table(["section", "command", "commit", "finished (UTC)", "wall s",
                                    "CPU s", "load avg before (1/5/15 min)", "profile"], rows,
                                   align="llllrrrl"), ""]
-    renderers = {"detection": detection.render, "rolling": rolling.render,
+    renderers = {"detection": detection_tables.render, "rolling": rolling_tables.render,
                  "speed": speed.render, "scale": scale.render, "stream": stream.render,
                  "public_jobs": public_jobs.render}
     for name in SECTIONS + ON_REQUEST:

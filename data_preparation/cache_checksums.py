@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 # each window dataset's per-row CRC32 dataset
-_SUMS = {"traces": "crc32", "references": "references_crc32"}
+SUMS = {"traces": "crc32", "references": "references_crc32"}
 
 
 class CacheChecksumError(OSError):
@@ -44,7 +44,7 @@ def row_checksums(traces: np.ndarray) -> np.ndarray:
     return np.array([zlib.crc32(row.tobytes()) for row in block], dtype=np.uint32)
 
 
-def _verify_rows(shard: str, first_row: int, block: np.ndarray, stored: np.ndarray) -> None:
+def verify_rows(shard: str, first_row: int, block: np.ndarray, stored: np.ndarray) -> None:
     """Raise `CacheChecksumError` when any row of `block` differs from its stored checksum."""
     bad = np.flatnonzero(row_checksums(block) != np.asarray(stored, dtype=np.uint32))
     if bad.size:

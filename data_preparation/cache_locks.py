@@ -14,12 +14,12 @@ import socket
 from pathlib import Path
 
 
-def _host() -> str:
+def host_name() -> str:
     """This machine's name, reduced to characters safe in a file name."""
     return "".join(c if c.isalnum() else "_" for c in socket.gethostname())[:32] or "host"
 
 
-def _writer_pid(entry: Path) -> int | None:
+def writer_pid(entry: Path) -> int | None:
     """The process id in a pending entry's name (None for another layout)."""
     try:
         return int(entry.stem.split("-", 1)[1].rsplit(".", 2)[1])
@@ -27,7 +27,7 @@ def _writer_pid(entry: Path) -> int | None:
         return None
 
 
-def _writer_gone(entry: Path) -> bool:
+def writer_gone(entry: Path) -> bool:
     """True when the build that wrote pending `entry` is known to have ended (same host only).
 
     Entry names are `<sha1>-<host>.<pid>.<random>.h5`; another host's processes cannot be
@@ -38,7 +38,7 @@ def _writer_gone(entry: Path) -> bool:
         pid = int(pid)
     except ValueError:
         return True  # an older layout's entry
-    if host != _host():
+    if host != host_name():
         return False
     if pid == os.getpid():
         return False
@@ -54,7 +54,7 @@ def _writer_gone(entry: Path) -> bool:
 _READERS: dict[str, object] = {}  # cache folder -> open handle holding a shared flock
 
 
-def _hold_reader_lock(folder: Path) -> None:
+def hold_reader_lock(folder: Path) -> None:
     """Mark this process as a user of `folder` until it exits (a shared flock on `.readers`).
 
     A process that builds from the cache may read its shards for as long as it runs (a
@@ -67,7 +67,7 @@ def _hold_reader_lock(folder: Path) -> None:
         _READERS[key] = handle
 
 
-def _sole_user(folder: Path) -> bool:
+def sole_user(folder: Path) -> bool:
     """True when no other process holds `folder`'s reader lock (checked, then back to shared)."""
     handle = _READERS.get(str(folder.resolve()))
     if handle is None:
@@ -84,7 +84,7 @@ def _sole_user(folder: Path) -> bool:
 
 
 @contextlib.contextmanager
-def _locked(path: Path):
+def locked(path: Path):
     """An exclusive `flock` on `path` for the duration (released when the process dies)."""
     with open(path, "a+b") as handle:
         fcntl.flock(handle.fileno(), fcntl.LOCK_EX)

@@ -35,15 +35,8 @@ from typing import NamedTuple
 import numpy as np
 from tqdm.auto import tqdm
 
-from data_preparation.dcm_files import (
-    ANOMALY,
-    DATA_SUFFIXES,
-    NORMAL,
-    _kind,
-    _usable_files,
-    find_data_files,
-    folder_label,
-)
+from data_preparation.cache_checksums import CacheChecksumError
+from data_preparation.dcm_files import ANOMALY, file_kind, find_data_files, usable_files
 from data_preparation.ledger import (
     CORRUPT_FILE,
     FILE_TOO_LARGE,
@@ -51,31 +44,17 @@ from data_preparation.ledger import (
     NOT_A_DCM_FILE,
     NOT_A_REGULAR_FILE,
     UNLABELLED_FOLDER,
-    UNREADABLE_LINK,  # noqa: F401  (kept importable from this module)
     DataLedger,
 )
-from data_preparation.npz_source import (
-    _npz_references,  # noqa: F401  (kept importable from this module)
-    _npz_settings,  # noqa: F401  (kept importable from this module)
-    load_npz_pulses,
-)
-from data_preparation.pulse_assembly import (
-    _assemble,
-    _files_in_rows,
-    _fill_from_results,  # noqa: F401  (kept importable from this module)
-    _fill_from_store,  # noqa: F401  (kept importable from this module)
-    _store,  # noqa: F401  (kept importable from this module)
-)
+from data_preparation.pulse_assembly import assemble, files_in_rows
 from data_preparation.pulse_set import PulseSet
 from data_preparation.trace_cache import (
     CACHE_FORMAT,
-    CacheChecksumError,
     FileKey,
     FileResult,
     TraceCache,
     write_pending,
 )
-from data_preparation.trace_store import TraceStore
 from data_preparation.validation import finite_pulses
 from enterprise_tools.biet_format import HEADER, CorruptFileError, FileTooLargeError
 from enterprise_tools.biet_reader import ReadStorage, decompress
@@ -83,19 +62,8 @@ from enterprise_tools.trace_windows import QualityCut, get_traces
 
 logger = logging.getLogger(__name__)
 
-__all__ = [
-    "ANOMALY",
-    "DATA_SUFFIXES",
-    "NORMAL",
-    "PulseSet",
-    "TraceStore",
-    "cache_folder",
-    "check_window",
-    "find_data_files",
-    "folder_label",
-    "load_npz_pulses",
-    "load_pulses",
-]
+__all__ = ["cache_folder", "check_window", "load_pulses"]
+
 _GZIP_MAGIC = b"\x1f\x8b"
 _FROM_CONFIG = object()  # sentinel: take cache_dir from the config
 
@@ -188,7 +156,7 @@ def read_regular_file(path: str, max_bytes: int) -> _Content:
     with os.fdopen(fd, "rb") as handle:
         info = os.fstat(fd)
         if not stat.S_ISREG(info.st_mode):
-            raise NotRegularFileError(f"not a regular file ({_kind(info.st_mode)})")
+            raise NotRegularFileError(f"not a regular file ({file_kind(info.st_mode)})")
         if info.st_size > max_bytes:
             raise FileTooLargeError(path, max_bytes)
         raw = handle.read(max_bytes + 1)
@@ -301,7 +269,7 @@ def load_pulses(
             path, UNLABELLED_FOLDER, 0,
             "not under a folder whose name contains 'normal' or 'anomal'", scope="file",
         )
-    files = _usable_files(files, ledger)
+    files = usable_files(files, ledger)
     if not files:
         raise FileNotFoundError(
             f"No DCM files (.gz, .bin, .bin.gz) under a 'normal' or 'anomal*' folder in {root} "
@@ -314,10 +282,11 @@ def load_pulses(
         if cache is not None:
             results = cache.commit(keys, results)
         try:
-            pulses = _assemble(files, results, params, DataLedger(), stream, cache)
+            pulses = assemble(files, results, params.shift, params.references, DataLedger(),
+                                stream, cache)
             break
         except CacheChecksumError as exc:
-            damaged = _files_in_rows(files, results, exc)
+            damaged = files_in_rows(files, results, exc)
             if attempt == 2 or not damaged:
                 raise
             logger.warning("%s; re-reading %d source file(s) whose rows were damaged: %s",

@@ -61,7 +61,7 @@ def find_data_files(
     return labelled, unlabelled
 
 
-def _usable_files(files, ledger: DataLedger) -> list[tuple[Path, int]]:
+def usable_files(files, ledger: DataLedger) -> list[tuple[Path, int]]:
     """The files that are (links to) regular files; the rest are ledgered, not read.
 
     A dangling link or a link loop is `unreadable_link`; a FIFO, socket or device that carries
@@ -76,13 +76,13 @@ def _usable_files(files, ledger: DataLedger) -> list[tuple[Path, int]]:
             ledger.add(path, reason, 0, f"{exc.strerror or exc}", scope="file")
             continue
         if not stat.S_ISREG(info.st_mode):
-            ledger.add(path, NOT_A_REGULAR_FILE, 0, _kind(info.st_mode), scope="file")
+            ledger.add(path, NOT_A_REGULAR_FILE, 0, file_kind(info.st_mode), scope="file")
             continue
         usable.append((path, label))
     return usable
 
 
-def _kind(mode: int) -> str:
+def file_kind(mode: int) -> str:
     for test, name in ((stat.S_ISFIFO, "a FIFO"), (stat.S_ISSOCK, "a socket"),
                        (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
                        (stat.S_ISDIR, "a folder")):

@@ -29,7 +29,7 @@ def demo_root(config) -> Path | None:
 
 def ensure_demo_archive(config, logger: logging.Logger | None = None, *, workers: int = 0) -> bool:
     """Generates the demo archive if the config points at it and it is absent; True if it did."""
-    from enterprise_tools.sns_simulator import SimulatorParams, simulate_archive
+    from enterprise_tools.simulator import SimulatorParams, simulate_archive
 
     logger = logger or logging.getLogger("beamwatch.demo")
     root = demo_root(config)

@@ -5,7 +5,7 @@ and the split each add what they removed here, and the ledger travels with the s
 run folder (`data_ledger.json`) and the report.
 
 Reasons used by `data_preparation` (besides the `get_traces` skip codes of
-`enterprise_tools.data_utils`, which are recorded as they come):
+`enterprise_tools.sample_rules`, which are recorded as they come):
 
 * `corrupt_file`: the file could not be decoded (the reader's message is the detail).
 * `not_a_dcm_file`: a `.gz`/`.bin` file that is not an `SNS-BIET2020` stream.

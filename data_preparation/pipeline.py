@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from data_preparation.data_loader import TraceStore, load_npz_pulses, load_pulses
+from data_preparation.data_loader import load_pulses
 from data_preparation.data_transformer import (
     attach_settings,
     config_groups,
@@ -33,6 +33,7 @@ from data_preparation.ledger import (
     STALE_SETTINGS,
     DataLedger,
 )
+from data_preparation.npz_source import load_npz_pulses
 from data_preparation.references import (
     ReferenceView,
     plan_references,
@@ -40,6 +41,7 @@ from data_preparation.references import (
     source_counts,
 )
 from data_preparation.scalers import SettingsScaler, TraceScaler
+from data_preparation.trace_store import TraceStore
 
 logger = logging.getLogger(__name__)
 

@@ -7,7 +7,6 @@ From memory (no cache) or from the cache shards (read in storage order, or left 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -17,11 +16,8 @@ from data_preparation.pulse_set import PulseSet
 from data_preparation.trace_cache import TraceCache
 from data_preparation.trace_store import TraceStore
 
-if TYPE_CHECKING:  # the loader's extraction parameters (only .shift and .references are read)
-    from data_preparation.data_loader import _Extraction
 
-
-def _files_in_rows(files, results, exc: CacheChecksumError) -> list[str]:
+def files_in_rows(files, results, exc: CacheChecksumError) -> list[str]:
     """The source files whose cached rows include the damaged rows of `exc.shard`."""
     name = Path(exc.shard).name
     damaged = []
@@ -33,10 +29,10 @@ def _files_in_rows(files, results, exc: CacheChecksumError) -> list[str]:
     return damaged
 
 
-def _assemble(files, results, params: _Extraction, ledger: DataLedger, stream: bool, cache
-              ) -> PulseSet:
-    """Concatenate the per-file results in time order and ledger their skips."""
-    shift, k = params.shift, params.references
+def assemble(files, results, shift: int, k: int, ledger: DataLedger, stream: bool, cache
+             ) -> PulseSet:
+    """Concatenate the per-file results in time order and ledger their skips (windows of
+    `shift` samples, `k` in-file references per sample)."""
     for (path, _), result in zip(files, results, strict=True):
         if result.error is not None:
             ledger.add(path, result.error[0], 0, result.error[1], scope="file")

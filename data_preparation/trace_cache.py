@@ -54,41 +54,20 @@ from typing import NamedTuple
 import h5py
 import numpy as np
 
-from data_preparation.cache_checksums import (
-    _SUMS,
-    CacheChecksumError,
-    _verify_rows,
-    mark_damaged,
-    row_checksums,
-)
+from data_preparation.cache_checksums import SUMS, row_checksums, verify_rows
 from data_preparation.cache_locks import (
-    _READERS,  # noqa: F401  (kept importable from this module)
-    _hold_reader_lock,
-    _host,
-    _locked,
-    _sole_user,
-    _writer_gone,
-    _writer_pid,
-)
-from data_preparation.trace_store import (
-    TraceStore,
-    _as_indices,  # noqa: F401  (kept importable from this module)
+    hold_reader_lock,
+    host_name,
+    locked,
+    sole_user,
+    writer_gone,
+    writer_pid,
 )
 from utils.run_folder import atomic_path
 
 logger = logging.getLogger(__name__)
 
-__all__ = [
-    "CACHE_FORMAT",
-    "CacheChecksumError",
-    "FileKey",
-    "FileResult",
-    "TraceCache",
-    "TraceStore",
-    "mark_damaged",
-    "row_checksums",
-    "write_pending",
-]
+__all__ = ["CACHE_FORMAT", "FileKey", "FileResult", "TraceCache", "write_pending"]
 
 CACHE_FORMAT = 3  # bump when the layout or the extraction rules change (3: row checksums)
 _INDEX = "index.h5"
@@ -205,7 +184,7 @@ class TraceCache:
         self._known: set[str] = set()  # shards this process has seen indexed or written
         # This build's pending entries carry its host, process id and a random id, so two
         # builds sharing the folder never write, pack or delete each other's entries.
-        self._writer = f"{_host()}.{os.getpid()}.{uuid.uuid4().hex[:8]}"
+        self._writer = f"{host_name()}.{os.getpid()}.{uuid.uuid4().hex[:8]}"
         self._invalid: set[str] = set()  # rows found damaged: replaced at the next commit
 
     # -- lookup -----------------------------------------------------------------------------
@@ -224,7 +203,7 @@ class TraceCache:
         if row is not None and row.key == key:
             return row.result
         for entry in sorted((self.folder / _PENDING).glob(f"{_path_hash(key)}-*.h5")):
-            if _writer_gone(entry) or _writer_pid(entry) == os.getpid():
+            if writer_gone(entry) or writer_pid(entry) == os.getpid():
                 found = _read_pending(entry, key)
                 if found is not None:
                     return found
@@ -293,8 +272,8 @@ class TraceCache:
         rows another build committed meanwhile are kept.
         """
         self.folder.mkdir(parents=True, exist_ok=True)
-        _hold_reader_lock(self.folder)
-        with _locked(self.folder / _LOCK):
+        hold_reader_lock(self.folder)
+        with locked(self.folder / _LOCK):
             self._rows = None  # re-read: another build may have committed since our lookup
             rows = dict(self._index())
             for path in self._invalid:
@@ -380,7 +359,7 @@ class TraceCache:
         for shard in shards:
             with h5py.File(self.folder / shard, "r") as h5:
                 stored += h5["traces"].shape[0]
-        if stored - live <= live or not _sole_user(self.folder):
+        if stored - live <= live or not sole_user(self.folder):
             return rows, False
         name = f"shard-{uuid.uuid4().hex[:16]}.h5"
         order = [p for p, row in rows.items() if row.result.n]
@@ -395,8 +374,8 @@ class TraceCache:
                               for name in _STORED if name in old}
                 for name in _WINDOWS:
                     if name in blocks:
-                        _verify_rows(str(self.folder / result.shard), result.offset,
-                                     blocks[name], blocks[_SUMS[name]])
+                        verify_rows(str(self.folder / result.shard), result.offset,
+                                     blocks[name], blocks[SUMS[name]])
                 if not datasets:
                     datasets = {name: h5.create_dataset(name, shape=(live, *block.shape[1:]),
                                                         dtype=block.dtype)
@@ -460,7 +439,7 @@ class TraceCache:
     def _remove_unreferenced(self, rows: dict[str, _Row]) -> None:
         referenced = {row.result.shard for row in rows.values()}
         now = time.time()
-        sole = _sole_user(self.folder)  # another process may still read an old shard
+        sole = sole_user(self.folder)  # another process may still read an old shard
         for path in self.folder.glob("shard-*.h5") if sole else ():
             stale = now - path.stat().st_mtime > _STALE_S
             damaged = Path(f"{path}.damaged")
@@ -474,7 +453,7 @@ class TraceCache:
                 age = now - path.stat().st_mtime
             except FileNotFoundError:
                 continue
-            if (age > _STALE_S and _writer_gone(path)) or age > _PENDING_STALE_S:
+            if (age > _STALE_S and writer_gone(path)) or age > _PENDING_STALE_S:
                 _remove(path)
 
 

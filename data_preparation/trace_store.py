@@ -13,7 +13,7 @@ from collections.abc import Sequence
 import h5py
 import numpy as np
 
-from data_preparation.cache_checksums import _SUMS, CacheChecksumError, mark_damaged, row_checksums
+from data_preparation.cache_checksums import SUMS, CacheChecksumError, mark_damaged, row_checksums
 
 
 class TraceStore:
@@ -91,7 +91,7 @@ class TraceStore:
             for positions in np.split(order, cuts):
                 source = int(src[positions[0]])
                 handle = self._file(source)
-                dataset, sums = handle[self.dataset], handle[_SUMS[self.dataset]]
+                dataset, sums = handle[self.dataset], handle[SUMS[self.dataset]]
                 rows, inverse = np.unique(self.row[indices[positions]], return_inverse=True)
                 if rows[-1] - rows[0] + 1 <= 2 * rows.size:  # dense: one contiguous read
                     block = dataset[rows[0] : rows[-1] + 1][rows - rows[0]]

@@ -14,9 +14,10 @@ from pathlib import Path
 import numpy as np
 
 from data_preparation.ledger import STALE_SETTINGS, DataLedger
+from utils.errors import UsageError
 
 
-class StaleSettingsError(ValueError):
+class StaleSettingsError(UsageError, ValueError):
     """Settings that do not cover the data they would be joined to."""
 
 

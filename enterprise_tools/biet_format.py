@@ -23,43 +23,43 @@ DESCR = 5
 END_RECORD = 254
 END_FILE = 255
 # Numeric fields: scalar parameter 6-9, scalar value 16-19, waveform parameter 26-29,
-# waveform value 36-39; the last digit picks the sample type in _KINDS (6 -> u32, ... 9 -> f32).
-_SCALAR_PARAM, _SCALAR_VALUE, _WAVE_PARAM, _WAVE_VALUE = 6, 16, 26, 36
-_NUMERIC_CODES = frozenset(
-    base + i for base in (_SCALAR_PARAM, _SCALAR_VALUE, _WAVE_PARAM, _WAVE_VALUE) for i in range(4)
+# waveform value 36-39; the last digit picks the sample type in KINDS (6 -> u32, ... 9 -> f32).
+SCALAR_PARAM, SCALAR_VALUE, WAVE_PARAM, WAVE_VALUE = 6, 16, 26, 36
+NUMERIC_CODES = frozenset(
+    base + i for base in (SCALAR_PARAM, SCALAR_VALUE, WAVE_PARAM, WAVE_VALUE) for i in range(4)
 )
 
 # Seconds from the Unix epoch to the EPICS epoch (1990-01-01 UTC).
 EPICS_EPOCH_OFFSET_S = 631_152_000
-_UNIX_EPOCH = _dt.datetime(1970, 1, 1, tzinfo=_dt.UTC)
-_GZIP_MAGIC = b"\x1f\x8b"
-_NS_PER_S = 1_000_000_000
-_U32_MAX = 0xFFFF_FFFF
+UNIX_EPOCH = _dt.datetime(1970, 1, 1, tzinfo=_dt.UTC)
+GZIP_MAGIC = b"\x1f\x8b"
+NS_PER_S = 1_000_000_000
+U32_MAX = 0xFFFF_FFFF
 
-_U8 = struct.Struct(">B")
-_U32 = struct.Struct(">I")
-_TST = struct.Struct(">II")
-_EOF_RECORD = _U32.pack(1) + bytes([END_FILE])
-_EOF_RECORD_SIZE = len(_EOF_RECORD)
+U8 = struct.Struct(">B")
+U32 = struct.Struct(">I")
+TST = struct.Struct(">II")
+EOF_RECORD = U32.pack(1) + bytes([END_FILE])
+EOF_RECORD_SIZE = len(EOF_RECORD)
 
 
-class _Kind(NamedTuple):
+class Kind(NamedTuple):
     dtype: np.dtype  # big-endian on-disk dtype
     scalar: struct.Struct
 
 
 # Index = field code minus its family base (6, 16, 26 or 36). 32-bit ints are unsigned,
 # as the public reader decodes them.
-_KINDS = (
-    _Kind(np.dtype(">u4"), struct.Struct(">I")),
-    _Kind(np.dtype(">f8"), struct.Struct(">d")),
-    _Kind(np.dtype("u1"), struct.Struct(">B")),
-    _Kind(np.dtype(">f4"), struct.Struct(">f")),
+KINDS = (
+    Kind(np.dtype(">u4"), struct.Struct(">I")),
+    Kind(np.dtype(">f8"), struct.Struct(">d")),
+    Kind(np.dtype("u1"), struct.Struct(">B")),
+    Kind(np.dtype(">f4"), struct.Struct(">f")),
 )
 
 
-def _ns_to_datetime(timestamp_ns: int) -> _dt.datetime:
-    return _UNIX_EPOCH + _dt.timedelta(microseconds=timestamp_ns // 1000)
+def ns_to_datetime(timestamp_ns: int) -> _dt.datetime:
+    return UNIX_EPOCH + _dt.timedelta(microseconds=timestamp_ns // 1000)
 
 
 class CorruptFileError(ValueError):

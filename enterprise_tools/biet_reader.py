@@ -15,34 +15,34 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from enterprise_tools.biet_format import (
-    _EOF_RECORD_SIZE,
-    _GZIP_MAGIC,
-    _KINDS,
-    _NS_PER_S,
-    _NUMERIC_CODES,
-    _SCALAR_PARAM,
-    _TST,
-    _U32,
-    _WAVE_PARAM,
-    _WAVE_VALUE,
     DESCR,
     END_FILE,
     END_RECORD,
+    EOF_RECORD_SIZE,
     EPICS_EPOCH_OFFSET_S,
     EPICSTST,
+    GZIP_MAGIC,
     HEADER,
     HEADER_SIZE,
+    KINDS,
     NAME,
+    NS_PER_S,
+    NUMERIC_CODES,
+    SCALAR_PARAM,
     TAG,
+    TST,
+    U32,
     UNIXTST,
+    WAVE_PARAM,
+    WAVE_VALUE,
     CorruptFileError,
     FileTooLargeError,
-    _Kind,
-    _ns_to_datetime,
+    Kind,
+    ns_to_datetime,
 )
 
 
-class _Waveform(NamedTuple):
+class Waveform(NamedTuple):
     """An undecoded waveform: where its samples lie in the uncompressed stream."""
 
     offset: int
@@ -105,7 +105,7 @@ def _gunzip(raw: bytes, path: str, max_bytes: int | None = None) -> bytes:
         rest = inflater.unused_data
         if not rest.strip(b"\x00"):  # gzip itself ignores zero padding after the last member
             return members[0] if len(members) == 1 else b"".join(members)
-        if rest[:2] != _GZIP_MAGIC:
+        if rest[:2] != GZIP_MAGIC:
             raise CorruptFileError(path, None, None, "trailing garbage after the gzip stream")
         start = len(raw) - len(rest)
 
@@ -119,7 +119,7 @@ def decompress(raw: bytes, path: str, max_bytes: int | None = None) -> bytes:
     ``max_bytes`` caps the decompressed size (``FileTooLargeError``); ``path`` names the file
     in errors. Lets a caller that opened the file itself (to refuse FIFOs, say) keep the cap.
     """
-    if raw[:2] == _GZIP_MAGIC:
+    if raw[:2] == GZIP_MAGIC:
         return _gunzip(raw, path, max_bytes)
     if max_bytes is not None and len(raw) > max_bytes:
         raise FileTooLargeError(path, max_bytes)
@@ -148,7 +148,7 @@ class ReadStorage:
     def __init__(self, path_or_file: Any, strict: bool = False):
         raw, self.path = _load_bytes(path_or_file)
         self.strict = strict
-        if raw[:2] == _GZIP_MAGIC:
+        if raw[:2] == GZIP_MAGIC:
             raw = _gunzip(raw, self.path)
         self._data: bytes | None = raw
         self._offsets, self._eof_offset = self._read_epilog(raw)
@@ -165,20 +165,20 @@ class ReadStorage:
                 None, 0, f"bad header {bytes(data[:HEADER_SIZE])!r}, expected {HEADER!r}"
             )
         total = len(data)
-        smallest = HEADER_SIZE + _EOF_RECORD_SIZE + 4
+        smallest = HEADER_SIZE + EOF_RECORD_SIZE + 4
         if total < smallest:
             raise self._corrupt(None, total, f"file of {total} bytes is too short for an epilog")
-        (count,) = _U32.unpack_from(data, total - 4)
+        (count,) = U32.unpack_from(data, total - 4)
         if count < 2:
             raise self._corrupt(None, total - 4, f"epilog count {count} is below 2")
         epilog_start = total - 4 - 8 * count
-        if epilog_start < HEADER_SIZE + _EOF_RECORD_SIZE:
+        if epilog_start < HEADER_SIZE + EOF_RECORD_SIZE:
             raise self._corrupt(
                 None, total - 4, f"epilog count {count} is too large for a file of {total} bytes"
             )
         table = np.frombuffer(data, dtype=">u8", count=count, offset=epilog_start).tolist()
         offsets, eof_offset, last = table[:-2], table[-2], table[-1]
-        if eof_offset + _EOF_RECORD_SIZE != epilog_start:
+        if eof_offset + EOF_RECORD_SIZE != epilog_start:
             raise self._corrupt(
                 None,
                 epilog_start,
@@ -189,7 +189,7 @@ class ReadStorage:
             raise self._corrupt(
                 None, eof_offset + 4, "no end-of-file marker (0xFF) where the epilog says"
             )
-        if self.strict and _U32.unpack_from(data, eof_offset)[0] != 1:
+        if self.strict and U32.unpack_from(data, eof_offset)[0] != 1:
             raise self._corrupt(None, eof_offset, "EOF record size field is not 1")
         if self.strict and last != epilog_start:
             raise self._corrupt(
@@ -264,20 +264,20 @@ class ReadStorage:
         return self._data
 
     def _record(self, index: int, lazy: bool) -> dict:
-        """Decode record ``index``; with ``lazy`` waveforms stay ``_Waveform`` descriptors."""
+        """Decode record ``index``; with ``lazy`` waveforms stay ``Waveform`` descriptors."""
         data = self._buffer()
         start = self._offsets[index]
         end = self._offsets[index + 1] if index + 1 < len(self._offsets) else self._eof_offset
         return _parse_record(self, data, index, start, end, lazy)
 
-    def _decode_waveform(self, waveform: _Waveform) -> np.ndarray:
+    def _decode_waveform(self, waveform: Waveform) -> np.ndarray:
         """Decode a waveform descriptor to a native-byte-order array (a copy)."""
         array = np.frombuffer(
             self._buffer(), dtype=waveform.dtype, count=waveform.size, offset=waveform.offset
         )
         return array.astype(waveform.dtype.newbyteorder("="))
 
-    def _decode_window(self, waveform: _Waveform, begin: int, length: int) -> np.ndarray:
+    def _decode_window(self, waveform: Waveform, begin: int, length: int) -> np.ndarray:
         """Decode samples ``[begin, begin + length)`` of a waveform as float32."""
         return np.frombuffer(
             self._buffer(),
@@ -334,9 +334,9 @@ class _RecordDecoder:
         n = self.data[pos]
         return self.text(pos + 1, n, what), pos + 1 + n
 
-    def waveform(self, pos: int, kind: _Kind, what: str) -> tuple[Any, int]:
+    def waveform(self, pos: int, kind: Kind, what: str) -> tuple[Any, int]:
         self.need(pos, 4, f"{what} length")
-        (nbytes,) = _U32.unpack_from(self.data, pos)
+        (nbytes,) = U32.unpack_from(self.data, pos)
         self.need(pos + 4, nbytes, what)
         if nbytes % kind.dtype.itemsize:
             raise self.corrupt(
@@ -344,18 +344,18 @@ class _RecordDecoder:
                 f"{what} byte length {nbytes} is not a multiple of the sample size "
                 f"{kind.dtype.itemsize}",
             )
-        wave = _Waveform(pos + 4, nbytes, kind.dtype)
+        wave = Waveform(pos + 4, nbytes, kind.dtype)
         value = wave if self.lazy else self.storage._decode_waveform(wave)
         return value, pos + 4 + nbytes
 
     def number(self, code: int, pos: int, record: dict) -> int:
         """A numeric field (codes 6-9, 16-19, 26-29, 36-39); returns the position after it."""
         family = code - (code - 6) % 10
-        kind = _KINDS[code - family]
+        kind = KINDS[code - family]
         key = None
-        if family in (_SCALAR_PARAM, _WAVE_PARAM):
+        if family in (SCALAR_PARAM, WAVE_PARAM):
             key, pos = self.short_text(pos, "parameter key")
-        if family in (_WAVE_PARAM, _WAVE_VALUE):
+        if family in (WAVE_PARAM, WAVE_VALUE):
             value, pos = self.waveform(pos, kind, f"waveform {key or 'value'}")
         else:
             self.need(pos, kind.scalar.size, f"{key or 'value'} scalar")
@@ -376,17 +376,17 @@ class _RecordDecoder:
             record["tags"].append(tag)
         elif code == UNIXTST or code == EPICSTST:
             self.need(pos, 8, "timestamp")
-            seconds, nanos = _TST.unpack_from(self.data, pos)
+            seconds, nanos = TST.unpack_from(self.data, pos)
             if code == EPICSTST:
                 seconds += EPICS_EPOCH_OFFSET_S
-            record["timestamp_ns"] = seconds * _NS_PER_S + nanos
+            record["timestamp_ns"] = seconds * NS_PER_S + nanos
             pos += 8
         elif code == DESCR:
             self.need(pos, 4, "description length")
-            (n,) = _U32.unpack_from(self.data, pos)
+            (n,) = U32.unpack_from(self.data, pos)
             record["description"] = self.text(pos + 4, n, "description")
             pos += 4 + n
-        elif code in _NUMERIC_CODES:
+        elif code in NUMERIC_CODES:
             pos = self.number(code, pos, record)
         elif code == END_FILE:
             raise self.corrupt(pos - 1, "end-of-file marker (0xFF) inside a data record")
@@ -404,7 +404,7 @@ class _RecordDecoder:
             "parameters": {},
             "value": None,
         }
-        (size,) = _U32.unpack_from(self.data, start)  # the epilog check left room for it
+        (size,) = U32.unpack_from(self.data, start)  # the epilog check left room for it
         pos = start + 4
         while True:
             if pos >= self.end:
@@ -426,5 +426,5 @@ class _RecordDecoder:
                 start, f"size field says {size} bytes but the record holds {pos - start - 4}"
             )
         if record["timestamp_ns"] is not None:
-            record["timestamp"] = _ns_to_datetime(record["timestamp_ns"])
+            record["timestamp"] = ns_to_datetime(record["timestamp_ns"])
         return record

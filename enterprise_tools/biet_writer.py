@@ -15,30 +15,30 @@ import numpy as np
 
 from enterprise_tools.atomic import atomic_path
 from enterprise_tools.biet_format import (
-    _EOF_RECORD,
-    _EOF_RECORD_SIZE,
-    _KINDS,
-    _NS_PER_S,
-    _SCALAR_PARAM,
-    _SCALAR_VALUE,
-    _TST,
-    _U8,
-    _U32,
-    _U32_MAX,
-    _UNIX_EPOCH,
-    _WAVE_PARAM,
-    _WAVE_VALUE,
     DESCR,
     END_RECORD,
+    EOF_RECORD,
+    EOF_RECORD_SIZE,
     HEADER,
     HEADER_SIZE,
+    KINDS,
     NAME,
+    NS_PER_S,
+    SCALAR_PARAM,
+    SCALAR_VALUE,
     TAG,
+    TST,
+    U8,
+    U32,
+    U32_MAX,
+    UNIX_EPOCH,
     UNIXTST,
+    WAVE_PARAM,
+    WAVE_VALUE,
 )
 
 _RECORD_KEYS = ("name", "timestamp", "timestamp_ns", "tags", "description", "parameters", "value")
-_DTYPE_KIND = {"u4": 0, "f8": 1, "u1": 2, "f4": 3}  # dtype kind + itemsize -> _KINDS index
+_DTYPE_KIND = {"u4": 0, "f8": 1, "u1": 2, "f4": 3}  # dtype kind + itemsize -> KINDS index
 
 
 def _short_bytes(text: Any, index: int, what: str) -> bytes:
@@ -49,7 +49,7 @@ def _short_bytes(text: Any, index: int, what: str) -> bytes:
         raise ValueError(
             f"record {index}: {what} {text[:40]!r}... is {len(raw)} bytes; at most 255 fit"
         )
-    return _U8.pack(len(raw)) + raw
+    return U8.pack(len(raw)) + raw
 
 
 def _unsupported(index: int, key: str, value: Any) -> ValueError:
@@ -69,8 +69,8 @@ def _encode_number(index: int, key: str, value: Any) -> tuple[bool, int, bytes]:
         kind = _DTYPE_KIND.get(value.dtype.kind + str(value.dtype.itemsize))
         if kind is None or value.ndim != 1:
             raise _unsupported(index, key, value)
-        samples = value.astype(_KINDS[kind].dtype, copy=False).tobytes()
-        return True, kind, _U32.pack(len(samples)) + samples
+        samples = value.astype(KINDS[kind].dtype, copy=False).tobytes()
+        return True, kind, U32.pack(len(samples)) + samples
     if isinstance(value, bool | np.bool_):
         raise _unsupported(index, key, value)
     if isinstance(value, np.uint8):
@@ -80,7 +80,7 @@ def _encode_number(index: int, key: str, value: Any) -> tuple[bool, int, bytes]:
     elif isinstance(value, float):  # includes np.float64
         kind = 1
     elif isinstance(value, int | np.integer):
-        if not 0 <= int(value) <= _U32_MAX:
+        if not 0 <= int(value) <= U32_MAX:
             raise ValueError(
                 f"record {index}: {key}={value} does not fit an unsigned 32-bit integer"
             )
@@ -88,7 +88,7 @@ def _encode_number(index: int, key: str, value: Any) -> tuple[bool, int, bytes]:
         value = int(value)
     else:
         raise _unsupported(index, key, value)
-    return False, kind, _KINDS[kind].scalar.pack(value)
+    return False, kind, KINDS[kind].scalar.pack(value)
 
 
 def _timestamp_ns(index: int, record: Mapping) -> int | None:
@@ -105,15 +105,15 @@ def _timestamp_ns(index: int, record: Mapping) -> int | None:
             raise ValueError(
                 f"record {index}: timestamp must be a timezone-aware datetime, got {moment!r}"
             )
-        delta = moment - _UNIX_EPOCH
-        stamp = (delta.days * 86_400 + delta.seconds) * _NS_PER_S + delta.microseconds * 1000
+        delta = moment - UNIX_EPOCH
+        stamp = (delta.days * 86_400 + delta.seconds) * NS_PER_S + delta.microseconds * 1000
     else:
         return None
     if stamp < 0:
         raise ValueError(
             f"record {index}: timestamp {stamp} ns is before 1970; it cannot be written"
         )
-    if stamp // _NS_PER_S > _U32_MAX:
+    if stamp // NS_PER_S > U32_MAX:
         raise ValueError(
             f"record {index}: timestamp {stamp} ns is after 2106; it cannot be written"
         )
@@ -134,7 +134,7 @@ def _encode_record(index: int, record: Mapping) -> list[bytes]:
         parts.append(bytes([NAME]) + _short_bytes(record["name"], index, "name"))
     stamp = _timestamp_ns(index, record)
     if stamp is not None:
-        parts.append(bytes([UNIXTST]) + _TST.pack(*divmod(stamp, _NS_PER_S)))
+        parts.append(bytes([UNIXTST]) + TST.pack(*divmod(stamp, NS_PER_S)))
     tags = record.get("tags") or []
     if isinstance(tags, str):
         raise ValueError(f"record {index}: tags must be a list of str, got the str {tags!r}")
@@ -147,7 +147,7 @@ def _encode_record(index: int, record: Mapping) -> list[bytes]:
                 f"record {index}: description must be a str, got {type(description).__name__}"
             )
         raw = description.encode("utf-8")
-        parts.append(bytes([DESCR]) + _U32.pack(len(raw)) + raw)
+        parts.append(bytes([DESCR]) + U32.pack(len(raw)) + raw)
     parameters = record.get("parameters") or {}
     if not isinstance(parameters, Mapping):
         raise ValueError(
@@ -156,12 +156,12 @@ def _encode_record(index: int, record: Mapping) -> list[bytes]:
     for key, value in parameters.items():
         key_field = _short_bytes(key, index, f"parameter key {key!r}")
         is_wave, kind, payload = _encode_number(index, f"parameter {key!r}", value)
-        code = (_WAVE_PARAM if is_wave else _SCALAR_PARAM) + kind
+        code = (WAVE_PARAM if is_wave else SCALAR_PARAM) + kind
         parts.append(bytes([code]) + key_field)
         parts.append(payload)
     if record.get("value") is not None:
         is_wave, kind, payload = _encode_number(index, "value", record["value"])
-        parts.append(bytes([(_WAVE_VALUE if is_wave else _SCALAR_VALUE) + kind]))
+        parts.append(bytes([(WAVE_VALUE if is_wave else SCALAR_VALUE) + kind]))
         parts.append(payload)
     parts.append(bytes([END_RECORD]))
     return parts
@@ -176,15 +176,15 @@ def encode_storage(records: Iterable[Mapping]) -> bytes:
         parts = _encode_record(index, record)
         size = sum(len(part) for part in parts)
         offsets.append(position)
-        chunks.append(_U32.pack(size))
+        chunks.append(U32.pack(size))
         chunks.extend(parts)
         position += 4 + size
     offsets.append(position)  # the EOF record
-    chunks.append(_EOF_RECORD)
-    position += _EOF_RECORD_SIZE
+    chunks.append(EOF_RECORD)
+    position += EOF_RECORD_SIZE
     offsets.append(position)  # unused entry: the epilog's own offset
     chunks.append(np.asarray(offsets, dtype=">u8").tobytes())
-    chunks.append(_U32.pack(len(offsets)))
+    chunks.append(U32.pack(len(offsets)))
     return b"".join(chunks)
 
 

@@ -13,8 +13,8 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from enterprise_tools.biet_format import _ns_to_datetime
-from enterprise_tools.biet_reader import ReadStorage, _Waveform
+from enterprise_tools.biet_format import ns_to_datetime
+from enterprise_tools.biet_reader import ReadStorage, Waveform
 
 SKIP_MISLABELLED = "mislabelled_normal_file"
 SKIP_LOW_BWIDTH = "no_production_beam"
@@ -35,7 +35,7 @@ class Skip:
     scope: str  # "file" or "pulse"
 
 
-class _Pick(NamedTuple):
+class Pick(NamedTuple):
     """A sample to extract: the var_id record, the time it is filed under, its pulse's records.
 
     ``position`` is the pulse's index in the file's pulse list (triple rules; None under the
@@ -49,7 +49,7 @@ class _Pick(NamedTuple):
 
 
 @dataclass
-class _Pulse:
+class Pulse:
     records: tuple[int, ...]
     timestamp_ns: int | None
     trace_index: int | None  # the var_id record when the pulse is well formed
@@ -57,15 +57,15 @@ class _Pulse:
     problem: Skip | None = None  # why the pulse cannot give a sample
 
 
-def _describe(heads: list[dict], index: int) -> str:
+def describe_pulse(heads: list[dict], index: int) -> str:
     stamp = heads[index]["timestamp_ns"]
-    when = "no timestamp" if stamp is None else f"{_ns_to_datetime(stamp).isoformat()} ({stamp} ns)"
+    when = "no timestamp" if stamp is None else f"{ns_to_datetime(stamp).isoformat()} ({stamp} ns)"
     return f"record {index} {heads[index]['name']!r} at {when}"
 
 
 def _number(storage: ReadStorage, value: Any, reduce: Callable) -> float | None:
     """A scalar parameter as a number; waveform parameters are reduced (min / max)."""
-    if isinstance(value, _Waveform):
+    if isinstance(value, Waveform):
         array = storage._decode_waveform(value)
         return float(reduce(array)) if array.size else None
     return float(value) if isinstance(value, int | float) else None
@@ -77,7 +77,7 @@ def _alarm_matches(value: float | None, alarm: int) -> bool:
     return alarm == -1 or value == alarm
 
 
-def _group_pulses(storage: ReadStorage, heads: list[dict], var_id: str) -> list[_Pulse]:
+def group_pulses(storage: ReadStorage, heads: list[dict], var_id: str) -> list[Pulse]:
     """Group consecutive records sharing a timestamp into pulses and flag malformed ones.
 
     A well-formed pulse holds exactly one status record and exactly one record per trace
@@ -108,7 +108,7 @@ def _group_pulses(storage: ReadStorage, heads: list[dict], var_id: str) -> list[
     def alarm_of(status: int) -> float | None:
         return _number(storage, heads[status]["parameters"]["Alarm"], np.max)
 
-    pulses: list[_Pulse] = []
+    pulses: list[Pulse] = []
     bad_run: list[list[int]] = []
 
     def flush_bad_run() -> None:
@@ -118,23 +118,23 @@ def _group_pulses(storage: ReadStorage, heads: list[dict], var_id: str) -> list[
         if len(bad_run) == 1 and len(statuses) == 1 and max(counts.values(), default=0) <= 1:
             missing = [f"*{s}" for s, n in counts.items() if n == 0]
             detail = (
-                f"pulse of {_describe(heads, statuses[0])} has no record named {', '.join(missing)}"
+                f"pulse of {describe_pulse(heads, statuses[0])} has no record named {', '.join(missing)}"
             )
             skip = Skip(SKIP_MISSING_TRACE, detail, "pulse")
             pulses.append(
-                _Pulse(
+                Pulse(
                     records, heads[statuses[0]]["timestamp_ns"], None, alarm_of(statuses[0]), skip
                 )
             )
         else:
             for anchor in statuses or [records[0]]:
                 detail = (
-                    f"pulse of {_describe(heads, anchor)}: records {list(records)} do not form "
+                    f"pulse of {describe_pulse(heads, anchor)}: records {list(records)} do not form "
                     "(Trace1, Trace2, status) triples sharing one timestamp"
                 )
                 alarm = alarm_of(anchor) if anchor in statuses else None
                 pulses.append(
-                    _Pulse(
+                    Pulse(
                         records,
                         heads[anchor]["timestamp_ns"],
                         None,
@@ -159,23 +159,23 @@ def _group_pulses(storage: ReadStorage, heads: list[dict], var_id: str) -> list[
             flush_bad_run()
         trace = next(i for i in group if heads[i]["name"].endswith(var_id))
         pulses.append(
-            _Pulse(tuple(group), heads[group[0]]["timestamp_ns"], trace, alarm_of(statuses[0]))
+            Pulse(tuple(group), heads[group[0]]["timestamp_ns"], trace, alarm_of(statuses[0]))
         )
     if bad_run:
         flush_bad_run()
     return pulses
 
 
-def _triple_rules(
+def triple_rules(
     storage: ReadStorage, heads: list[dict], var_id: str, alarm: int
-) -> tuple[list[_Pick], list[Skip], list[_Pulse]]:
+) -> tuple[list[Pick], list[Skip], list[Pulse]]:
     """Samples of a file with status records (spec §1); a skip is logged when a sample is lost.
 
     Also returns the file's pulses, where the in-file references are looked up.
     """
     if not any(head["name"].endswith(var_id) for head in heads):
         return [], [Skip(SKIP_MISSING_TRACE, f"file has no record named *{var_id}", "file")], []
-    pulses = _group_pulses(storage, heads, var_id)
+    pulses = group_pulses(storage, heads, var_id)
     if alarm == 0:
         for i, head in enumerate(heads):
             value = head["parameters"].get("Alarm")
@@ -183,18 +183,18 @@ def _triple_rules(
                 return [], [
                     Skip(
                         SKIP_MISLABELLED,
-                        f"normal file holds a pulse with Alarm={value!r}: {_describe(heads, i)}",
+                        f"normal file holds a pulse with Alarm={value!r}: {describe_pulse(heads, i)}",
                         "file",
                     )
                 ], pulses
         picks = [
-            _Pick(p.trace_index, p.timestamp_ns, p.records, k)
+            Pick(p.trace_index, p.timestamp_ns, p.records, k)
             for k, p in enumerate(pulses)
             if p.problem is None
         ]
         return picks, [p.problem for p in pulses if p.problem is not None], pulses
 
-    picks: list[_Pick] = []
+    picks: list[Pick] = []
     skipped: list[Skip] = []
     logged: set[int] = set()
 
@@ -212,19 +212,19 @@ def _triple_rules(
         if trip.problem is not None:
             log(k)
         elif k == 0:
-            detail = f"trip on the file's first pulse has no precursor: {_describe(heads, trip.records[0])}"
+            detail = f"trip on the file's first pulse has no precursor: {describe_pulse(heads, trip.records[0])}"
             skipped.append(Skip(SKIP_FIRST_PULSE_TRIP, detail, "pulse"))
         elif pulses[k - 1].problem is not None:
             log(k - 1)
         else:
             before = pulses[k - 1]
-            picks.append(_Pick(before.trace_index, before.timestamp_ns, before.records, k - 1))
+            picks.append(Pick(before.trace_index, before.timestamp_ns, before.records, k - 1))
     return picks, skipped, pulses
 
 
-def _tag_rules(heads: list[dict], var_id: str, alarm: int) -> tuple[list[_Pick], list[Skip]]:
+def tag_rules(heads: list[dict], var_id: str, alarm: int) -> tuple[list[Pick], list[Skip]]:
     """Samples of an older file without status records: its ``Before``-tagged var_id traces."""
-    picks: list[_Pick] = []
+    picks: list[Pick] = []
     skipped: list[Skip] = []
     for i, head in enumerate(heads):
         if head["name"].endswith(var_id) and "Before" in head["tags"]:
@@ -233,7 +233,7 @@ def _tag_rules(heads: list[dict], var_id: str, alarm: int) -> tuple[list[_Pick],
                 skipped.append(
                     Skip(
                         SKIP_TIMESTAMP_MISMATCH,
-                        f"{_describe(heads, i)} is tagged 'Before' but has no timestamp",
+                        f"{describe_pulse(heads, i)} is tagged 'Before' but has no timestamp",
                         "pulse",
                     )
                 )
@@ -243,7 +243,7 @@ def _tag_rules(heads: list[dict], var_id: str, alarm: int) -> tuple[list[_Pick],
                 for j, other in enumerate(heads)
                 if other["timestamp_ns"] == stamp and "Before" in other["tags"]
             )
-            picks.append(_Pick(i, stamp, pulse))
+            picks.append(Pick(i, stamp, pulse))
     if picks or skipped:
         return picks, skipped
     if alarm != 0 and not any("During" in head["tags"] for head in heads):
@@ -255,7 +255,7 @@ def _tag_rules(heads: list[dict], var_id: str, alarm: int) -> tuple[list[_Pick],
     ]
 
 
-def _low_bwidth(storage: ReadStorage, heads: list[dict], cut: float | None) -> Skip | None:
+def low_bwidth(storage: ReadStorage, heads: list[dict], cut: float | None) -> Skip | None:
     if cut is None:
         return None
     for i, head in enumerate(heads):
@@ -263,6 +263,6 @@ def _low_bwidth(storage: ReadStorage, heads: list[dict], cut: float | None) -> S
         width = None if value is None else _number(storage, value, np.min)
         if width is not None and width < cut:
             return Skip(
-                SKIP_LOW_BWIDTH, f"bWidth={width:g} us < {cut:g} in {_describe(heads, i)}", "file"
+                SKIP_LOW_BWIDTH, f"bWidth={width:g} us < {cut:g} in {describe_pulse(heads, i)}", "file"
             )
     return None

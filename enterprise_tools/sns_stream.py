@@ -45,7 +45,7 @@ from enterprise_tools.simulator import (
     build_schedule,
     pulse_traces,
 )
-from enterprise_tools.simulator.params import _parse_start
+from enterprise_tools.simulator.params import parse_start
 from enterprise_tools.simulator.physics import RunUp, draw_blip, draw_run_up
 from enterprise_tools.sns_pvs import ERRANT_BEAM_PVS
 
@@ -217,7 +217,7 @@ def pulse_stream(spec: StreamSpec, seed: int = 0) -> Iterator[StreamChunk]:
 
 def params_start_ns(params: SimulatorParams) -> int:
     """The simulated machine's first moment (its schedule's start), int64 ns."""
-    return int(_parse_start(params.start))
+    return int(parse_start(params.start))
 
 
 def _normal(bank: Sequence[np.ndarray], noise: np.ndarray, rng: np.random.Generator) -> np.ndarray:

@@ -11,19 +11,19 @@ from typing import Any
 
 import numpy as np
 
-from enterprise_tools.biet_reader import ReadStorage, _Waveform
+from enterprise_tools.biet_reader import ReadStorage, Waveform
 from enterprise_tools.sample_rules import (
     SKIP_MISSING_TRACE,
     SKIP_QUALITY,
     SKIP_SHORT_TRACE,
+    Pick,
+    Pulse,
     Skip,
-    _describe,
-    _group_pulses,
-    _low_bwidth,
-    _Pick,
-    _Pulse,
-    _tag_rules,
-    _triple_rules,
+    describe_pulse,
+    group_pulses,
+    low_bwidth,
+    tag_rules,
+    triple_rules,
 )
 
 
@@ -105,12 +105,12 @@ def _check_get_traces_args(begin, shift, alarm, bwidth_cut, quality_cut) -> None
 
 def _window(storage, heads, index, begin, shift) -> tuple[np.ndarray | None, Skip | None]:
     wave = heads[index]["value"]
-    if not isinstance(wave, _Waveform):
+    if not isinstance(wave, Waveform):
         return None, Skip(
-            SKIP_MISSING_TRACE, f"{_describe(heads, index)} holds no waveform", "pulse"
+            SKIP_MISSING_TRACE, f"{describe_pulse(heads, index)} holds no waveform", "pulse"
         )
     if wave.size < begin + shift:
-        detail = f"{_describe(heads, index)} has {wave.size} samples, window needs {begin + shift}"
+        detail = f"{describe_pulse(heads, index)} has {wave.size} samples, window needs {begin + shift}"
         return None, Skip(SKIP_SHORT_TRACE, detail, "pulse")
     return storage._decode_window(wave, begin, shift), None
 
@@ -152,14 +152,14 @@ def get_traces(
     with ReadStorage(path) as storage:
         # First pass decodes names, times and parameters only; waveforms stay descriptors.
         heads = [storage._record(i, lazy=True) for i in range(len(storage))]
-        low = _low_bwidth(storage, heads, bwidth_cut)
+        low = low_bwidth(storage, heads, bwidth_cut)
         if low is not None:
             return _trace_set([], [], [low], shift, references)
-        pulses: list[_Pulse] = []
+        pulses: list[Pulse] = []
         if any("Alarm" in head["parameters"] for head in heads):
-            picks, skipped, pulses = _triple_rules(storage, heads, var_id, alarm)
+            picks, skipped, pulses = triple_rules(storage, heads, var_id, alarm)
         else:
-            picks, skipped = _tag_rules(heads, var_id, alarm)
+            picks, skipped = tag_rules(heads, var_id, alarm)
         windows, stamps = [], []
         refs = _References(storage, heads, pulses, references, begin, shift)
         for pick in picks:
@@ -178,7 +178,7 @@ def get_traces(
 class _References:
     """The in-file references of the picked samples (see ``get_traces(references=K)``)."""
 
-    def __init__(self, storage, heads, pulses: list[_Pulse], k: int, begin: int, shift: int):
+    def __init__(self, storage, heads, pulses: list[Pulse], k: int, begin: int, shift: int):
         self.storage, self.heads, self.pulses = storage, heads, pulses
         self.k, self.begin, self.shift = k, begin, shift
         self.windows: list[np.ndarray] = []  # [K, shift] per sample
@@ -200,7 +200,7 @@ class _References:
             self._decoded[position] = window
         return self._decoded[position]
 
-    def add(self, pick: _Pick) -> None:
+    def add(self, pick: Pick) -> None:
         if self.k == 0:
             return
         windows = np.zeros((self.k, self.shift), dtype=np.float32)
@@ -220,11 +220,11 @@ class _References:
         self.stamps.append(stamps)
 
 
-def _quality_problem(storage, heads, pick: _Pick, begin, shift, cut: QualityCut) -> Skip | None:
+def _quality_problem(storage, heads, pick: Pick, begin, shift, cut: QualityCut) -> Skip | None:
     candidates = [i for i in pick.pulse if heads[i]["name"].endswith(cut.trace)]
     if not candidates:
         detail = (
-            f"pulse of {_describe(heads, pick.index)} has no {cut.trace} record for the quality cut"
+            f"pulse of {describe_pulse(heads, pick.index)} has no {cut.trace} record for the quality cut"
         )
         return Skip(SKIP_MISSING_TRACE, detail, "pulse")
     window, problem = _window(storage, heads, candidates[0], begin, shift)
@@ -233,7 +233,7 @@ def _quality_problem(storage, heads, pick: _Pick, begin, shift, cut: QualityCut)
     reason = cut.check(window)
     if reason is None:
         return None
-    return Skip(SKIP_QUALITY, f"pulse of {_describe(heads, pick.index)}: {reason}", "pulse")
+    return Skip(SKIP_QUALITY, f"pulse of {describe_pulse(heads, pick.index)}: {reason}", "pulse")
 
 
 def _trace_set(
@@ -282,7 +282,7 @@ def pulse_windows(
     _check_get_traces_args(begin, shift, 0, bwidth_cut, None)
     with ReadStorage(path) as storage:
         heads = [storage._record(i, lazy=True) for i in range(len(storage))]
-        low = _low_bwidth(storage, heads, bwidth_cut)
+        low = low_bwidth(storage, heads, bwidth_cut)
         if low is not None:
             return FilePulses(np.empty((0, shift), np.float32), np.empty(0, np.int64),
                             np.empty(0, np.int64), [low])
@@ -292,12 +292,12 @@ def pulse_windows(
                 picks = []
                 skipped.append(Skip(SKIP_MISSING_TRACE, f"file has no record named *{var_id}", "file"))
             else:
-                pulses = _group_pulses(storage, heads, var_id)
+                pulses = group_pulses(storage, heads, var_id)
                 skipped += [p.problem for p in pulses if p.problem is not None]
                 picks = [(p.trace_index, p.timestamp_ns, int(p.alarm or 0))
                          for p in pulses if p.problem is None]
         else:
-            tagged, tag_skips = _tag_rules(heads, var_id, 0)
+            tagged, tag_skips = tag_rules(heads, var_id, 0)
             skipped += tag_skips
             picks = [(pick.index, pick.timestamp_ns, 0) for pick in tagged]
         windows, stamps, alarms = [], [], []

@@ -12,7 +12,7 @@ def run_live(args, config, log_dir: Path, prefix: str) -> Path:
     `config.live.epics_interfaces`. Returns the export folder, or the run folder when only
     scoring."""
     from live.export import FORMATS, check_parity, export_run, parse_formats
-    from parser.loading import require_source, run_source
+    from parser.configs import require_source, run_source
     from utils.logs import add_run_log, start_logging
     from utils.status import SNS_SOURCE, newest_complete_run
 

@@ -372,7 +372,7 @@ def _supervise(args, argv: Sequence[str]) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from enterprise_tools.sns_simulator import SimulatorParams
+    from enterprise_tools.simulator import SimulatorParams
 
     argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)

@@ -324,8 +324,9 @@ def run_epics_input(run_dir: Path, live_config, *, artefact: str = "saved_model"
     """Score pulses from EPICS until Ctrl-C, `stop` is set, or no update came for
     `idle_exit_s` seconds (module docstring). `on_pulse` sees each pulse or drop (tests)."""
     from live.serving import InputLayout
-    from live.watch import ARTEFACTS, _line, open_scorer
+    from live.watch import open_scorer, watch_line
     from parser.configs import load_config
+    from utils.serving_files import ARTEFACTS
 
     run_dir = Path(run_dir)
     if artefact not in ARTEFACTS:
@@ -427,7 +428,7 @@ def run_epics_input(run_dir: Path, live_config, *, artefact: str = "saved_model"
             for publish in publishers:
                 publish(row, row.threshold)
             if echo:
-                print(_line(row), file=sys.stdout, flush=True)
+                print(watch_line(row), file=sys.stdout, flush=True)
         alarms.write(text.getvalue())
         alarms.flush()
 

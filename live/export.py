@@ -30,11 +30,9 @@ from pathlib import Path
 
 import numpy as np
 
-from analysis.deployment import deployment_notes
 from analysis.thresholds import ThresholdChoice
 from analysis.unseen import DEFAULT_QUANTILE, fit_unseen
 from live.serving import Scaling, build_serving_module, input_layout, save_module
-from testing.deployment import deployment_summary
 from utils.run_folder import atomic_write_json
 from utils.serving_files import (
     EXPORT_DIR,
@@ -42,7 +40,6 @@ from utils.serving_files import (
     SERVING_FORMAT,
     SERVING_JSON,
     artefact_sha256,
-    read_serving,
 )
 
 log = logging.getLogger("beamwatch.export")
@@ -253,8 +250,8 @@ class _RunData:
 
 def _run_data(config, model, trace_scaler, settings_scaler, progress, limit) -> _RunData:
     """The run's test part (raw inputs and Keras scores, via the test flow's pipeline)."""
-    from data_preparation.data_scaling import split_indices
     from data_preparation.pipeline import prepare_samples
+    from data_preparation.split import split_indices
     from training import outputs
     from training.dataset import make_dataset
 
@@ -360,7 +357,5 @@ def _swap_in(tmp: Path, out: Path) -> None:
 
 # Names other modules import from here (the file layout and the test flow's deployment figures
 # now live in utils.serving_files, testing.deployment and analysis.deployment).
-__all__ = ["EXPORT_DIR", "FORMATS", "SERVING_JSON", "ExportParityError", "ExportResult",
-           "check_parity", "deployment_notes",
-           "deployment_summary", "export_run", "parse_formats", "read_serving",
-           "serving_metadata"]
+__all__ = ["FORMATS", "ExportParityError", "ExportResult", "check_parity", "export_run",
+    "parse_formats", "serving_metadata"]

@@ -93,7 +93,7 @@ class Scaling:
 
     @classmethod
     def from_scalers(cls, trace_scaler, settings_scaler) -> Scaling:
-        """From fitted `TraceScaler` / `SettingsScaler` (data_preparation.data_scaling)."""
+        """From fitted `TraceScaler` / `SettingsScaler` (data_preparation.scalers)."""
         return cls(float(trace_scaler.center_), float(trace_scaler.scale_),
                    tuple(float(x) for x in np.ravel(settings_scaler.center_)),
                    tuple(float(x) for x in np.ravel(settings_scaler.scale_)))

@@ -51,7 +51,7 @@ from pathlib import Path
 
 import numpy as np
 
-from data_preparation.dcm_files import _kind
+from data_preparation.dcm_files import file_kind
 from data_preparation.ledger import (
     CORRUPT_FILE,
     DUPLICATE_PULSE,
@@ -250,9 +250,10 @@ def open_scorer(run_dir: Path, artefact: str, max_settings_age_s: float | None,
     """The run's checked export artefact ready to score (exported first, parity checked, when
     the run has no export yet) and its serving.json; the one way --watch and the EPICS input
     load a model."""
-    from live.export import EXPORT_DIR, check_parity, export_run, read_serving
+    from live.export import check_parity, export_run
     from live.scorer import load_backend
     from live.serving import InputLayout
+    from utils.serving_files import EXPORT_DIR, read_serving
 
     export_dir = run_dir / EXPORT_DIR
     if not (export_dir / "serving.json").exists():
@@ -391,7 +392,8 @@ class _Loop:
     def _read(self, rel: str, path: Path, seen: _Seen, now: float):
         """The file's pulses, or None (ledgered, or waiting for the writer)."""
         from data_preparation.data_loader import NotRegularFileError, read_regular_file
-        from enterprise_tools.data_utils import CorruptFileError, FileTooLargeError, pulse_windows
+        from enterprise_tools.biet_format import CorruptFileError, FileTooLargeError
+        from enterprise_tools.trace_windows import pulse_windows
 
         window = self.window
         try:
@@ -444,7 +446,7 @@ class _Loop:
         self.counts["unseen"] += sum(bool(r.unseen_configuration) for r in rows)
         for row in rows:
             if self.echo:
-                print(_line(row), flush=False)
+                print(watch_line(row), flush=False)
             for publish in self.publishers:
                 publish(row, row.threshold)
         if self.echo:
@@ -518,7 +520,7 @@ def _signature(path: Path) -> tuple[int, int, str | None] | None:
         return info.st_size, info.st_mtime_ns, "a dangling link"
     if stat.S_ISREG(info.st_mode):
         return info.st_size, info.st_mtime_ns, None
-    return info.st_size, info.st_mtime_ns, _kind(info.st_mode)
+    return info.st_size, info.st_mtime_ns, file_kind(info.st_mode)
 
 
 def _scored_pulses(alarms_csv: Path) -> dict[int, str]:
@@ -540,7 +542,7 @@ def _files(root: Path):
                 yield Path(folder) / name
 
 
-def _line(row: PulseRow) -> str:
+def watch_line(row: PulseRow) -> str:
     flag = " unseen-configuration" if row.unseen_configuration else ""
     return (f"{iso_time(row.timestamp_ns)}  score {row.score:.4f}  "
             f"{'ALARM' if row.alarm else 'ok   '}{flag}  {row.file}#{row.pulse_in_file}")

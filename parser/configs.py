@@ -24,10 +24,11 @@ Example:
 >>> config.train.epochs
 3
 
-Where it lives (this module re-exports every name, so ``from parser.configs import X`` keeps
-working): ``parser.validation`` (field checks, coercion, ``ConfigError``), ``parser.schema`` (the
-section dataclasses, ``SECTION_CLASSES``, ``Config``) and ``parser.loading`` (files, overrides,
-``config_to_dict`` / ``dump_config`` / ``replace_section``).
+The parser's public face: code outside ``parser/`` imports these names from here, and only
+from here. The code lives in ``parser.validation`` (field checks, coercion, ``ConfigError``),
+``parser.schema`` (the section dataclasses, ``SECTION_CLASSES``, ``Config``; a new section goes
+there) and ``parser.loading`` (files, overrides, ``config_to_dict`` / ``dump_config`` /
+``replace_section``).
 """
 
 from __future__ import annotations
@@ -39,6 +40,8 @@ from parser.loading import (
     dump_config,
     load_config,
     replace_section,
+    require_source,
+    run_source,
 )
 from parser.schema import (
     SECTION_CLASSES,
@@ -61,8 +64,6 @@ from parser.schema import (
     WindowsConfig,
 )
 from parser.validation import ConfigError, Problem
-from parser.validation import _option as _option  # the field helper a new section uses
-from parser.validation import _Section as _Section  # the base class a new section derives from
 
 __all__ = [
     "BPMDataConfig",
@@ -89,6 +90,8 @@ __all__ = [
     "dump_config",
     "load_config",
     "replace_section",
+    "require_source",
+    "run_source",
     "MAX_YAML_NESTING",
     "SOURCES",
 ]

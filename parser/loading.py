@@ -17,7 +17,7 @@ from typing import Any
 import yaml
 
 from parser.schema import SECTION_CLASSES, Config
-from parser.validation import ConfigError, Problem, _field_names, _show
+from parser.validation import ConfigError, Problem, field_names_of, show_value
 
 __all__ = [
     "MAX_YAML_NESTING",
@@ -38,15 +38,15 @@ __all__ = [
 def _unknown_key(section: str, key: Any) -> str:
     """Detail for an unknown key, with the closest valid key path when there is one."""
     cls = SECTION_CLASSES[section]
-    valid = _field_names(cls)
+    valid = field_names_of(cls)
     key = str(key)
-    elsewhere = [s for s, c in SECTION_CLASSES.items() if key in _field_names(c)]
+    elsewhere = [s for s, c in SECTION_CLASSES.items() if key in field_names_of(c)]
     if elsewhere:
         return f"unknown key in section '{section}'; did you mean '{elsewhere[0]}.{key}'?"
     close = difflib.get_close_matches(key, valid, n=1)
     if close:
         return f"unknown key; did you mean '{section}.{close[0]}'?"
-    all_paths = {f"{s}.{k}": k for s, c in SECTION_CLASSES.items() for k in _field_names(c)}
+    all_paths = {f"{s}.{k}": k for s, c in SECTION_CLASSES.items() for k in field_names_of(c)}
     close = difflib.get_close_matches(key, list(all_paths.values()), n=1)
     if close:
         path = next(p for p, k in all_paths.items() if k == close[0])
@@ -74,8 +74,8 @@ def _move_key(kwargs: dict[str, dict[str, Any]], old: tuple[str, str], value: An
     new = _MOVED_KEYS[old]
     old_path, new_path = ".".join(old), ".".join(new)
     if new[1] in kwargs[new[0]] and kwargs[new[0]][new[1]] != value:
-        return Problem(old_path, f"received {_show(value)}, but {new_path} is "
-                                 f"{_show(kwargs[new[0]][new[1]])}; {old_path} is the old name "
+        return Problem(old_path, f"received {show_value(value)}, but {new_path} is "
+                                 f"{show_value(kwargs[new[0]][new[1]])}; {old_path} is the old name "
                                  f"of {new_path}: give only {new_path}")
     warnings.warn(f"{source}: {old_path} is deprecated; it is now {new_path}.",
                   FutureWarning, stacklevel=4)
@@ -89,7 +89,7 @@ def _build(data: Any, source: str, origins: Mapping[str, str]) -> Config:
         data = {}
     if not isinstance(data, Mapping):
         raise ConfigError(
-            Problem("", f"received {_show(data)} at the top level; expected a mapping of "
+            Problem("", f"received {show_value(data)} at the top level; expected a mapping of "
                         f"sections ({', '.join(SECTION_CLASSES)})"),
             source,
         )
@@ -100,10 +100,10 @@ def _build(data: Any, source: str, origins: Mapping[str, str]) -> Config:
         if name not in SECTION_CLASSES:
             problems.append(Problem(str(name), _unknown_section(name)))
         elif body is not None and not isinstance(body, Mapping):
-            problems.append(Problem(name, f"received {_show(body)}; expected a mapping of "
-                                          f"keys such as '{_field_names(SECTION_CLASSES[name])[0]}'"))
+            problems.append(Problem(name, f"received {show_value(body)}; expected a mapping of "
+                                          f"keys such as '{field_names_of(SECTION_CLASSES[name])[0]}'"))
         else:
-            valid = _field_names(SECTION_CLASSES[name])
+            valid = field_names_of(SECTION_CLASSES[name])
             for key, value in (body or {}).items():
                 if key in valid:
                     kwargs[name][key] = value
@@ -311,7 +311,7 @@ def replace_section(config: Config, section: str, **changes: Any) -> Config:
     """
     if section not in SECTION_CLASSES:
         raise ConfigError(Problem(str(section), _unknown_section(section)))
-    unknown = [k for k in changes if k not in _field_names(SECTION_CLASSES[section])]
+    unknown = [k for k in changes if k not in field_names_of(SECTION_CLASSES[section])]
     if unknown:
         raise ConfigError([Problem(f"{section}.{k}", _unknown_key(section, k)) for k in unknown])
     updated = dataclasses.replace(getattr(config, section), **changes)

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import ClassVar
 
 from enterprise_tools.sns_pvs import ERRANT_BEAM_PVS
-from parser.validation import ConfigError, Problem, _option, _Section, _show
+from parser.validation import ConfigError, Problem, Section, option, show_value
 
 __all__ = [
     "AugmentConfig",
@@ -49,15 +49,15 @@ SOURCES = ("sns_dcm", "npz", "sessions", "features", "text")
 
 
 @dataclass(frozen=True)
-class RunConfig(_Section):
+class RunConfig(Section):
     """``run``: naming, output folders and seeding of a run."""
 
     section: ClassVar[str] = "run"
 
     name: str = "demo"  # run folder suffix: runs/<YYYYmmdd-HHMMSS>-<name>/
-    output_dir: str = _option("runs", path=True)
-    log_dir: str = _option("logs", path=True)
-    seed: int = _option(42, ge=0, le=2**32 - 1)  # NumPy seeds must fit in 32 bits
+    output_dir: str = option("runs", path=True)
+    log_dir: str = option("logs", path=True)
+    seed: int = option(42, ge=0, le=2**32 - 1)  # NumPy seeds must fit in 32 bits
     deterministic: bool = False
     demo_archive: bool = True
 
@@ -69,28 +69,28 @@ class RunConfig(_Section):
 
 
 @dataclass(frozen=True)
-class DCMDataConfig(_Section):
+class DCMDataConfig(Section):
     """``data``: where the DCM waveform files are and how pulses are cut from them."""
 
     section: ClassVar[str] = "data"
 
-    source: str = _option("sns_dcm", choices=SOURCES)
-    dataset_loc: str = _option("data/demo/dcm", path=True)
+    source: str = option("sns_dcm", choices=SOURCES)
+    dataset_loc: str = option("data/demo/dcm", path=True)
     var_id: str = "Trace2"
-    begin: int = _option(3000, ge=0)
-    shift: int = _option(10000, gt=0)
-    alarm: int = _option(48, ge=-1, le=2**32 - 1)  # -1: any non-zero alarm
-    bwidth_cut: float = _option(900.0, ge=0)  # microseconds
+    begin: int = option(3000, ge=0)
+    shift: int = option(10000, gt=0)
+    alarm: int = option(48, ge=-1, le=2**32 - 1)  # -1: any non-zero alarm
+    bwidth_cut: float = option(900.0, ge=0)  # microseconds
     quality_cut: bool = False
-    quality_min_peaks: int = _option(100, ge=0)
+    quality_min_peaks: int = option(100, ge=0)
     quality_min_median: float = 0.02
     quality_max_q1: float = 0.0075
-    workers: int = _option(0, ge=0)  # 0: all cores
-    cache_dir: str | None = _option(".cache/beamwatch", path=True)
-    max_files: int | None = _option(None, ge=1)
-    max_file_mb: int = _option(512, ge=1)  # larger DCM files (on disk or gunzipped) are ledgered
-    max_table_mb: int = _option(256, ge=1)  # larger tables/.npz (on disk or unzipped) refused
-    max_line_kb: int = _option(1024, ge=1)  # a longer line in a .csv table is refused
+    workers: int = option(0, ge=0)  # 0: all cores
+    cache_dir: str | None = option(".cache/beamwatch", path=True)
+    max_files: int | None = option(None, ge=1)
+    max_file_mb: int = option(512, ge=1)  # larger DCM files (on disk or gunzipped) are ledgered
+    max_table_mb: int = option(256, ge=1)  # larger tables/.npz (on disk or unzipped) refused
+    max_line_kb: int = option(1024, ge=1)  # a longer line in a .csv table is refused
 
     def _cross_check(self) -> list[tuple[str, str]]:
         if self.alarm == 0:
@@ -100,7 +100,7 @@ class DCMDataConfig(_Section):
 
 
 @dataclass(frozen=True)
-class BPMDataConfig(_Section):
+class BPMDataConfig(Section):
     """``beam_settings``: the beam-settings PV archive, the PVs fed to the model, the filter.
 
     ``production_filter`` is a tuple of ``(pv, minimum)`` pairs; ``dict()`` of it is the mapping.
@@ -109,15 +109,15 @@ class BPMDataConfig(_Section):
     section: ClassVar[str] = "beam_settings"
 
     use: bool = True
-    data_location: str = _option("data/demo/beam_settings", path=True)
-    features: tuple[str, ...] = _option(_SNS_FEATURES, unique=True)
-    production_filter: tuple[tuple[str, float], ...] = _option(
+    data_location: str = option("data/demo/beam_settings", path=True)
+    features: tuple[str, ...] = option(_SNS_FEATURES, unique=True)
+    production_filter: tuple[tuple[str, float], ...] = option(
         (("ICS_Tim:Gate_BeamOn:RR", 59.9), ("ICS_Tim:Chop_Flavor1:BeamOn", 850.0)),
         unique=True,
         mapping=True,
     )
-    group_tolerance: float = _option(1.0e-6, ge=0)
-    max_settings_age_s: float | None = _option(86400.0, gt=0)  # None: no limit
+    group_tolerance: float = option(1.0e-6, ge=0)
+    max_settings_age_s: float | None = option(86400.0, gt=0)  # None: no limit
 
     def _cross_check(self) -> list[tuple[str, str]]:
         if self.use and not self.features:
@@ -127,17 +127,17 @@ class BPMDataConfig(_Section):
 
 
 @dataclass(frozen=True)
-class SplitConfig(_Section):
+class SplitConfig(Section):
     """``split``: how pulses are divided into training, validation and test parts."""
 
     section: ClassVar[str] = "split"
 
-    method: str = _option(
+    method: str = option(
         "time", choices=("time", "config_group", "stratified_random", "group", "predefined")
     )
-    train_fraction: float = _option(0.70, gt=0, lt=1)
-    val_fraction: float = _option(0.15, gt=0, lt=1)
-    gap_seconds: float = _option(0.0, ge=0)
+    train_fraction: float = option(0.70, gt=0, lt=1)
+    val_fraction: float = option(0.15, gt=0, lt=1)
+    gap_seconds: float = option(0.0, ge=0)
 
     def _cross_check(self) -> list[tuple[str, str]]:
         total = self.train_fraction + self.val_fraction
@@ -148,22 +148,22 @@ class SplitConfig(_Section):
 
 
 @dataclass(frozen=True)
-class ScalingConfig(_Section):
+class ScalingConfig(Section):
     """``scaling``: scalers fitted on the training part, and class-imbalance handling."""
 
     section: ClassVar[str] = "scaling"
 
-    trace_scaler: str = _option("robust", choices=_SCALERS)
-    settings_scaler: str = _option("minmax", choices=_SCALERS)
-    imbalance: str = _option(
+    trace_scaler: str = option("robust", choices=_SCALERS)
+    settings_scaler: str = option("minmax", choices=_SCALERS)
+    imbalance: str = option(
         "class_weight", choices=("class_weight", "smote", "undersample", "none")
     )
-    smote_ratio: float = _option(0.6, gt=0, le=1)
-    undersample_ratio: float = _option(0.5, gt=0, le=1)
+    smote_ratio: float = option(0.6, gt=0, le=1)
+    undersample_ratio: float = option(0.5, gt=0, le=1)
 
 
 @dataclass(frozen=True)
-class ModelConfig(_Section):
+class ModelConfig(Section):
     """``model``: which registered architecture to build and its sizes.
 
     ``name`` is not checked against the model registry here (the parser imports nothing from
@@ -177,32 +177,32 @@ class ModelConfig(_Section):
     # the default model").
     name: str = "sns_reference_cnn_lstm"
     per_trace: bool = False
-    input_pool: int = _option(10, ge=1)
-    conv_filters: tuple[int, ...] = _option((16, 32, 32), ge=1)
-    conv_kernels: tuple[int, ...] = _option((7, 5, 5), ge=1)
-    conv_strides: tuple[int, ...] = _option((2, 2, 2), ge=1)
-    lstm_units: int = _option(32, ge=1)
+    input_pool: int = option(10, ge=1)
+    conv_filters: tuple[int, ...] = option((16, 32, 32), ge=1)
+    conv_kernels: tuple[int, ...] = option((7, 5, 5), ge=1)
+    conv_strides: tuple[int, ...] = option((2, 2, 2), ge=1)
+    lstm_units: int = option(32, ge=1)
     bidirectional: bool = True
     attention: bool = True
     global_pooling: bool = True
-    settings_units: tuple[int, ...] = _option((32,), ge=1)
-    head_units: tuple[int, ...] = _option((32,), ge=1)
-    dropout: float = _option(0.2, ge=0, lt=1)
-    loss: str = _option("bce", choices=("bce", "focal", "contrastive"))
-    focal_alpha: float = _option(0.25, gt=0, lt=1)
-    focal_gamma: float = _option(2.0, ge=0)
+    settings_units: tuple[int, ...] = option((32,), ge=1)
+    head_units: tuple[int, ...] = option((32,), ge=1)
+    dropout: float = option(0.2, ge=0, lt=1)
+    loss: str = option("bce", choices=("bce", "focal", "contrastive"))
+    focal_alpha: float = option(0.25, gt=0, lt=1)
+    focal_gamma: float = option(2.0, ge=0)
     # The reference models (sns_reference_cnn_lstm, sns_conditional_siamese):
     use_settings: bool = True
-    reference_reduce: str = _option("median", choices=("median", "mean"))
-    siamese_filters: tuple[int, ...] = _option((16, 32, 64, 128), ge=1)
-    siamese_kernel: int = _option(5, ge=1)
-    embedding_units: int = _option(32, ge=1)
+    reference_reduce: str = option("median", choices=("median", "mean"))
+    siamese_filters: tuple[int, ...] = option((16, 32, 64, 128), ge=1)
+    siamese_kernel: int = option(5, ge=1)
+    embedding_units: int = option(32, ge=1)
     # Unit-length embeddings are at most 2 apart, so a larger margin could never be met.
-    contrastive_margin: float = _option(1.0, gt=0, le=2)
+    contrastive_margin: float = option(1.0, gt=0, le=2)
     # model/zoo.py (sessions, windows, features, text jobs)
-    lstm_layers: int = _option(2, ge=1)
-    pool_size: int = _option(2, ge=1)
-    embedding_dim: int = _option(128, ge=1)
+    lstm_layers: int = option(2, ge=1)
+    pool_size: int = option(2, ge=1)
+    embedding_dim: int = option(128, ge=1)
 
     def _cross_check(self) -> list[tuple[str, str]]:
         lengths = (len(self.conv_filters), len(self.conv_kernels), len(self.conv_strides))
@@ -214,7 +214,7 @@ class ModelConfig(_Section):
 
 
 @dataclass(frozen=True)
-class TrainConfig(_Section):
+class TrainConfig(Section):
     """``train``: optimiser, callbacks, data streaming and distribution strategy.
 
     ``streaming`` is normalised to ``"auto"``, ``"true"`` or ``"false"``.
@@ -222,28 +222,28 @@ class TrainConfig(_Section):
 
     section: ClassVar[str] = "train"
 
-    epochs: int = _option(15, ge=1)
-    batch_size: int = _option(32, ge=1)  # per replica
-    optimizer: str = _option("adam", choices=("adam", "sgd"))
-    learning_rate: float = _option(0.001, gt=0)
-    momentum: float = _option(0.9, ge=0, lt=1)
-    early_stopping_patience: int = _option(5, ge=0)
-    reduce_lr_patience: int = _option(2, ge=0)
-    reduce_lr_factor: float = _option(0.5, gt=0, lt=1)
-    min_learning_rate: float = _option(1.0e-5, ge=0)
+    epochs: int = option(15, ge=1)
+    batch_size: int = option(32, ge=1)  # per replica
+    optimizer: str = option("adam", choices=("adam", "sgd"))
+    learning_rate: float = option(0.001, gt=0)
+    momentum: float = option(0.9, ge=0, lt=1)
+    early_stopping_patience: int = option(5, ge=0)
+    reduce_lr_patience: int = option(2, ge=0)
+    reduce_lr_factor: float = option(0.5, gt=0, lt=1)
+    min_learning_rate: float = option(1.0e-5, ge=0)
     tensorboard: bool = True
-    streaming: str = _option("auto", choices=("auto", "true", "false"))
-    streaming_threshold_mb: int = _option(2048, ge=0)
-    distribute: str = _option("none", choices=("none", "auto", "mirrored", "multi_worker"))
+    streaming: str = option("auto", choices=("auto", "true", "false"))
+    streaming_threshold_mb: int = option(2048, ge=0)
+    distribute: str = option("none", choices=("none", "auto", "mirrored", "multi_worker"))
     mixed_precision: bool = False
-    port_base: int = _option(8888, ge=1024, le=65535)
-    gpus_per_node: int | None = _option(None, ge=1)
-    gpus_per_task: int | None = _option(None, ge=1)
+    port_base: int = option(8888, ge=1024, le=65535)
+    gpus_per_node: int | None = option(None, ge=1)
+    gpus_per_task: int | None = option(None, ge=1)
     # The sessions / npz / features / text jobs only (training.samples_flow):
     peer: bool = True  # fit the job's simple peer on the same split (training.peers)
-    epoch_choice: str = _option("auto", choices=("auto", "validation", "cv", "fixed"))
-    min_val_per_class: int = _option(10, ge=1)  # auto: fewer in a class -> cv
-    cv_folds: int = _option(3, ge=2)
+    epoch_choice: str = option("auto", choices=("auto", "validation", "cv", "fixed"))
+    min_val_per_class: int = option(10, ge=1)  # auto: fewer in a class -> cv
+    cv_folds: int = option(3, ge=2)
 
     def _prepare(self) -> None:
         if isinstance(self.streaming, bool):  # YAML reads `streaming: true` as a bool
@@ -257,7 +257,7 @@ class TrainConfig(_Section):
 
 
 @dataclass(frozen=True)
-class ThresholdConfig(_Section):
+class ThresholdConfig(Section):
     """``threshold``: the operating point, chosen on data the model never trained on.
 
     ``operating_point: false_alarms_per_hour`` (the default) places the threshold so the normal
@@ -271,17 +271,17 @@ class ThresholdConfig(_Section):
 
     section: ClassVar[str] = "threshold"
 
-    operating_point: str = _option(
+    operating_point: str = option(
         "false_alarms_per_hour",
         choices=("false_alarms_per_hour", "target_false_alarm_rate", "best_f1"),
     )
-    false_alarms_per_hour: float = _option(10.0, gt=0)
-    target_false_alarm_rate: float = _option(0.01, gt=0, lt=1)
-    pulse_rate_hz: float = _option(60.0, gt=0)
+    false_alarms_per_hour: float = option(10.0, gt=0)
+    target_false_alarm_rate: float = option(0.01, gt=0, lt=1)
+    pulse_rate_hz: float = option(60.0, gt=0)
     # Test flow: also run the online recalibration (analysis.recalibration) from the validation
     # threshold over the evaluated pulses in time order; reported beside the fixed threshold.
     online: bool = True
-    online_step: float = _option(0.2, gt=0, le=5)  # logit units per update
+    online_step: float = option(0.2, gt=0, le=5)  # logit units per update
 
     def choice(self) -> dict:
         """The keyword arguments of `analysis.thresholds.choose_threshold` for this section."""
@@ -292,7 +292,7 @@ class ThresholdConfig(_Section):
 
 
 @dataclass(frozen=True)
-class ReferenceConfig(_Section):
+class ReferenceConfig(Section):
     """``reference``: earlier pulses of the same configuration a pulse is judged against.
 
     ``count`` 0 turns references off. A sample first takes the pulses just before it in its
@@ -306,12 +306,12 @@ class ReferenceConfig(_Section):
 
     section: ClassVar[str] = "reference"
 
-    count: int = _option(3, ge=0)
-    window_s: float = _option(3600.0, gt=0)
-    min_count: int = _option(1, ge=1)
-    missing: str = _option("skip", choices=("skip", "self"))
+    count: int = option(3, ge=0)
+    window_s: float = option(3600.0, gt=0)
+    min_count: int = option(1, ge=1)
+    missing: str = option("skip", choices=("skip", "self"))
     own_file: bool = True
-    min_age_s: float = _option(60.0, ge=0)
+    min_age_s: float = option(60.0, ge=0)
 
     def _cross_check(self) -> list[tuple[str, str]]:
         if self.count and self.min_count > self.count:
@@ -321,7 +321,7 @@ class ReferenceConfig(_Section):
 
 
 @dataclass(frozen=True)
-class SessionsConfig(_Section):
+class SessionsConfig(Section):
     """``sessions``: one .csv/.xlsx file per session (data.source = sessions).
 
     ``norms`` items read ``"A=acc_x,acc_y,acc_z"``: a channel A = sqrt(x^2 + y^2 + z^2).
@@ -330,13 +330,13 @@ class SessionsConfig(_Section):
     section: ClassVar[str] = "sessions"
 
     time_column: str = "timestamp"
-    channels: tuple[str, ...] = _option((), unique=True)
-    norms: tuple[str, ...] = _option((), unique=True)
+    channels: tuple[str, ...] = option((), unique=True)
+    norms: tuple[str, ...] = option((), unique=True)
     keep_norm_components: bool = False
-    expected_columns: tuple[str, ...] = _option((), unique=True)
-    max_missing_columns: int = _option(3, ge=0)
-    length: int | None = _option(None, ge=2)
-    labels_file: str = _option("labels.csv", path=True)
+    expected_columns: tuple[str, ...] = option((), unique=True)
+    max_missing_columns: int = option(3, ge=0)
+    length: int | None = option(None, ge=2)
+    labels_file: str = option("labels.csv", path=True)
 
     def _cross_check(self) -> list[tuple[str, str]]:
         for item in self.norms:
@@ -348,7 +348,7 @@ class SessionsConfig(_Section):
 
 
 @dataclass(frozen=True)
-class WindowsConfig(_Section):
+class WindowsConfig(Section):
     """``windows``: windowed arrays in one .npz (data.source = npz)."""
 
     section: ClassVar[str] = "windows"
@@ -358,19 +358,19 @@ class WindowsConfig(_Section):
 
 
 @dataclass(frozen=True)
-class FeaturesConfig(_Section):
+class FeaturesConfig(Section):
     """``features``: one row per sample in a .csv/.parquet table (data.source = features)."""
 
     section: ClassVar[str] = "features"
 
     label_column: str = "label"
-    feature_columns: tuple[str, ...] = _option((), unique=True)
+    feature_columns: tuple[str, ...] = option((), unique=True)
     split_column: str = "split"
     group_column: str | None = None
 
 
 @dataclass(frozen=True)
-class TextConfig(_Section):
+class TextConfig(Section):
     """``text``: a .csv of texts and labels (data.source = text)."""
 
     section: ClassVar[str] = "text"
@@ -378,28 +378,28 @@ class TextConfig(_Section):
     text_column: str = "text"
     label_column: str = "label"
     split_column: str = "split"
-    max_tokens: int = _option(20000, ge=3)
-    max_length: int = _option(200, ge=1)
-    standardize: str = _option(
+    max_tokens: int = option(20000, ge=3)
+    max_length: int = option(200, ge=1)
+    standardize: str = option(
         "lower_and_strip_punctuation",
         choices=("lower_and_strip_punctuation", "lower", "strip_punctuation"),
     )
 
 
 @dataclass(frozen=True)
-class AugmentConfig(_Section):
+class AugmentConfig(Section):
     """``augment``: random changes to training sequences, drawn afresh each epoch."""
 
     section: ClassVar[str] = "augment"
 
     enabled: bool = False
-    time_warp: float = _option(0.1, ge=0, lt=1)
-    noise_std: float = _option(0.05, ge=0)
-    feature_dropout: float = _option(0.1, ge=0, lt=1)
+    time_warp: float = option(0.1, ge=0, lt=1)
+    noise_std: float = option(0.05, ge=0)
+    feature_dropout: float = option(0.1, ge=0, lt=1)
 
 
 @dataclass(frozen=True)
-class LiveConfig(_Section):
+class LiveConfig(Section):
     """``live``: live scoring beside the machine - the EPICS score server and the EPICS input.
 
     The server (``--epics PREFIX``) listens on ``epics_interfaces`` only (default 127.0.0.1:
@@ -411,16 +411,16 @@ class LiveConfig(_Section):
 
     section: ClassVar[str] = "live"
 
-    epics_interfaces: tuple[str, ...] = _option(("127.0.0.1",), unique=True)
-    epics_duplicate_search_s: float = _option(1.0, ge=0)
-    input_protocol: str = _option("ca", choices=("ca", "pva"))
+    epics_interfaces: tuple[str, ...] = option(("127.0.0.1",), unique=True)
+    epics_duplicate_search_s: float = option(1.0, ge=0)
+    input_protocol: str = option("ca", choices=("ca", "pva"))
     waveform_pv: str | None = None
-    waveform_offset: int = _option(0, ge=0)
+    waveform_offset: int = option(0, ge=0)
     counter_pv: str | None = None
     alarm_pv: str | None = None
     settings_pv_prefix: str | None = None
-    pulse_wait_s: float = _option(0.2, gt=0)
-    connect_timeout_s: float = _option(10.0, gt=0)
+    pulse_wait_s: float = option(0.2, gt=0)
+    connect_timeout_s: float = option(10.0, gt=0)
 
     def _cross_check(self) -> list[tuple[str, str]]:
         if not self.epics_interfaces:
@@ -470,7 +470,7 @@ class Config:
 
     def __post_init__(self) -> None:
         problems = [
-            Problem(name, f"received {_show(getattr(self, name))}; expected a {cls.__name__}")
+            Problem(name, f"received {show_value(getattr(self, name))}; expected a {cls.__name__}")
             for name, cls in SECTION_CLASSES.items()
             if not isinstance(getattr(self, name), cls)
         ]

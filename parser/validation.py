@@ -1,6 +1,6 @@
-"""Config validation machinery: field checks (`_option`), coercion of YAML values, `ConfigError`.
+"""Config validation machinery: field checks (`option`), coercion of YAML values, `ConfigError`.
 
-Each section dataclass of `parser.schema` subclasses `_Section`, which checks and normalises its
+Each section dataclass of `parser.schema` subclasses `Section`, which checks and normalises its
 fields in `__post_init__` and reports every problem as a `Problem` inside one `ConfigError`.
 """
 
@@ -16,6 +16,8 @@ import typing
 from collections.abc import Iterable, Mapping
 from dataclasses import field
 from typing import Any, ClassVar, NamedTuple
+
+from utils.errors import UsageError
 
 __all__ = ["ConfigError", "Problem"]
 
@@ -36,7 +38,7 @@ class Problem(NamedTuple):
         return ": ".join(parts)
 
 
-class ConfigError(ValueError):
+class ConfigError(UsageError, ValueError):
     """Every config problem: unknown key, wrong type, out of range, unreadable file.
 
     ``problems`` holds each ``Problem``; the message lists them all, one per line.
@@ -74,7 +76,7 @@ class _Invalid(Exception):
 # Field specifications: the type comes from the annotation, the rest from field metadata.
 
 
-def _option(
+def option(
     default: Any,
     *,
     ge: float | None = None,
@@ -95,7 +97,7 @@ def _option(
 _NO_CHECKS: Mapping[str, Any] = {}
 
 
-def _show(value: Any) -> str:
+def show_value(value: Any) -> str:
     text = repr(value)
     if len(text) > 80:
         text = text[:77] + "..."
@@ -191,9 +193,9 @@ def _coerce(value: Any, hint: Any, meta: Mapping[str, Any]) -> Any:
             if not meta.get("choices") or value in meta["choices"]:
                 return value
         elif isinstance(value, (int, float)):
-            raise _Invalid(f"received {_show(value)}; expected {expected} "
+            raise _Invalid(f"received {show_value(value)}; expected {expected} "
                            "(quote it to give a number as text)")
-    raise _Invalid(f"received {_show(value)}; expected {expected}")
+    raise _Invalid(f"received {show_value(value)}; expected {expected}")
 
 
 def _as_int(value: Any) -> int | None:
@@ -217,7 +219,7 @@ def _coerce_tuple(value: Any, hint: Any, meta: Mapping[str, Any], expected: str)
         elif isinstance(value, (list, tuple)):
             labels = [f"item {i}" for i in range(len(value))]
         else:
-            raise _Invalid(f"received {_show(value)}; expected {expected}")
+            raise _Invalid(f"received {show_value(value)}; expected {expected}")
         items = []
         for label, item in zip(labels, value, strict=True):
             try:
@@ -232,7 +234,7 @@ def _coerce_tuple(value: Any, hint: Any, meta: Mapping[str, Any], expected: str)
         return tuple(items)
     # fixed-length tuple such as a (pv, minimum) pair
     if not isinstance(value, (list, tuple)) or len(value) != len(args):
-        raise _Invalid(f"received {_show(value)}; expected {expected}")
+        raise _Invalid(f"received {show_value(value)}; expected {expected}")
     return tuple(_coerce(v, a, _NO_CHECKS) for v, a in zip(value, args, strict=True))
 
 
@@ -241,11 +243,11 @@ def _hints(cls: type) -> dict[str, Any]:
     return typing.get_type_hints(cls)
 
 
-def _field_names(cls: type) -> tuple[str, ...]:
+def field_names_of(cls: type) -> tuple[str, ...]:
     return tuple(f.name for f in dataclasses.fields(cls))
 
 
-class _Section:
+class Section:
     """Mixin that validates and normalises a section dataclass after construction."""
 
     section: ClassVar[str]

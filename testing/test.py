@@ -15,7 +15,6 @@ ledgered `no_reference`. metrics.json's split summary counts the samples by refe
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import logging
 import math
@@ -33,7 +32,12 @@ from testing.deployment import deployment_summary
 from testing.online import online_figures
 from training import outputs
 from utils.logs import add_run_log, start_logging
-from utils.run_folder import atomic_write_json, atomic_write_text, create_test_dir
+from utils.run_folder import (
+    RunFolderError,
+    atomic_write_json,
+    atomic_write_text,
+    create_test_dir,
+)
 from utils.status import COMPLETE, describe, newest_complete_run, read_status, resume_command
 
 log = logging.getLogger("beamwatch.test")
@@ -42,24 +46,11 @@ PARTS = ("train", "val", "test", "all")
 SCORE_BATCH = 256  # scoring batch (the train flow's too, so its scores can be reused)
 
 
-class RunFolderError(FileNotFoundError):
-    """A run folder is missing or lacks a file the test flow needs."""
-
-
-@dataclasses.dataclass
-class TestResult:
-    __test__ = False  # not a pytest test class
-
-    out_dir: Path
-    metrics: dict
-    part: str
-
-
 def load_run(run_dir: Path) -> tuple[Config, object, ThresholdChoice, tuple]:
     """The run's config, model (safe mode), threshold and scalers, with clear errors."""
 
     import model  # noqa: F401  registers the custom layers that safe-mode loading looks up
-    from data_preparation.data_scaling import load_scalers
+    from data_preparation.scalers import load_scalers
 
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
@@ -132,7 +123,7 @@ def run_test_flow(
     debug: bool = False,
     prefix: str = "",
     scored: outputs.ScoredParts | None = None,
-) -> TestResult:
+) -> outputs.TestResult:
     """`driver.py --test`: logs, the run (given, or the newest complete one under
     run.output_dir), a warning when it did not finish training, then `test`.
 
@@ -183,7 +174,7 @@ def resolve_data_dir(data_dir: Path) -> tuple[Path, Path | None]:
 
 
 def test(run_dir: Path, *, data_dir: Path | None = None, part: str | None = None,
-         progress: bool = True, allow_stale_settings: bool = False) -> TestResult:
+         progress: bool = True, allow_stale_settings: bool = False) -> outputs.TestResult:
     """Evaluates the run in `run_dir`; returns the new test folder and its metrics.
 
     With `data_dir`, pulses later than the settings history used (plus
@@ -194,11 +185,11 @@ def test(run_dir: Path, *, data_dir: Path | None = None, part: str | None = None
 
 
 def _test(run_dir: Path, *, data_dir: Path | None, part: str | None, progress: bool,
-          allow_stale_settings: bool, scored: outputs.ScoredParts | None = None) -> TestResult:
+          allow_stale_settings: bool, scored: outputs.ScoredParts | None = None) -> outputs.TestResult:
     """`test`, reusing `scored` (the train flow's in-memory scores of this run's own parts)
     for the part asked when they were made in this flow's batches."""
-    from data_preparation.data_scaling import split_indices
     from data_preparation.pipeline import prepare_samples
+    from data_preparation.split import split_indices
     from training.dataset import make_dataset
     from training.samples_flow import is_samples_run, test_samples
 
@@ -329,7 +320,7 @@ def _test(run_dir: Path, *, data_dir: Path | None, part: str | None, progress: b
                  outputs._f(online.summary["false_alarm_rate"]),
                  outputs._f(online.summary["target_false_alarm_rate"]), outputs._f(online.summary["recall"]))
     log.info("test report %s", out_dir / "test_metrics_report.pdf")
-    return TestResult(out_dir, metrics, part)
+    return outputs.TestResult(out_dir, metrics, part)
 
 
 test.__test__ = False  # a flow, not a pytest test, even when imported into a test module

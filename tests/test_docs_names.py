@@ -1,5 +1,5 @@
 """docs/internals.md names the project's public names in backticks (`analysis.report.PAGES`,
-`enterprise_tools.data_utils.pulse_windows(...)`); every one must still resolve, so a rename or a
+`enterprise_tools.trace_windows.pulse_windows(...)`); every one must still resolve, so a rename or a
 module split that forgets the docs fails here."""
 
 from __future__ import annotations
@@ -72,13 +72,13 @@ def test_every_name_in_internals_md_resolves():
 
 def test_the_check_catches_a_wrong_name_and_strips_call_arguments():
     text = ("See `analysis.report.PAGES` and `utils.no_such_module.thing`.\n"
-            "`enterprise_tools.data_utils.pulse_windows(path, var_id,\nbegin) -> PulseSet`, "
+            "`enterprise_tools.trace_windows.pulse_windows(path, var_id,\nbegin) -> PulseSet`, "
             "`analysis.report.NO_SUCH_NAME`, `model.list_models()`, `--set model.name=x`\n"
             "```python\nlive.cli.run_live(args)  # then testing.test.not_a_function\n```\n"
             "```yaml\nmodel.not_checked: 1\n```\n")
     assert documented_names(text) == [
         "live.cli.run_live", "testing.test.not_a_function", "analysis.report.PAGES",
-        "utils.no_such_module.thing", "enterprise_tools.data_utils.pulse_windows",
+        "utils.no_such_module.thing", "enterprise_tools.trace_windows.pulse_windows",
         "analysis.report.NO_SUCH_NAME", "model.list_models"]
     assert unresolved(text) == ["testing.test.not_a_function", "utils.no_such_module.thing",
                                 "analysis.report.NO_SUCH_NAME"]

@@ -39,7 +39,7 @@ def make_strategy(train_config, env: Mapping[str, str]):
 
 def fit_custom_loop(model, train_ds, val_ds, *, strategy, worker, config, work_dir, logger):
     """Multi-worker training (Keras `fit` fails under MultiWorkerMirroredStrategy upstream)."""
-    from training.multi_worker import fit_multi_worker  # TensorFlow-heavy: imported on use
+    from training.multi_worker_loop import fit_multi_worker  # TensorFlow-heavy: imported on use
 
     return fit_multi_worker(model, train_ds, val_ds, strategy=strategy, worker=worker,
                             config=config, work_dir=work_dir, logger=logger)

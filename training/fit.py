@@ -110,7 +110,7 @@ def fit_and_threshold(
             validation data for early stopping and the threshold.
         trace_scaler, settings_scaler: fitted on the training part by the caller.
         work_dir: callbacks' folder (best checkpoint, backup, history.csv).
-        strategy, worker: a `tf.distribute` strategy and `training.distribute.WorkerInfo`
+        strategy, worker: a `tf.distribute` strategy and `training.workers.WorkerInfo`
             (None: the default strategy, one process); multi-worker runs use the custom loop.
         model_path: publish the best checkpoint here atomically (the train flow's model.keras);
             None keeps the weights EarlyStopping restored (the best epoch's).

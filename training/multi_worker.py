@@ -9,7 +9,7 @@ checkpoint, history.csv, per-epoch backup and resume). Everything lives behind t
 so it can go once upstream `fit` works again.
 
 This module holds the cluster set-up; the loop is `training.multi_worker_loop` and its per-epoch
-backups `training.multi_worker_backup`. Every name is importable from here as before.
+backups `training.multi_worker_backup` (import their names from there).
 """
 
 from __future__ import annotations
@@ -19,29 +19,10 @@ import logging
 import os
 from collections.abc import Mapping
 
-from training.multi_worker_backup import BACKUPS_KEPT, LoopState, completed_backups
-from training.multi_worker_loop import (
-    LR_MIN_DELTA,
-    fit_multi_worker,
-    per_example_loss,
-    write_history_csv,
-)
 from training.workers import WorkerInfo
 
-__all__ = [
-    "BACKUPS_KEPT",
-    "LR_MIN_DELTA",
-    "SLURM_RESOLVER_VARS",
-    "LoopState",
-    "completed_backups",
-    "fit_multi_worker",
-    "make_multi_worker_strategy",
-    "per_example_loss",
-    "slurm_cluster_resolver",
-    "tf_config_cluster_resolver",
-    "worker_info",
-    "write_history_csv",
-]
+__all__ = ["SLURM_RESOLVER_VARS", "make_multi_worker_strategy", "slurm_cluster_resolver",
+    "tf_config_cluster_resolver", "worker_info"]
 
 log = logging.getLogger("beamwatch.multi_worker")
 

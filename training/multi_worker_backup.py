@@ -38,7 +38,7 @@ class LoopState:
     stopped: bool = False
     history: dict[str, list[float]] = field(default_factory=dict)
 
-def _fmt(value) -> str:
+def format_value(value) -> str:
     return "n/a" if value is None else f"{value:.4g}"
 
 def _backup_name(epoch: int) -> str:
@@ -57,7 +57,7 @@ def completed_backups(backup_dir: Path) -> list[int]:
     return sorted(epochs)
 
 
-def _write_backup(backup_dir: Path, model, best_weights, state: LoopState) -> None:
+def write_backup(backup_dir: Path, model, best_weights, state: LoopState) -> None:
     """Weights + optimizer, best weights and loop state after an epoch, as one directory rename.
 
     The directory appears complete or not at all; the oldest backups beyond BACKUPS_KEPT go.
@@ -77,7 +77,7 @@ def _write_backup(backup_dir: Path, model, best_weights, state: LoopState) -> No
         shutil.rmtree(backup_dir / _backup_name(epoch), ignore_errors=True)
 
 
-def _restore(model, strategy, backup_dir: Path, logger) -> tuple[LoopState, list | None]:
+def restore_backup(model, strategy, backup_dir: Path, logger) -> tuple[LoopState, list | None]:
     """The newest epoch every worker has a backup of, restored into `model`; else a fresh start.
 
     Workers back up one after another, so a kill can leave them one epoch apart; they agree on
@@ -106,5 +106,5 @@ def _restore(model, strategy, backup_dir: Path, logger) -> tuple[LoopState, list
         best_weights = [stored[f"arr_{i}"] for i in range(len(stored.files))]
     model.load_weights(folder / "latest.weights.h5")
     logger.info("resuming from %s: %d epoch(s) done, best %s %s", folder, state.epoch, MONITOR,
-                _fmt(state.best))
+                format_value(state.best))
     return state, best_weights

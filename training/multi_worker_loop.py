@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from training.callbacks import MONITOR, EpochLogLine, best_checkpoint_path
-from training.multi_worker_backup import LoopState, _fmt, _restore, _write_backup
+from training.multi_worker_backup import LoopState, format_value, restore_backup, write_backup
 from training.workers import WorkerInfo
 from utils.run_folder import atomic_path, atomic_write_text
 
@@ -46,7 +46,7 @@ def fit_multi_worker(model, train_ds, val_ds, *, strategy, worker: WorkerInfo, c
     steps = _Steps(model, strategy, train_dist.element_spec, val_dist.element_spec)
     epoch_line = EpochLogLine(logger, config.epochs)
 
-    state, best_weights = _restore(model, strategy, backup_dir, logger)
+    state, best_weights = restore_backup(model, strategy, backup_dir, logger)
     while state.epoch < config.epochs and not state.stopped:
         epoch = state.epoch
         learning_rate = _learning_rate(model)
@@ -66,14 +66,14 @@ def fit_multi_worker(model, train_ds, val_ds, *, strategy, worker: WorkerInfo, c
         state.epoch = epoch + 1
         # The backup first: history.csv must never list an epoch a resume cannot start after
         # (a kill between the two used to leave history one epoch ahead of the backup).
-        _write_backup(backup_dir, model, best_weights, state)
+        write_backup(backup_dir, model, best_weights, state)
         if worker.is_chief:
             write_history_csv(work_dir / "history.csv", state.history)
         epoch_line.on_epoch_end(epoch, logs)
         if state.stopped:
             logger.info("early stopping after epoch %d: no better %s for %d epochs (best %s, "
                         "epoch %d)", epoch + 1, MONITOR, config.early_stopping_patience,
-                        _fmt(state.best), state.best_epoch + 1)
+                        format_value(state.best), state.best_epoch + 1)
     if best_weights is not None:
         model.set_weights(best_weights)
         _save_model(model, best_checkpoint_path(work_dir))

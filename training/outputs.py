@@ -29,6 +29,31 @@ log = logging.getLogger("beamwatch.outputs")
 N_EXAMPLES = 3  # traces per category on the examples page
 
 
+@dataclasses.dataclass
+class TrainResult:
+    """What a train flow (SNS or samples) returns: its run folder, figures and threshold."""
+
+    run_dir: Path
+    val_metrics: dict
+    test_metrics: dict
+    threshold: float
+    replicas: int
+    # The chief's in-memory scores of the validation and test parts, for a test flow that
+    # follows in this process (None: not kept, e.g. scored off TensorFlow).
+    scored: ScoredParts | None = None
+
+
+@dataclasses.dataclass
+class TestResult:
+    """What a test flow (SNS or samples) returns: its new tests/<time>/ folder and metrics."""
+
+    __test__ = False  # not a pytest test class
+
+    out_dir: Path
+    metrics: dict
+    part: str
+
+
 @dataclasses.dataclass(frozen=True)
 class ScoredParts:
     """The train flow's scores of its own validation and test parts, kept in memory for the

@@ -35,13 +35,19 @@ from analysis.classification import as_probabilities, classification_metrics
 from data_preparation.augment import augment_sequences
 from data_preparation.sample_prep import Preprocessor, rebalance
 from data_preparation.sources import load_samples
-from data_preparation.sources.contract import PARTS, UNLABELLED
+from data_preparation.sources.contract import UNLABELLED
 from data_preparation.sources.split import split_samples
 from parser.configs import Config, dump_config, load_config
 from training import outputs
 from training.callbacks import EpochLogLine, read_history_csv
 from training.small_data import EpochChoice, cv_choice, decide_method, fold_indices
-from utils.run_folder import atomic_path, atomic_write_json, atomic_write_text, create_test_dir
+from utils.run_folder import (
+    RunFolderError,
+    atomic_path,
+    atomic_write_json,
+    atomic_write_text,
+    create_test_dir,
+)
 from utils.text import listing
 
 log = logging.getLogger("beamwatch.train")
@@ -141,8 +147,8 @@ def _split_sizes(parts: dict, labels, class_names) -> dict:
 
 
 def train_samples(config: Config, *, run_dir: Path | None = None, progress: bool = True):
-    """Train on a sample-contract source; returns a `training.train.TrainResult`."""
-    from training.train import TrainResult, prepare_run_dir, set_seeds
+    """Train on a sample-contract source; returns a `training.outputs.TrainResult`."""
+    from training.run_start import prepare_run_dir, set_seeds
 
     run_dir = prepare_run_dir(config, run_dir, True)
     atomic_write_text(run_dir / "config.yaml", dump_config(config))
@@ -239,7 +245,7 @@ def train_samples(config: Config, *, run_dir: Path | None = None, progress: bool
     log.info("report %s", run_dir / "train_metrics_report.pdf")
     scored = outputs.ScoredParts(run_dir, samples, {p: parts[p] for p in probs}, probs,
                                  score_batch)  # for a test flow that follows in this process
-    return TrainResult(run_dir, metrics["val"], metrics["test"],
+    return outputs.TrainResult(run_dir, metrics["val"], metrics["test"],
                        float("nan") if threshold is None else threshold, 1, scored)
 
 
@@ -314,7 +320,7 @@ def _choose_epochs(config: Config, spec, n_classes: int, x_train: dict, y_train:
     The cv folds reuse the training part's fitted scaling (fitted on all of it); each fold is
     rebalanced on its own, and each fold model starts from the run seed.
     """
-    from training.train import set_seeds
+    from training.run_start import set_seeds
 
     counts = lambda part: [sizes[part]["per_class"][c] for c in sizes[part]["per_class"]]  # noqa: E731
     method, reason = decide_method(config.train.epoch_choice, counts("val"), counts("train"),
@@ -417,7 +423,6 @@ def _data_text(run_dir: Path) -> str:
 
 def _load_run(run_dir: Path):
     import model  # noqa: F401  registers the custom layers and losses for safe-mode loading
-    from testing.test import RunFolderError
 
     for name in ("config.yaml", "model.keras", PREP_FILE):
         if not (run_dir / name).exists():
@@ -439,14 +444,12 @@ def _score(model, prep, saved, samples) -> np.ndarray:
 
 
 def test_samples(run_dir: Path, *, data_dir: Path | None = None, part: str | None = None,
-                 scored: outputs.ScoredParts | None = None):
+                 scored: outputs.ScoredParts | None = None) -> outputs.TestResult:
     """Score a run's held-out part (or every sample of `data_dir`); a new tests/<time>/ folder.
 
     `scored`: the train flow's in-memory probabilities of this run's parts (plain `driver.py`);
     the part asked is then not loaded and scored again when they were made in the same batches.
     """
-    from testing.test import TestResult
-
     run_dir = Path(run_dir)
     config, model, saved, prep, threshold = _load_run(run_dir)
     names = saved["class_names"]
@@ -505,7 +508,7 @@ def test_samples(run_dir: Path, *, data_dir: Path | None = None, part: str | Non
                   outputs._f(metrics["accuracy"]), outputs._f(metrics["balanced_accuracy"]),
                   outputs._f(metrics["macro_f1"]))
     test_log.info("test report %s", out_dir / "test_metrics_report.pdf")
-    return TestResult(out_dir, metrics, part)
+    return outputs.TestResult(out_dir, metrics, part)
 
 
 def _saved_peer(run_dir: Path, part: str | None, metrics: dict) -> tuple[dict | None, str]:
@@ -531,8 +534,7 @@ def run_predict_flow(config: Config, *, run_dir: Path | None, files: list[Path],
                      debug: bool = False) -> Path:
     """`driver.py --predict FILE...`: logs, the run (given, or the newest complete
     sessions/npz/features/text run under run.output_dir), then `predict_files`."""
-    from parser.loading import run_source
-    from parser.schema import SOURCES
+    from parser.configs import SOURCES, run_source
     from utils.logs import setup_logging
     from utils.status import SNS_SOURCE, newest_complete_run
 
@@ -602,5 +604,5 @@ def _write_new(path: Path, text: str) -> None:
         os.unlink(tmp)
 
 
-__all__ = ["PARTS", "is_samples_run", "predict_files", "render_train_report", "run_predict_flow",
-           "test_samples", "train_samples"]
+__all__ = ["is_samples_run", "predict_files", "render_train_report", "run_predict_flow",
+    "test_samples", "train_samples"]

@@ -16,31 +16,17 @@ import sys
 from collections.abc import Mapping
 from pathlib import Path
 
-from parser.configs import Config, ConfigError, config_to_dict, dump_config, load_config
+from parser.configs import Config, ConfigError, dump_config
 from training import outputs
-from training.distribute import WorkerInfo, make_strategy
+from training.distribute import make_strategy
 from training.fit import TrainingPart, class_sample_weight, fit_and_threshold, input_spec
+from training.run_start import check_resume, prepare_run_dir, set_seeds
+from training.workers import WorkerInfo
 from utils.logs import add_run_log, start_logging
 from utils.run_folder import atomic_write_text, create_run_dir
 from utils.status import COMPLETE, TRAINING, mark_failed, read_status, write_status
 
 log = logging.getLogger("beamwatch.train")
-
-
-class RunStateError(RuntimeError):
-    """The run folder given cannot be trained into (complete already, or not a run folder)."""
-
-
-@dataclasses.dataclass
-class TrainResult:
-    run_dir: Path
-    val_metrics: dict
-    test_metrics: dict
-    threshold: float
-    replicas: int
-    # The chief's in-memory scores of the validation and test parts, for a test flow that
-    # follows in this process (None: not kept, e.g. scored off TensorFlow).
-    scored: outputs.ScoredParts | None = None
 
 
 def check_train_request(config: Config, run_dir: Path | None) -> None:
@@ -73,7 +59,7 @@ def run_train_flow(
     quiet: bool = False,
     debug: bool = False,
     prefix: str = "",
-) -> TrainResult | None:
+) -> outputs.TrainResult | None:
     """`driver.py --train`: logs, the chief's run folder and demo archive, then `train`.
 
     The chief (worker 0, or the only process) creates the run folder when none is given and
@@ -104,68 +90,6 @@ def run_train_flow(
     return result
 
 
-def set_seeds(seed: int, deterministic: bool) -> None:
-    """Seeds Python, NumPy and TensorFlow; optionally turns on TF op determinism."""
-    import keras
-    import tensorflow as tf
-
-    keras.utils.set_random_seed(seed)
-    if deterministic:
-        tf.config.experimental.enable_op_determinism()
-
-
-def prepare_run_dir(config: Config, run_dir: Path | None, is_chief: bool) -> Path:
-    """A fresh run folder, or the one given (created, or resumed from its backup)."""
-    if run_dir is None:
-        if not is_chief:
-            raise RunStateError("non-chief workers need --run DIR so all workers share one folder")
-        return create_run_dir(Path(config.run.output_dir), config.run.name)
-    run_dir = Path(run_dir)
-    check_resume(config, run_dir)
-    if is_chief:
-        run_dir.mkdir(parents=True, exist_ok=True)
-    if (run_dir / "backup").exists():
-        log.info("resuming %s from its BackupAndRestore state", run_dir)
-    return run_dir
-
-
-# Keys that may differ when a run is resumed: they change where logs, caches and new runs go,
-# how many reader processes run, whether TensorBoard logs or which port the workers meet on,
-# never what is trained.
-_RESUME_FREE_KEYS = frozenset({"run.name", "run.log_dir", "run.output_dir", "data.workers",
-                               "data.cache_dir", "train.tensorboard", "train.port_base"})
-
-
-def check_resume(config: Config, run_dir: Path) -> None:
-    """Refuse to train into `run_dir` when it is complete or was started with another config.
-
-    Called before anything is written, so a refused resume leaves the folder as it was.
-    """
-    run_dir = Path(run_dir)
-    status = read_status(run_dir)
-    if status.state == COMPLETE:
-        raise RunStateError(
-            f"{run_dir} holds a finished run (status complete); nothing is overwritten. "
-            "Pass another --run folder, or leave --run out for a new one.")
-    saved = run_dir / "config.yaml"
-    if not saved.exists():
-        return
-    try:
-        before = config_to_dict(load_config(saved))
-    except ConfigError as exc:
-        raise RunStateError(f"{saved} cannot be read to resume the run: {exc}") from exc
-    now = config_to_dict(config)
-    changed = [f"{section}.{key}: {before[section].get(key)!r} in {saved}, {value!r} now"
-               for section, body in now.items() for key, value in body.items()
-               if f"{section}.{key}" not in _RESUME_FREE_KEYS
-               and before.get(section, {}).get(key) != value]
-    if changed:
-        raise RunStateError(
-            f"{run_dir} was started with another config; resuming would mix two trainings. "
-            f"Differing keys: {'; '.join(changed[:8])}. Resume with --config {saved}, or leave "
-            "--run out for a new run.")
-
-
 def _stage(run_dir: Path, worker, stage: str) -> None:
     """The chief records how far the run got (status.json), so a resume knows where to go on."""
     if worker.is_chief:
@@ -178,10 +102,11 @@ def train(
     run_dir: Path | None = None,
     env: Mapping[str, str] | None = None,
     progress: bool = True,
-) -> TrainResult:
+) -> outputs.TrainResult:
     """Trains the configured model and writes a complete run folder; returns where and how well."""
-    from data_preparation.data_scaling import save_scalers, split_indices
     from data_preparation.pipeline import balance_training, fit_scalers, prepare_samples
+    from data_preparation.scalers import save_scalers
+    from data_preparation.split import split_indices
 
     if source_flow(config) == "samples":  # npz, sessions, features, text: the sample contract
         from training.samples_flow import train_samples
@@ -241,7 +166,7 @@ def train(
         on_stage=lambda name: _stage(run_dir, worker, name))
     if not worker.is_chief:
         log.info("worker done; the chief writes the run folder")
-        return TrainResult(run_dir, {}, {}, float("nan"), strategy.num_replicas_in_sync)
+        return outputs.TrainResult(run_dir, {}, {}, float("nan"), strategy.num_replicas_in_sync)
 
     # Step 9: metrics, predictions, report.
     scores, threshold, history = fitted.scores, fitted.threshold, fitted.history
@@ -259,7 +184,7 @@ def train(
         scored = outputs.ScoredParts(run_dir, dataclasses.replace(samples, ledger=loaded_ledger),
                                      {"val": val_idx, "test": test_idx}, dict(scores),
                                      fitted.score_batch)
-    return TrainResult(run_dir, result["val"], result["test"], threshold.threshold,
+    return outputs.TrainResult(run_dir, result["val"], result["test"], threshold.threshold,
                        strategy.num_replicas_in_sync, scored)
 
 

@@ -19,6 +19,8 @@ import os
 import sys
 from pathlib import Path
 
+from utils.errors import UsageError
+
 LOGGER_NAME = "beamwatch"
 FLOWS = ("train", "test", "live")
 MAX_BYTES = 10 * 1024 * 1024
@@ -104,7 +106,7 @@ def setup_logging(
     return logger
 
 
-class LogDirError(OSError):
+class LogDirError(UsageError, OSError):
     """`run.log_dir` cannot be written: a configuration problem, found before the flow runs."""
 
 

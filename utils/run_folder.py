@@ -20,13 +20,19 @@ from typing import Any
 
 import numpy as np
 
+from utils.errors import UsageError
+
 TIMESTAMP_FORMAT = "%Y%m%d-%H%M%S"
 _RUN_NAME_RE = re.compile(r"^(\d{8}-\d{6})(?:-|$)")
 _UNSAFE_CHARS = re.compile(r"[^A-Za-z0-9_.-]+")
 
 
-class NoRunFoundError(FileNotFoundError):
+class NoRunFoundError(UsageError, FileNotFoundError):
     """Raised by `newest_run` when a folder holds no run folder."""
+
+
+class RunFolderError(UsageError, FileNotFoundError):
+    """A run folder is missing or lacks a file the flow needs (raised by training and testing)."""
 
 
 @contextlib.contextmanager

@@ -134,7 +134,7 @@ def newest_complete_run(root: str | os.PathLike, sources: tuple[str, ...] | None
     newest run and its kind (an `--export` after a sessions run says so, and how to pick one).
     """
     if sources is not None and source_of is None:
-        raise TypeError("newest_complete_run: sources needs source_of (parser.loading.run_source)")
+        raise TypeError("newest_complete_run: sources needs source_of (parser.configs.run_source)")
     root = Path(root)
     if not root.is_dir():
         raise NoRunFoundError(f"No run folder found: {root} does not exist.")

@@ -1,6 +1,6 @@
 """Split the sample contract into train/val/test by `split.method`, whatever the source.
 
-* `time`: oldest train, next val, newest test (needs times; `data_scaling.split_indices`).
+* `time`: oldest train, next val, newest test (needs times; `data_preparation.split.split_indices`).
 * `stratified_random`: random, stratified by class.
 * `group` (and `config_group`): whole groups (sessions, subjects) per part, groups drawn at
   random (seeded) until each part holds about its fraction of the samples.
@@ -14,9 +14,9 @@ import dataclasses
 
 import numpy as np
 
-from data_preparation.data_scaling import split_indices
 from data_preparation.ledger import GAP_DROPPED
 from data_preparation.sources.contract import PARTS, Samples
+from data_preparation.split import split_indices
 
 
 def split_samples(samples: Samples, config, seed: int) -> dict[str, np.ndarray]:

@@ -85,8 +85,8 @@ in-file reference work). ``blip``: height of a benign loss blip on the pulse (0:
 
 Modules: ``params`` (constants, ``SimulatorParams``, presets), ``schedule`` (settings
 history, acquisition plan), ``physics`` (one pulse), ``archive`` (files, truth, the whole
-archive), ``cli``. ``enterprise_tools.sns_simulator`` re-exports every name (the old
-import path). Run ``python -m enterprise_tools.sns_simulator --help``; with no arguments it
+archive), ``cli``; this package shows their public names (import them from
+``enterprise_tools.simulator``). Run ``python -m enterprise_tools.sns_simulator --help``; with no arguments it
 writes the demo archive (``SimulatorParams.demo()``) into ``data/demo``.
 """
 

@@ -20,11 +20,11 @@ import numpy as np
 
 from enterprise_tools.atomic import atomic_path
 from enterprise_tools.beam_settings_parser_hdf5 import write_pv_file
-from enterprise_tools.data_utils import write_storage
+from enterprise_tools.biet_writer import write_storage
 from enterprise_tools.simulator.params import (
-    _PV,
     ERRANT_ALARM,
     NS,
+    PV_INDEX,
     SKIP_CORRUPT,
     SKIP_LOW_BWIDTH,
     SKIP_MISLABELLED,
@@ -45,9 +45,9 @@ from enterprise_tools.simulator.schedule import (
     KIND_MPS,
     KIND_NORMAL,
     Segment,
-    _pulse_period_ns,
     build_schedule,
     plan_acquisitions,
+    pulse_period_ns,
     settings_rows,
 )
 
@@ -154,7 +154,7 @@ def make_file(job: FileJob, params: SimulatorParams, out_dir: str) -> list[tuple
     """Generate, write (and maybe corrupt) one DCM file; return its truth rows."""
     rng = np.random.default_rng(np.random.SeedSequence(params.seed, spawn_key=(2, job.index)))
     beam = beam_at(job.values, job.t_ns, params)
-    period = _pulse_period_ns(job.values[_PV["ICS_Tim:Gate_BeamOn:RR"]])
+    period = pulse_period_ns(job.values[PV_INDEX["ICS_Tim:Gate_BeamOn:RR"]])
     name = file_name(job)
     records, rows = [], []
     events, onset = file_events(job, params, rng)

@@ -28,10 +28,10 @@ ERRANT_ALARM = 48
 NS = 1_000_000_000
 
 PV_NAMES = ERRANT_BEAM_PVS
-_PV = {name: i for i, name in enumerate(PV_NAMES)}
+PV_INDEX = {name: i for i, name in enumerate(PV_NAMES)}
 
 # Production ranges (units: kV, sccm, W, kW, us, ns, Hz); a re-configuration draws uniformly.
-_PRODUCTION_RANGES = {
+PRODUCTION_RANGES = {
     "FE_IS:Match:TunerPos": (40.0, 60.0),
     "LEBT:Chop_N:V_Set": (-2.9, -2.2),
     "LEBT:Chop_P:V_Set": (2.2, 2.9),
@@ -54,7 +54,7 @@ _PRODUCTION_RANGES = {
     "ICS_Tim:Chop_Flavor1:StartPulseWidth": (350.0, 500.0),
 }
 # PVs a tuning step nudges (operators trim the source and the LEBT), and by how much (range share)
-_TUNABLE = (
+TUNABLE = (
     "FE_IS:Match:TunerPos",
     "LEBT:Focus_1:V_Set",
     "LEBT:Focus_2:V_Set",
@@ -65,7 +65,7 @@ _TUNABLE = (
     "Src:H2:Flw_Set",
     "Src:RF_Gnd:Pwr_Set",
 )
-_TUNING_STEP = 0.08
+TUNING_STEP = 0.08
 
 PRECURSOR_KINDS = ("ramp", "burst", "sag", "rf_jitter")
 MODES = ("production", "off", "study", "low_rr")
@@ -84,7 +84,7 @@ TRUTH_COLUMNS = (
     "pulse_in_file",
     "blip",
 )
-# expected_skip codes (the get_traces codes of data_utils, and the two the loader adds)
+# expected_skip codes (the get_traces codes of sample_rules, and the two the loader adds)
 SKIP_CORRUPT = "corrupt_file"
 SKIP_SETTINGS = "no_production_settings"
 SKIP_MISLABELLED = "mislabelled_normal_file"
@@ -260,7 +260,7 @@ class SimulatorParams:
             lo, hi = getattr(self, name)
             if not 0 < lo <= hi:
                 raise ValueError(f"SimulatorParams.{name} must be (min, max) with 0 < min <= max, got {(lo, hi)!r}")
-        _parse_start(self.start)
+        parse_start(self.start)
 
     @classmethod
     def demo(cls, **overrides: Any) -> SimulatorParams:
@@ -425,7 +425,7 @@ class SimulationSummary:
     counts: dict[str, Any] = field(default_factory=dict)
 
 
-def _parse_start(text: str) -> int:
+def parse_start(text: str) -> int:
     try:
         moment = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
     except ValueError:

@@ -8,12 +8,12 @@ from typing import NamedTuple
 import numpy as np
 
 from enterprise_tools.simulator.params import (
-    _PRODUCTION_RANGES,
     MINIPULSE_NS,
     N_SAMPLES,
     NOMINAL_LOSS,
     NOMINAL_PEAK,
     NS,
+    PRODUCTION_RANGES,
     PV_NAMES,
     SAMPLE_NS,
     TRACE1_RANGE,
@@ -22,7 +22,7 @@ from enterprise_tools.simulator.params import (
     TRACE2_STEP,
     WINDOW_BEGIN,
     SimulatorParams,
-    _parse_start,
+    parse_start,
 )
 
 # --------------------------------------------------------------------------------------
@@ -65,7 +65,7 @@ def beam_for(values: Sequence[float], loss_multiplier_max: float = 4.0) -> Beam:
     chop_kv = (v["LEBT:Chop_P:V_Set"] - v["LEBT:Chop_N:V_Set"]) / 2.0
 
     def share(pv):  # where a PV sits in its production range, 0..1
-        lo, hi = _PRODUCTION_RANGES[pv]
+        lo, hi = PRODUCTION_RANGES[pv]
         return float(np.clip((v[pv] - lo) / (hi - lo), 0.0, 1.0))
 
     # LEBT transport: over-focusing and steering off axis scrape beam (monotone in the range
@@ -121,7 +121,7 @@ def drift_at(t_ns: int, params: SimulatorParams) -> np.ndarray:
     temperatures, source ageing) that no set point records, continuous across settings changes.
     """
     terms = _drift_terms(params)
-    hours = (t_ns - _parse_start(params.start)) / (3600.0 * NS)
+    hours = (t_ns - parse_start(params.start)) / (3600.0 * NS)
     waves = np.sin(2 * np.pi * hours / terms[..., 0] + terms[..., 1])
     return waves.sum(axis=1) * np.sqrt(2.0 / _DRIFT_TERMS)
 

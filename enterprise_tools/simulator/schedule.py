@@ -8,15 +8,15 @@ from typing import NamedTuple
 import numpy as np
 
 from enterprise_tools.simulator.params import (
-    _PRODUCTION_RANGES,
-    _PV,
-    _TUNABLE,
-    _TUNING_STEP,
     ERRANT_ALARM,
     NS,
+    PRODUCTION_RANGES,
+    PV_INDEX,
     PV_NAMES,
+    TUNABLE,
+    TUNING_STEP,
     SimulatorParams,
-    _parse_start,
+    parse_start,
 )
 
 # --------------------------------------------------------------------------------------
@@ -32,7 +32,7 @@ class Segment(NamedTuple):
 
 
 def _draw_configuration(rng: np.random.Generator) -> dict[str, float]:
-    values = {pv: float(rng.uniform(lo, hi)) for pv, (lo, hi) in _PRODUCTION_RANGES.items()}
+    values = {pv: float(rng.uniform(lo, hi)) for pv, (lo, hi) in PRODUCTION_RANGES.items()}
     values["ICS_Tim:Gate_BeamRef:GateWidth"] = values["ICS_Tim:Chop_Flavor1:BeamOn"] + float(
         rng.uniform(20.0, 60.0)
     )
@@ -42,9 +42,9 @@ def _draw_configuration(rng: np.random.Generator) -> dict[str, float]:
 
 def _tune(values: dict[str, float], rng: np.random.Generator) -> dict[str, float]:
     tuned = dict(values)
-    for pv in rng.choice(_TUNABLE, size=int(rng.integers(1, 4)), replace=False):
-        lo, hi = _PRODUCTION_RANGES[pv]
-        step = rng.normal(0.0, _TUNING_STEP * (hi - lo))
+    for pv in rng.choice(TUNABLE, size=int(rng.integers(1, 4)), replace=False):
+        lo, hi = PRODUCTION_RANGES[pv]
+        step = rng.normal(0.0, TUNING_STEP * (hi - lo))
         tuned[pv] = float(np.clip(tuned[pv] + step, lo, hi))
     return _rounded(tuned)
 
@@ -74,7 +74,7 @@ def build_schedule(params: SimulatorParams) -> list[Segment]:
     excursions (beam off, study, low rep rate) after which production resumes.
     """
     rng = np.random.default_rng(np.random.SeedSequence(params.seed, spawn_key=(0,)))
-    start = _parse_start(params.start)
+    start = parse_start(params.start)
     end = start + int(round(params.hours * 3600)) * NS
     rates = {  # per hour
         "tune": 1.0 / params.tuning_interval_h,
@@ -148,7 +148,7 @@ _ACQ_DTYPE = np.dtype(
 )
 
 
-def _pulse_period_ns(rep_rate: float) -> int:
+def pulse_period_ns(rep_rate: float) -> int:
     return int(round(NS / rep_rate))
 
 
@@ -201,7 +201,7 @@ def plan_acquisitions(params: SimulatorParams, segments: Sequence[Segment]) -> n
     for index, seg in enumerate(segments):
         if seg.mode == "off":
             continue
-        period = _pulse_period_ns(seg.values[_PV["ICS_Tim:Gate_BeamOn:RR"]])
+        period = pulse_period_ns(seg.values[PV_INDEX["ICS_Tim:Gate_BeamOn:RR"]])
         hours = (seg.end_ns - seg.start_ns) / NS / 3600.0
         draws = [
             (KIND_NORMAL, rng.poisson(hours * 3600.0 / params.normal_interval_s)),

@@ -7,14 +7,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from benchmarks.detection import (
-    calibration_checks,
-    join_truth,
-    recall_breakdown,
-    render,
-    strength_edges,
-    subsample,
-)
+from benchmarks.detection_calibration import calibration_checks
+from benchmarks.detection_models import subsample
+from benchmarks.detection_tables import render
+from benchmarks.detection_truth import join_truth, recall_breakdown, strength_edges
 
 
 def _truth() -> pd.DataFrame:

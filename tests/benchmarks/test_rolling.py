@@ -7,16 +7,14 @@ import numpy as np
 import pytest
 from sklearn.metrics import average_precision_score
 
-from benchmarks.rolling import (
+from benchmarks.rolling_figures import (
     DEFAULT_MODEL,
     average_precision,
-    cut_blocks,
-    make_folds,
     paired_bootstrap,
-    render,
-    split_newest,
     summarize_model,
 )
+from benchmarks.rolling_folds import cut_blocks, make_folds, split_newest
+from benchmarks.rolling_tables import render
 
 
 def _archive(n_files: int = 40, seed: int = 0):
@@ -203,7 +201,7 @@ def test_rolling_run_on_a_tiny_archive_writes_json_and_tables(tmp_path):
     import json
 
     from benchmarks.rolling import RollingSettings, run
-    from enterprise_tools.sns_simulator import SimulatorParams, simulate_archive
+    from enterprise_tools.simulator import SimulatorParams, simulate_archive
     from utils.run_folder import atomic_write_json
 
     archive = tmp_path / "archive"
@@ -230,7 +228,7 @@ def test_rolling_run_on_a_tiny_archive_writes_json_and_tables(tmp_path):
 def test_fold_figures_use_online_recalibration_when_it_exists():
     from types import SimpleNamespace
 
-    from benchmarks.rolling import fold_figures
+    from benchmarks.rolling_figures import fold_figures
 
     calls = []
 

@@ -36,7 +36,7 @@ def test_epoch_child_trains_the_default_model_with_its_reference_inputs(tmp_path
     pulses, the child must build it with K references and feed them (it once built it
     without and failed)."""
     from benchmarks.scale import child_epoch
-    from enterprise_tools.sns_simulator import SimulatorParams, simulate_archive
+    from enterprise_tools.simulator import SimulatorParams, simulate_archive
     from parser.configs import ModelConfig
 
     archive = tmp_path / "archive"

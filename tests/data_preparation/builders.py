@@ -13,7 +13,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from enterprise_tools.data_utils import write_storage
+from enterprise_tools.biet_writer import write_storage
 from parser.configs import DCMDataConfig
 
 N_SAMPLES = 64

@@ -1,6 +1,6 @@
 import pytest
 
-from enterprise_tools.sns_simulator import SimulatorParams, simulate_archive
+from enterprise_tools.simulator import SimulatorParams, simulate_archive
 
 SIMULATION = SimulatorParams.tiny(seed=3, corrupt_files=2)
 

@@ -4,8 +4,13 @@ import numpy as np
 import pytest
 
 from data_preparation import data_loader
-from data_preparation.data_loader import TraceStore, find_data_files, load_npz_pulses, load_pulses
-from enterprise_tools.data_utils import get_traces, write_storage
+from data_preparation.data_loader import load_pulses
+from data_preparation.dcm_files import find_data_files
+from data_preparation.npz_source import load_npz_pulses
+from data_preparation.trace_cache import FileKey, TraceCache
+from data_preparation.trace_store import TraceStore
+from enterprise_tools.biet_writer import write_storage
+from enterprise_tools.trace_windows import get_traces
 from tests.data_preparation import builders as b
 
 
@@ -246,9 +251,9 @@ def test_pending_entry_of_an_interrupted_build_is_reused(archive, tmp_path, coun
     config = _cached(root, tmp_path)
     path = root / "anomaly" / "a1.bin.gz"
     stat = path.stat()
-    key = data_loader.FileKey(str(path), stat.st_size, stat.st_mtime_ns)
+    key = FileKey(str(path), stat.st_size, stat.st_mtime_ns)
     params = data_loader._Extraction.from_config(config)
-    cache = data_loader.TraceCache(data_loader.cache_folder(config.cache_dir, params))
+    cache = TraceCache(data_loader.cache_folder(config.cache_dir, params))
     data_loader._read_file(key, 48, params, cache.pending_path(key))  # the worker ran, then a crash
     counted_reads.clear()
     pulses = load_pulses(config, progress=False)

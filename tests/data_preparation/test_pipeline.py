@@ -1,12 +1,12 @@
 import numpy as np
 import pytest
 
-from data_preparation.data_scaling import split_indices
 from data_preparation.pipeline import (
     balance_training,
     fit_scalers,
     prepare_samples,
 )
+from data_preparation.split import split_indices
 from parser.configs import (
     BPMDataConfig,
     Config,

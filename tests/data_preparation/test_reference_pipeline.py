@@ -6,11 +6,12 @@ import numpy as np
 import pytest
 
 from data_preparation import data_loader
-from data_preparation.data_loader import load_npz_pulses, load_pulses
+from data_preparation.data_loader import load_pulses
 from data_preparation.ledger import NO_REFERENCE
+from data_preparation.npz_source import load_npz_pulses
 from data_preparation.pipeline import fit_scalers, prepare_samples
 from data_preparation.references import SOURCE_ARCHIVE, SOURCE_EMPTY, SOURCE_FILE, ReferenceView
-from enterprise_tools.data_utils import get_traces
+from enterprise_tools.trace_windows import get_traces
 from parser.configs import (
     BPMDataConfig,
     Config,

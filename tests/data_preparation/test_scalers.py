@@ -1,5 +1,7 @@
-"""The scalers' scikit-learn contract and the scalers.json format earlier runs wrote."""
+"""data_preparation.scalers: the scikit-learn contract, statistics, fit errors and the scalers.json
+format earlier runs wrote."""
 
+import json
 import re
 
 import numpy as np
@@ -9,7 +11,6 @@ from sklearn.exceptions import NotFittedError
 from sklearn.pipeline import make_pipeline
 from sklearn.utils.validation import check_is_fitted
 
-from data_preparation import data_scaling, imbalance, scalers, split
 from data_preparation.scalers import SettingsScaler, TraceScaler, load_scalers, save_scalers
 
 # A scalers.json as the first versions of the train flow wrote it (format 1: indent 2, key
@@ -177,13 +178,77 @@ def test_minimal_scaler_dicts_keep_loading_with_defaults():
     assert settings.transform(np.zeros((3, 0))).shape == (3, 0)
 
 
-def test_data_scaling_re_exports_the_one_job_modules():
-    for module in (split, scalers, imbalance):
-        for name in data_scaling.__all__:
-            if hasattr(module, name):
-                assert getattr(data_scaling, name) is getattr(module, name)
-    assert sorted(data_scaling.__all__) == sorted(
-        n for m in (split, scalers, imbalance) for n in dir(m)
-        if n in {"PARTS", "SCALER_KINDS"} or (not n.startswith("_") and callable(getattr(m, n))
-                                              and getattr(getattr(m, n), "__module__", "") == m.__name__)
-    )
+# Statistics, fit errors and the JSON file
+
+
+def test_trace_scaler_statistics_per_kind():
+    x = np.array([[0.0, 1.0, 2.0, 3.0], [4.0, 5.0, 6.0, 100.0]])
+    robust = TraceScaler("robust").fit(x)
+    assert (robust.center_, robust.scale_) == (3.5, 3.5)
+    standard = TraceScaler("standard", chunk_size=1).fit(x)  # chunked == exact
+    assert standard.center_ == pytest.approx(x.mean()) and standard.scale_ == pytest.approx(x.std())
+    minmax = TraceScaler("minmax").fit(x)
+    assert (minmax.center_, minmax.scale_) == (0.0, 100.0)
+    np.testing.assert_allclose(minmax.transform(x), x / 100.0)
+    none = TraceScaler("none").fit(x)
+    np.testing.assert_array_equal(none.transform(x), x.astype(np.float32))
+
+
+def test_trace_scaler_zero_spread_scales_by_one_and_inverts():
+    x = np.full((3, 5), 7.0)
+    scaler = TraceScaler("robust").fit(x)
+    assert scaler.scale_ == 1.0
+    np.testing.assert_allclose(scaler.inverse_transform(scaler.transform(x)), x)
+
+
+def test_trace_scaler_robust_subsample_is_seeded_and_bounded():
+    x = np.random.default_rng(0).normal(size=(300, 10))
+    a = TraceScaler("robust", max_fit_traces=50, random_state=1).fit(x)
+    b = TraceScaler("robust", max_fit_traces=50, random_state=1).fit(x)
+    c = TraceScaler("robust", max_fit_traces=50, random_state=2).fit(x)
+    assert a.center_ == b.center_ and a.center_ != c.center_
+
+
+def test_settings_scaler_per_feature_with_constant_feature():
+    x = np.array([[1.0, 5.0, 0.0], [3.0, 5.0, 10.0], [5.0, 5.0, 20.0]])
+    scaler = SettingsScaler("standard").fit(x)
+    assert scaler.scale_[1] == 1.0 and scaler.center_[1] == 5.0
+    out = scaler.transform(x)
+    assert out.dtype == np.float32 and np.allclose(out[:, 1], 0.0)
+    assert np.allclose(out[:, [0, 2]].std(axis=0), 1.0)
+    assert SettingsScaler("robust").fit(x).center_.tolist() == [3.0, 5.0, 10.0]
+    assert SettingsScaler("minmax").fit(x).scale_.tolist() == [4.0, 1.0, 20.0]
+    empty = SettingsScaler().fit(np.zeros((4, 0)))
+    assert empty.transform(np.zeros((2, 0))).shape == (2, 0)
+
+
+def test_scalers_refuse_to_transform_before_fit_and_bad_input():
+    with pytest.raises(NotFittedError):
+        TraceScaler().transform(np.zeros((1, 3)))
+    with pytest.raises(NotFittedError):
+        SettingsScaler().to_dict()
+    with pytest.raises(ValueError, match="kind"):
+        TraceScaler("log").fit(np.zeros((1, 3)))
+    with pytest.raises(ValueError, match="NaN"):
+        SettingsScaler().fit(np.array([[np.nan]]))
+    with pytest.raises(ValueError, match="fitted on 2 features"):
+        SettingsScaler().fit(np.ones((3, 2))).transform(np.ones((3, 1)))
+
+
+def test_scalers_round_trip_through_json_file(tmp_path):
+    rng = np.random.default_rng(0)
+    traces, settings = rng.normal(size=(20, 8)), rng.normal(size=(20, 3))
+    trace_scaler = TraceScaler("standard").fit(traces)
+    settings_scaler = SettingsScaler("robust").fit(settings)
+    path = tmp_path / "scalers.json"
+    save_scalers(path, trace_scaler, settings_scaler, {"features": ["a", "b", "c"]})
+    json.loads(path.read_text())  # plain JSON
+    t2, s2, extra = load_scalers(path)
+    np.testing.assert_array_equal(t2.transform(traces), trace_scaler.transform(traces))
+    np.testing.assert_array_equal(s2.transform(settings), settings_scaler.transform(settings))
+    assert extra == {"features": ["a", "b", "c"]} and t2.kind == "standard"
+    path.write_text('{"format": 99}')
+    with pytest.raises(ValueError, match="not a beamwatch scalers file"):
+        load_scalers(path)
+    with pytest.raises(ValueError, match="expected class"):
+        TraceScaler.from_dict(settings_scaler.to_dict())

@@ -5,8 +5,11 @@ import gzip
 import numpy as np
 import pytest
 
-from enterprise_tools import data_utils
-from enterprise_tools.data_utils import (
+from enterprise_tools import sample_rules
+from enterprise_tools.biet_format import CorruptFileError
+from enterprise_tools.biet_reader import ReadStorage
+from enterprise_tools.biet_writer import write_storage
+from enterprise_tools.sample_rules import (
     SKIP_FIRST_PULSE_TRIP,
     SKIP_LOW_BWIDTH,
     SKIP_MISLABELLED,
@@ -15,13 +18,9 @@ from enterprise_tools.data_utils import (
     SKIP_QUALITY,
     SKIP_SHORT_TRACE,
     SKIP_TIMESTAMP_MISMATCH,
-    CorruptFileError,
-    QualityCut,
-    ReadStorage,
     Skip,
-    get_traces,
-    write_storage,
 )
+from enterprise_tools.trace_windows import QualityCut, get_traces
 
 T0 = 1_700_000_000_123_456_789  # ns; exact int64 arithmetic matters
 PERIOD = 16_666_667  # 60 Hz
@@ -410,7 +409,7 @@ def test_skip_is_frozen_and_codes_match_the_contract():
     with pytest.raises(AttributeError):
         skip.reason = "other"
     codes = [
-        getattr(data_utils, name)
+        getattr(sample_rules, name)
         for name in (
             "SKIP_MISLABELLED",
             "SKIP_LOW_BWIDTH",

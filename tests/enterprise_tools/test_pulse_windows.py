@@ -2,11 +2,8 @@
 
 import numpy as np
 
-from enterprise_tools.data_utils import (
-    SKIP_LOW_BWIDTH,
-    SKIP_TIMESTAMP_MISMATCH,
-    pulse_windows,
-)
+from enterprise_tools.sample_rules import SKIP_LOW_BWIDTH, SKIP_TIMESTAMP_MISMATCH
+from enterprise_tools.trace_windows import pulse_windows
 from tests.enterprise_tools.test_get_traces import SHIFT, WINDOW, pulse, stamp, window_of, write
 
 

@@ -15,8 +15,9 @@ from sklearn.metrics import roc_auc_score
 
 from enterprise_tools.beam_settings_parser_hdf5 import BeamConfigParserHDF5
 from enterprise_tools.beam_settings_prep import BeamConfigPreProcessor
-from enterprise_tools.data_utils import CorruptFileError, QualityCut, ReadStorage, get_traces
-from enterprise_tools.sns_simulator import (
+from enterprise_tools.biet_format import CorruptFileError
+from enterprise_tools.biet_reader import ReadStorage
+from enterprise_tools.simulator import (
     PV_NAMES,
     TRUTH_COLUMNS,
     SimulatorParams,
@@ -28,6 +29,7 @@ from enterprise_tools.sns_simulator import (
     plan_acquisitions,
     simulate_archive,
 )
+from enterprise_tools.trace_windows import QualityCut, get_traces
 
 # seed 5 of the tiny preset has every condition: beam off, study, low rep rate, other alarms,
 # mislabelled files, every precursor kind and trips without one (test_every_condition_is_present)

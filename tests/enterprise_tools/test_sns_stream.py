@@ -7,7 +7,7 @@ import dataclasses
 import numpy as np
 import pytest
 
-from enterprise_tools.sns_simulator import SimulatorParams
+from enterprise_tools.simulator import SimulatorParams
 from enterprise_tools.sns_stream import StreamSpec, pulse_stream
 
 PVS = ("ICS_Tim:Gate_BeamOn:RR", "LEBT:Focus_1:V_Set")

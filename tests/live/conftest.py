@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from enterprise_tools.sns_simulator import SimulatorParams, simulate_archive
+from enterprise_tools.simulator import SimulatorParams, simulate_archive
 
 TINY = ["model.conv_filters=[4,4,4]", "model.lstm_units=4", "model.settings_units=[4]",
         "model.head_units=[4]", "model.bidirectional=false", "data.shift=2000",
@@ -26,8 +26,9 @@ def build_run(tmp: Path, archive: Path, overrides=()) -> Path:
     import keras
 
     from analysis.thresholds import ThresholdChoice
-    from data_preparation.data_scaling import save_scalers, split_indices
     from data_preparation.pipeline import fit_scalers, prepare_samples
+    from data_preparation.scalers import save_scalers
+    from data_preparation.split import split_indices
     from model import InputSpec, build_model
     from parser.configs import dump_config, load_config
 

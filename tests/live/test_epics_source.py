@@ -162,13 +162,13 @@ def test_every_published_pulse_is_scored_once_or_ledgered_across_an_ioc_restart(
 
 
 def _file_path_scores(export: Path, numbers: list[int]) -> dict[int, float]:
-    from enterprise_tools.sns_simulator import SimulatorParams
+    from enterprise_tools.simulator import SimulatorParams
     from enterprise_tools.sns_stream import StreamSpec
     from live.engine import LiveScorer
     from live.epics_ioc import IocSpec, stream_pulses
-    from live.export import read_serving
     from live.scorer import SavedModelBackend
     from live.serving import InputLayout
+    from utils.serving_files import read_serving
 
     meta = read_serving(export)
     scorer = LiveScorer(SavedModelBackend(export / "saved_model",

@@ -19,7 +19,7 @@ def _keras_score(run, trace, settings, reference):
     import keras
 
     import model  # noqa: F401  registers custom layers
-    from data_preparation.data_scaling import load_scalers
+    from data_preparation.scalers import load_scalers
 
     trained = keras.saving.load_model(run / "model.keras", safe_mode=True)
     trace_scaler, settings_scaler, _ = load_scalers(run / "scalers.json")

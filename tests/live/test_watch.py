@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from enterprise_tools.data_utils import pulse_windows
+from enterprise_tools.trace_windows import pulse_windows
 from live.watch import watch
 
 REPO = Path(__file__).resolve().parents[2]

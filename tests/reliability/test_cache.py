@@ -14,8 +14,8 @@ import h5py
 import numpy as np
 import pytest
 
+from data_preparation.cache_checksums import CacheChecksumError
 from data_preparation.data_loader import load_pulses
-from data_preparation.trace_cache import CacheChecksumError
 from tests.data_preparation import builders as b
 
 

@@ -17,7 +17,7 @@ import pytest
 import yaml
 
 import driver
-from enterprise_tools.sns_simulator import SimulatorParams, simulate_archive
+from enterprise_tools.simulator import SimulatorParams, simulate_archive
 from training import fit as fit_module
 from training import outputs
 from training import train as train_module

@@ -12,9 +12,9 @@ import time
 import numpy as np
 import pytest
 
-from data_preparation import data_loader
+from data_preparation import npz_source
 from data_preparation.data_loader import load_pulses
-from enterprise_tools.data_utils import write_storage
+from enterprise_tools.biet_writer import write_storage
 from tests.data_preparation import builders as b
 
 
@@ -100,7 +100,7 @@ def test_npz_with_nan_names_the_record(tmp_path):
     path = tmp_path / "w.npz"
     np.savez(path, traces=traces, label=np.zeros(4, np.int8), timestamp_ns=np.arange(4))
     with pytest.raises(ValueError, match=r"w.npz: traces of record 2 hold NaN or inf"):
-        data_loader.load_npz_pulses(path)
+        npz_source.load_npz_pulses(path)
 
 
 def test_reader_processes_die_with_the_build(tmp_path):
@@ -143,7 +143,8 @@ def _alive(pid: int) -> bool:
 
 
 def test_gzip_helper_caps_multi_member_streams():
-    from enterprise_tools.data_utils import FileTooLargeError, decompress
+    from enterprise_tools.biet_format import FileTooLargeError
+    from enterprise_tools.biet_reader import decompress
 
     member = gzip.compress(bytes(600_000))
     assert len(decompress(member + member, "x", 1_200_000)) == 1_200_000

@@ -10,7 +10,7 @@ import pytest
 
 import driver
 from parser.configs import ConfigError, dump_config, load_config
-from training.train import RunStateError, check_resume
+from training.run_start import RunStateError, check_resume
 from utils.logs import teardown_logging
 from utils.run_folder import NoRunFoundError
 from utils.status import (
@@ -112,7 +112,7 @@ def test_deeply_nested_yaml_is_a_config_error(tmp_path):
 
 def test_truncated_model_is_named_as_damaged_not_missing(tmp_path, capsys):
     from analysis.thresholds import ThresholdChoice
-    from data_preparation.data_scaling import SettingsScaler, TraceScaler, save_scalers
+    from data_preparation.scalers import SettingsScaler, TraceScaler, save_scalers
 
     run = _run(tmp_path / "runs", "20260102-000000-b", COMPLETE, "done")
     # a complete threshold record (the test flow checks it before it opens the model)

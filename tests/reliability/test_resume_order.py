@@ -5,10 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from data_preparation.data_scaling import SettingsScaler, TraceScaler
 from data_preparation.ledger import DataLedger
 from data_preparation.pipeline import SampleSet
-from data_preparation.trace_cache import TraceStore
+from data_preparation.scalers import SettingsScaler, TraceScaler
+from data_preparation.trace_store import TraceStore
 from training.dataset import make_dataset
 
 
@@ -18,7 +18,7 @@ def _samples(tmp_path, streamed: bool) -> SampleSet:
     if streamed:
         import h5py
 
-        from data_preparation.trace_cache import row_checksums
+        from data_preparation.cache_checksums import row_checksums
 
         with h5py.File(tmp_path / "shard.h5", "w") as h5:
             h5["traces"] = traces

@@ -7,9 +7,9 @@ import json
 import numpy as np
 import pytest
 
-from data_preparation.data_scaling import SettingsScaler, TraceScaler, load_scalers, save_scalers
 from data_preparation.ledger import DataLedger
 from data_preparation.pipeline import prepare_samples
+from data_preparation.scalers import SettingsScaler, TraceScaler, load_scalers, save_scalers
 from data_preparation.validation import (
     StaleSettingsError,
     check_scores,

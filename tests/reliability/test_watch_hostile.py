@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 
 from enterprise_tools.biet_format import HEADER
-from enterprise_tools.data_utils import pulse_windows
+from enterprise_tools.trace_windows import pulse_windows
 from live.engine import LiveScorer
 from live.watch import WatchBusyError, _lock_session, watch
 from tests.live.conftest import build_run
@@ -32,7 +32,7 @@ PULSE_SKIPS = ("no_settings", "non_production", "no_reference", "stale_settings"
 
 @pytest.fixture(scope="module")
 def archive(tmp_path_factory) -> Path:
-    from enterprise_tools.sns_simulator import SimulatorParams, simulate_archive
+    from enterprise_tools.simulator import SimulatorParams, simulate_archive
 
     folder = tmp_path_factory.mktemp("hostile") / "archive"
     simulate_archive(folder, SimulatorParams.tiny(seed=3, hours=0.6))

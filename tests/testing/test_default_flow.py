@@ -12,7 +12,7 @@ import yaml
 
 import data_preparation.pipeline as pipeline
 import driver
-from enterprise_tools.sns_simulator import SimulatorParams, simulate_archive
+from enterprise_tools.simulator import SimulatorParams, simulate_archive
 from training import outputs
 from utils.logs import teardown_logging
 

@@ -6,8 +6,9 @@ import numpy as np
 import pytest
 
 from parser.configs import ThresholdConfig
-from testing.test import RunFolderError, read_threshold_choice
+from testing.test import read_threshold_choice
 from training.outputs import choose_and_save_threshold
+from utils.run_folder import RunFolderError
 
 
 @pytest.mark.parametrize("operating_point", ["target_false_alarm_rate", "best_f1"])

@@ -100,7 +100,7 @@ def main(argv=None) -> int:
 
     from model import InputSpec, build_model, compile_model
     from parser.configs import ModelConfig, TrainConfig
-    from training.distribute import WorkerInfo
+    from training.workers import WorkerInfo
 
     train_config = TrainConfig(epochs=args.epochs, batch_size=args.batch_size,
                                distribute="multi_worker", early_stopping_patience=5,
@@ -147,7 +147,7 @@ def main(argv=None) -> int:
         history = model.fit(train_ds, validation_data=val_ds, epochs=args.epochs, verbose=0,
                             callbacks=callbacks).history
     else:
-        from training.multi_worker import fit_multi_worker
+        from training.multi_worker_loop import fit_multi_worker
 
         history = fit_multi_worker(model, train_ds, val_ds, strategy=strategy, worker=worker,
                                    config=train_config, work_dir=work_dir, logger=logger)

@@ -33,14 +33,14 @@ def test_the_fit_off_tensorflow_trains_and_scores_from_numpy_arrays(tmp_path, mo
     import keras
 
     import training.fit as fit_module
-    from benchmarks import detection
+    from benchmarks import detection_models
     from data_preparation.pipeline import prepare_samples
-    from enterprise_tools.sns_simulator import SimulatorParams, simulate_archive
+    from enterprise_tools.simulator import SimulatorParams, simulate_archive
 
     archive = tmp_path / "archive"
     simulate_archive(archive, SimulatorParams.tiny(seed=3, hours=0.6))
-    config = detection.bench_config(archive, tmp_path / "work",
-                                    detection.model_overrides("sns_reference_cnn_lstm", 1))
+    config = detection_models.bench_config(archive, tmp_path / "work",
+                                    detection_models.model_overrides("sns_reference_cnn_lstm", 1))
     samples = prepare_samples(config, progress=False)
     order = np.argsort(samples.timestamp_ns, kind="stable")
     n = len(order)
@@ -52,7 +52,7 @@ def test_the_fit_off_tensorflow_trains_and_scores_from_numpy_arrays(tmp_path, mo
                         lambda *args, **kwargs: calls.append(1) or real(*args, **kwargs))
     monkeypatch.setattr(fit_module, "_make_ds", None)  # the tf.data path must not be used
     monkeypatch.setattr(keras.backend, "backend", lambda: "jax")
-    fitted = detection.fit_neural(samples, parts, config, tmp_path / "run")
+    fitted = detection_models.fit_neural(samples, parts, config, tmp_path / "run")
     assert calls == [1]
     assert fitted["epochs_trained"] == 1
     for part in ("val", "test"):

@@ -18,14 +18,9 @@ import numpy as np
 import pytest
 
 from tests.training.slurm_cluster import free_port
-from training.multi_worker import (
-    completed_backups,
-    per_example_loss,
-    slurm_cluster_resolver,
-    tf_config_cluster_resolver,
-    worker_info,
-    write_history_csv,
-)
+from training.multi_worker import slurm_cluster_resolver, tf_config_cluster_resolver, worker_info
+from training.multi_worker_backup import completed_backups
+from training.multi_worker_loop import per_example_loss, write_history_csv
 
 REPO = Path(__file__).resolve().parents[2]
 PROCESS_TIMEOUT_S = 240  # a hung collective fails the test instead of blocking CI

@@ -7,7 +7,7 @@ import json
 import keras
 import pytest
 
-from enterprise_tools.sns_simulator import SimulatorParams, simulate_archive
+from enterprise_tools.simulator import SimulatorParams, simulate_archive
 from model.registry import _MODELS, register_model
 from parser.configs import (
     BPMDataConfig,

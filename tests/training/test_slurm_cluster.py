@@ -63,7 +63,7 @@ def cluster(tmp_path_factory):
 @pytest.fixture(scope="module")
 def project(tmp_path_factory) -> Path:
     """A copy of the project with a tiny simulated archive and a tiny config."""
-    from enterprise_tools.sns_simulator import SimulatorParams, simulate_archive
+    from enterprise_tools.simulator import SimulatorParams, simulate_archive
 
     root = tmp_path_factory.mktemp("project") / "beamwatch"
     shutil.copytree(REPO, root, ignore=shutil.ignore_patterns(

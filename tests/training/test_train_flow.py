@@ -11,7 +11,7 @@ import pytest
 import yaml
 
 import driver
-from enterprise_tools.sns_simulator import SimulatorParams, simulate_archive
+from enterprise_tools.simulator import SimulatorParams, simulate_archive
 from utils.logs import teardown_logging
 
 pypdf = pytest.importorskip("pypdf")

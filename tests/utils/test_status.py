@@ -5,8 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from parser.configs import dump_config, load_config
-from parser.loading import require_source, run_source
+from parser.configs import dump_config, load_config, require_source, run_source
 from utils.run_folder import NoRunFoundError
 from utils.status import COMPLETE, SNS_SOURCE, newest_complete_run, write_status
 

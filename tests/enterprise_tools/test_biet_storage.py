@@ -1,4 +1,4 @@
-"""Tests for the SNS-BIET2020 reader and writer in enterprise_tools.data_utils.
+"""Tests for the SNS-BIET2020 reader and writer (enterprise_tools.biet_reader, biet_writer).
 
 Byte strings are built here by hand from the spec (struct.pack), independently of
 ``write_storage``, so reader and writer cannot share a mistake.
@@ -15,7 +15,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from enterprise_tools.data_utils import CorruptFileError, ReadStorage, write_storage
+from enterprise_tools.biet_format import CorruptFileError
+from enterprise_tools.biet_reader import ReadStorage
+from enterprise_tools.biet_writer import write_storage
 
 UTC = dt.UTC
 EPICS_EPOCH = dt.datetime(1990, 1, 1, tzinfo=UTC)

@@ -16,13 +16,10 @@ import tracemalloc
 import numpy as np
 import pytest
 
-from enterprise_tools.data_utils import (
-    CorruptFileError,
-    ReadStorage,
-    TraceSet,
-    get_traces,
-    write_storage,
-)
+from enterprise_tools.biet_format import CorruptFileError
+from enterprise_tools.biet_reader import ReadStorage
+from enterprise_tools.biet_writer import write_storage
+from enterprise_tools.trace_windows import TraceSet, get_traces
 
 SEED = 20240611
 HANG_GUARD_S = 2.0

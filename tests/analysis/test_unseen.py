@@ -7,8 +7,9 @@ import json
 import numpy as np
 import pytest
 
-from live.export import deployment_notes, deployment_summary
-from live.unseen import MIN_RADIUS, UnseenDetector, fit_unseen
+from analysis.deployment import deployment_notes
+from analysis.unseen import MIN_RADIUS, UnseenDetector, fit_unseen
+from testing.deployment import deployment_summary
 
 
 def _settings(rng, centres, n):
