@@ -76,7 +76,9 @@ def _live_config(protocol: str):
     return load_config(None, [f"live.input_protocol={protocol}",
                               "live.waveform_pv=SIM:DCM:Trace2", "live.waveform_offset=3000",
                               "live.counter_pv=SIM:DCM:PulseCount", "live.alarm_pv=SIM:DCM:Alarm",
-                              "live.settings_pv_prefix='SIM:'", "live.connect_timeout_s=60"]).live
+                              "live.settings_pv_prefix='SIM:'", "live.connect_timeout_s=60",
+                              # a loaded CI machine may deliver a pulse's parts far apart
+                              "live.pulse_wait_s=2.0"]).live
 
 
 @pytest.mark.parametrize("protocol", ["ca", "pva"])
