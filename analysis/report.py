@@ -270,6 +270,7 @@ _SHOWN_ELSEWHERE = {k for k, _ in _METRIC_ROWS} | {
     "n", "n_errant", "n_normal", "threshold", "recall_at_threshold", "confusion_matrix",
     "reliability", "errant_caught", "false_alarms_per_hour", "pulse_rate_hz", "notes",
     "recall_interval", "false_alarm_rate_interval", "false_alarms_per_hour_interval",
+    "normal_beam_hours",
 }
 
 
@@ -304,7 +305,8 @@ def _summary_page(c: ReportContent, st) -> list:
         ["False alarms per hour of beam", format_number(m.get("false_alarms_per_hour"), 3),
          _per_hour_interval(m.get("false_alarms_per_hour_interval"))],
         ["Pulses evaluated", f"{format_number(m.get('n'))} ({format_number(m.get('n_errant'))} errant, "
-                             f"{format_number(m.get('n_normal'))} normal)", ""],
+                             f"{format_number(m.get('n_normal'))} normal)",
+         _beam_time(m.get("normal_beam_hours"))],
         ["Alarm threshold (score >=)", format_number(t.get("threshold", m.get("threshold"))), ""],
     ]
     story += [_table(operator, col_widths=[2.3 * inch, 2.3 * inch, 1.9 * inch]),
@@ -357,6 +359,15 @@ def _summary_page(c: ReportContent, st) -> list:
     for note in m.get("notes", []):
         story.append(Paragraph(escape(note), st["note"], bulletText="!"))
     return story
+
+
+def _beam_time(hours) -> str:
+    """The beam time the normal pulses stand for, for the interval column of the summary."""
+    if hours is None:
+        return ""
+    seconds = hours * 3600.0
+    return (f"{format_number(seconds, 3)} s of normal beam" if seconds < 600
+            else f"{format_number(hours, 3)} h of normal beam")
 
 
 def _target_rows(t: dict, target) -> list[list[str]]:

@@ -251,3 +251,6 @@ def test_operating_point_is_shown_in_false_alarms_per_hour_with_its_beam_time(
     assert f"Placed on {format_number(n_normal)} normal pulses, {seconds} s of beam" in text
     assert f"Target resolvable {resolved_text}" in text
     assert "Target false-alarm rate" not in text
+    assert "normal_beam_hours" not in text  # said in words on the summary, not as a key
+    beam = content.metrics["normal_beam_hours"] * 3600.0
+    assert f"{format_number(beam, 3)} s of normal beam" in text
