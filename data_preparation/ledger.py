@@ -170,8 +170,8 @@ class DataLedger:
             logger.log(level, "Data ledger: nothing skipped.")
             return
         files = len({e.path for e in self._entries if e.scope == "file"})
-        logger.log(level, "Data ledger: %d files skipped, %d %s skipped in total.", files,
-                   self.total_pulses_skipped, unit)
+        logger.log(level, "Data ledger: %d files skipped, %d %s skipped in total; by reason "
+                   "(files with a skip, %s):", files, self.total_pulses_skipped, unit, unit)
         for row in rows:
             logger.log(level, "  %-32s files=%-6d %s=%d", row["reason"], row["files"], unit,
                        row["pulses"])
