@@ -362,12 +362,12 @@ def _summary_page(c: ReportContent, st) -> list:
 
 
 def _beam_time(hours) -> str:
-    """The beam time the normal pulses stand for, for the interval column of the summary."""
+    """The beam time normal pulses stand for, in seconds or hours."""
     if hours is None:
         return ""
     seconds = hours * 3600.0
-    return (f"{format_number(seconds, 3)} s of normal beam" if seconds < 600
-            else f"{format_number(hours, 3)} h of normal beam")
+    return (f"{format_number(seconds, 3)} s of beam" if seconds < 600
+            else f"{format_number(hours, 3)} h of beam")
 
 
 def _target_rows(t: dict, target) -> list[list[str]]:
@@ -377,12 +377,12 @@ def _target_rows(t: dict, target) -> list[list[str]]:
     if per_hour is None:
         return [["Target false-alarm rate", _percent(target) if target is not None else "n/a"]]
     hours = t.get("normal_beam_hours")
-    beam = (f"{format_number(t.get('n_normal'))} normal pulses, "
-            f"{format_number(hours * 3600.0, 3)} s of beam" if hours is not None else "n/a")
+    beam = (f"{format_number(t.get('n_normal'))} pulses, {_beam_time(hours)}"
+            if hours is not None else "n/a")
     resolved = t.get("resolved")
     placed = ("yes" if resolved else "no (too little beam)") if resolved is not None else "n/a"
     return [["Target false alarms per hour", format_number(per_hour, 3)],
-            ["Placed on", beam],
+            ["Placed on (normal)", beam],
             ["Target resolvable", placed]]
 
 

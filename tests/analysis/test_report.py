@@ -246,11 +246,13 @@ def test_operating_point_is_shown_in_false_alarms_per_hour_with_its_beam_time(
     path = tmp_path / "r.pdf"
     write_report(path, content)
     _, text = _text(path)
-    seconds = format_number(n_normal / 60.0, 3)
+    hours = n_normal / 60.0 / 3600.0
+    beam = (f"{format_number(n_normal / 60.0, 3)} s" if n_normal / 60.0 < 600
+            else f"{format_number(hours, 3)} h")
     assert "Target false alarms per hour 10" in text
-    assert f"Placed on {format_number(n_normal)} normal pulses, {seconds} s of beam" in text
+    assert f"Placed on (normal) {format_number(n_normal)} pulses, {beam} of beam" in text
     assert f"Target resolvable {resolved_text}" in text
     assert "Target false-alarm rate" not in text
     assert "normal_beam_hours" not in text  # said in words on the summary, not as a key
-    beam = content.metrics["normal_beam_hours"] * 3600.0
-    assert f"{format_number(beam, 3)} s of normal beam" in text
+    summary_beam = content.metrics["normal_beam_hours"] * 3600.0
+    assert f"normal) {format_number(summary_beam, 3)} s of beam" in text
