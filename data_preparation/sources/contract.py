@@ -111,7 +111,7 @@ def encode_labels(
     lookup = {name: i for i, name in enumerate(class_names)}
     unknown = sorted(set(text.tolist()) - set(lookup))
     if unknown:
-        raise ValueError(f"{where}: label(s) {unknown[:5]} are not among the classes "
+        raise ValueError(f"{where}: label(s) {listing(unknown, 5)} are not among the classes "
                          f"{listing(class_names)}.")
     return np.asarray([lookup[t] for t in text.tolist()], dtype=np.int64), tuple(class_names)
 

@@ -22,6 +22,7 @@ import numpy as np
 import pandas as pd
 
 from data_preparation.ledger import NON_FINITE_VALUES, OUTSIDE_DATASET, DataLedger
+from utils.text import listing
 
 
 class InputFileError(ValueError):
@@ -73,7 +74,7 @@ def _refuse_duplicates(path: Path, header) -> None:
     names = [str(h).strip() for h in header]
     repeated = sorted({n for n in names if names.count(n) > 1})
     if repeated:
-        raise InputFileError(f"{path}: duplicated column name(s) {repeated[:5]} in the header; "
+        raise InputFileError(f"{path}: duplicated column name(s) {listing(repeated, 5)} in the header; "
                              "rename them (which one is meant cannot be guessed)")
 
 

@@ -236,7 +236,8 @@ def load(config, location: str | None = None, layout: dict | None = None,
                  if c not in raw_columns]
         if extra or missing:
             ledger.add(path, COLUMNS_DIFFER, 0, f"columns not in the channel layout, not "
-                       f"used: {extra[:6]}; missing, filled with zeros: {missing[:6]}")
+                       f"used: {listing(extra, 6)}; missing, filled with zeros: "
+                       f"{listing(missing, 6)}")
         matrices.append(matrix)
         valid = times[times != np.iinfo(np.int64).min]
         kept.append((path, cls, split, group, int(valid.min())))

@@ -119,7 +119,7 @@ def load_features(config, location: str | None = None, layout: dict | None = Non
     finite = ~np.isinf(values).any(axis=1)
     if not finite.all():  # inf is no missing value: it would reach the scaler and the model
         ledger_non_finite(frame["__id"].to_numpy(dtype=object), finite, ledger,
-                          f"feature columns {columns[:6]}")
+                          f"feature columns {listing(columns, 6)}")
         frame, values, label = frame.loc[finite], values[finite], label[finite]
         split = None if split is None else split[finite]
     if np.isnan(values).any():  # missing values become the column median (of all rows read)

@@ -97,7 +97,7 @@ def test_sessions_with_too_many_missing_columns_or_no_time_are_ledgered(tmp_path
     assert reasons == {"three_missing.csv": MISSING_COLUMNS, "no_time.csv": NO_TIMESTAMP}
     differ = [e for e in s.ledger.entries if e.reason == "columns_differ"]
     assert [e.path.split("/")[-1] for e in differ] == ["two_missing.csv"]
-    assert "['ax', 'ay']" in differ[0].detail and differ[0].count == 0
+    assert "missing, filled with zeros: ax, ay" in differ[0].detail and differ[0].count == 0
     assert len(s) == 3
     two = [i for i, p in enumerate(s.ids) if p.endswith("two_missing.csv")][0]
     assert np.all(s.inputs["trace"][two, :, :2] == 0)  # missing columns are zeros
