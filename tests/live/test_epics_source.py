@@ -29,7 +29,7 @@ from live.epics_source import (
 
 ROOT = Path(__file__).resolve().parents[2]
 SHIFT = 2000  # the tiny run's data.shift (tests/live/conftest.py)
-STOP_AT, RESTART_AT, WRONG_LENGTH_AT = 360, 180, 60
+STOP_AT, RESTART_AT, WRONG_LENGTH_AT = 600, 180, 60  # 7 s after the restart: reconnects take seconds
 
 
 def _free_ports(n: int) -> list[int]:
