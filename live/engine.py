@@ -66,10 +66,16 @@ class LiveScorer:
     all pulses of a file are prepared first and scored in one batched call (`per_pulse=False`,
     `latency_ns` = the file's time); `per_pulse=True` scores them one by one (`serve_one`), the
     path of a system fed pulse by pulse.
+
+    With a backend that encodes once (a reference model's SavedModel) and `encode_once=True`,
+    each pulse's front end runs once: its features are kept with it in the file and the
+    reference buffer, and a pulse is scored from its own and its references' stored features
+    (per file `encode` + `score`, per pulse one `encode_and_score_one` call, instead of
+    `serving_default` / `serve_one` over the pulse and its K references).
     """
 
     def __init__(self, backend, meta: dict, *, per_pulse: bool = False,
-                 max_settings_age_s: float | None = None):
+                 max_settings_age_s: float | None = None, encode_once: bool = True):
         self.backend = backend
         self.max_settings_age_s = max_settings_age_s  # beam_settings.max_settings_age_s
         self.per_pulse = per_pulse  # True: serve_one per pulse; False: one call per file
@@ -92,6 +98,7 @@ class LiveScorer:
         if self.layout.n_references:
             self.buffer = ReferenceBuffer(ReferenceRule.from_dict(meta["reference"]),
                                           float(settings["group_tolerance"]))
+        self.encode_once = bool(encode_once and self.buffer is not None and backend.encodes)
         self._unseen_cache: tuple[bytes, float] | None = None
         self.skipped: Counter = Counter()
 
@@ -161,10 +168,17 @@ class LiveScorer:
             skipped.append((NON_FINITE_TRACE, int((ok & ~finite).sum()),
                             "NaN or inf in the window"))
         ok &= finite
+        # a pulse is encoded when it is scored or may serve later pulses as a reference
+        started = time.perf_counter_ns()
+        keep = (alarms == 0) & later & finite
+        # encode-once per file: the file's pulses in one batched call; per pulse: each pulse's
+        # own call below encodes it while it scores it
+        batched = self.encode_once and not self.per_pulse
+        features = self._encode_batch(traces, ok | keep) if batched else [None] * n
+        inline: dict[int, tuple[float, int]] = {}  # encode-once per pulse: (score, latency)
         prepared: list[tuple[int, dict, int, int]] = []  # (pulse, raw inputs, references, label)
         in_file: list = []
         no_reference = 0
-        started = time.perf_counter_ns()
         for i in range(n):
             ts, window = int(timestamps_ns[i]), traces[i]
             if i + 1 < n:
@@ -180,19 +194,34 @@ class LiveScorer:
                 if self.layout.n_settings:
                     raw["settings"] = settings[i, : self.layout.n_settings].astype(np.float32)
                 if self.buffer is not None:
-                    refs = self.buffer.lookup(ts, window, in_file)
+                    refs = self.buffer.lookup(ts, window, in_file, features[i])
                     if refs is None:
                         no_reference += 1
                         usable = False
                     else:
                         raw["reference"], used = refs.windows, refs.count
+                        if batched:
+                            raw["pulse_features"] = features[i]
+                            raw["reference_features"] = self._stored(refs)
+                        elif self.encode_once:
+                            t0 = time.perf_counter_ns()
+                            score, features[i] = self.backend.encode_and_score_one(
+                                window, self._stored(refs), raw.get("settings"))
+                            inline[i] = (score, time.perf_counter_ns() - t0)
             if usable:
                 prepared.append((i, raw, used, label))
-            if alarms[i] == 0 and later[i] and finite[i]:  # a reference for later pulses
-                in_file.append((ts, window))
+            if keep[i]:  # a reference for later pulses
+                if self.encode_once and features[i] is None:  # not scored: encoded for that
+                    features[i] = self.backend.encode_one(window)
+                in_file.append((ts, window, features[i]))
         rows: list[PulseRow] = []
         if prepared:
-            if self.per_pulse:
+            if batched:
+                scores, latencies = self._score_encoded(prepared, started)
+            elif self.encode_once:
+                scores = [inline[i][0] for i, _, _, _ in prepared]
+                latencies = [inline[i][1] for i, _, _, _ in prepared]
+            elif self.per_pulse:
                 scores, latencies = [], []
                 for _, raw, _, _ in prepared:
                     t0 = time.perf_counter_ns()
@@ -221,10 +250,37 @@ class LiveScorer:
         if self.buffer is not None and clean_file:
             for i in range(n):
                 if ok[i]:
-                    self.buffer.add_normal(int(timestamps_ns[i]), traces[i])
+                    self.buffer.add_normal(int(timestamps_ns[i]), traces[i], features[i])
         for reason, count, _ in skipped:
             self.skipped[reason] += count
         return rows, skipped
+
+
+    def _encode_batch(self, traces, wanted: np.ndarray) -> list:
+        """Features of the `wanted` pulses in one batched call (None for the others)."""
+        features: list = [None] * len(wanted)
+        at = np.flatnonzero(wanted)
+        if len(at):
+            for i, f in zip(at, self.backend.encode_batch(traces[at]), strict=True):
+                features[i] = f
+        return features
+
+    def _stored(self, refs) -> np.ndarray:
+        """The references' stored features. A reference kept without them (a watch state from
+        before encode-once) or the pulse judged alone (`missing: self`) is encoded now."""
+        if refs.features is not None:
+            return refs.features
+        return self.backend.encode_batch(refs.windows)
+
+    def _score_encoded(self, prepared: list, started: int) -> tuple[list, list]:
+        """A file's scores from stored features in one batched call."""
+        settings = self.layout.n_settings
+        scores = self.backend.score_encoded_batch(
+            np.stack([raw["pulse_features"] for _, raw, _, _ in prepared]),
+            np.stack([raw["reference_features"] for _, raw, _, _ in prepared]),
+            np.stack([raw["settings"] for _, raw, _, _ in prepared]) if settings else None)
+        # the whole file is scored at once: each pulse waited for all of it
+        return scores, [time.perf_counter_ns() - started] * len(prepared)
 
 
 def iso_time(timestamp_ns: int) -> str:

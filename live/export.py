@@ -4,13 +4,15 @@ Writes `RUN/export/`:
 
     saved_model/          TensorFlow SavedModel, signatures `serving_default` (any batch) and
                           `serve_one` (batch 1, XLA-compiled: the per-pulse path), raw inputs
-                          with the run's fitted scaling built in (`live.serving`)
+                          with the run's fitted scaling built in (`live.serving`); a
+                          reference model also `encode`/`score` (each pulse encoded once)
     model_float32.tflite  LiteRT, batch 1, built-in ops only (variables frozen: the LSTM's while
                           loop then lowers to TFLite ops; see `_litert_bytes`)
     model_int8.tflite     the same with dynamic-range int8 weights
     serving.json          how to call them: input shapes, threshold, the DCM window rule, the
                           settings PVs, the reference rule, the unseen-configuration detector
-    parity.json           every format against the Keras model on the run's test part
+    parity.json           every format against the Keras model on the run's test part (and
+                          the encode-once path: each pulse and reference encoded alone)
 
 ONNX is written when `tf2onnx` is installed and converts the serving function; otherwise
 parity.json says why not. The directory is built beside the run and swapped in whole, so a
@@ -32,7 +34,13 @@ import numpy as np
 
 from analysis.thresholds import ThresholdChoice
 from analysis.unseen import DEFAULT_QUANTILE, fit_unseen
-from live.serving import Scaling, build_serving_module, input_layout, save_module
+from live.serving import (
+    ENCODE_ONCE_SIGNATURES,
+    Scaling,
+    build_serving_module,
+    input_layout,
+    save_module,
+)
 from utils.run_folder import atomic_write_json
 from utils.serving_files import (
     EXPORT_DIR,
@@ -70,6 +78,7 @@ def parse_formats(text: str) -> tuple[str, ...]:
 def export_run(run_dir: Path, formats: tuple[str, ...] = FORMATS, *, progress: bool = True,
                max_parity_pulses: int = 5000) -> ExportResult:
     """Export the run in `run_dir` (see the module docstring); returns what was written."""
+    from model import split_encode_once
     from testing.test import load_run
 
     run_dir = Path(run_dir)
@@ -103,9 +112,11 @@ def export_run(run_dir: Path, formats: tuple[str, ...] = FORMATS, *, progress: b
             if "path" in info:
                 info["sha256"] = artefact_sha256(tmp / info["path"])
         unseen = _unseen(data)
-        meta = serving_metadata(config, layout, scaling, threshold, unseen, written)
+        meta = serving_metadata(config, layout, scaling, threshold, unseen, written,
+                                split_encode_once(model))
         atomic_write_json(tmp / SERVING_JSON, meta)
-        parity = _parity(tmp, written, layout, data, float(threshold.threshold))
+        parity = _parity(tmp, written, layout, data, float(threshold.threshold),
+                         meta["encode_once"] is not None)
         parity["created"] = datetime.now(UTC).isoformat(timespec="seconds")
         atomic_write_json(tmp / PARITY_JSON, parity)
         out = run_dir / EXPORT_DIR
@@ -149,8 +160,9 @@ def check_parity(result: ExportResult) -> None:
 
 
 def serving_metadata(config, layout, scaling: Scaling, threshold: ThresholdChoice, unseen,
-                     written) -> dict:
-    """serving.json: everything a caller (and `--watch`) needs besides the artefact."""
+                     written, encode_once=None) -> dict:
+    """serving.json: everything a caller (and `--watch`) needs besides the artefact
+    (`encode_once`: the model's `model.EncodeOnce` split, None when it has none)."""
     data = config.data
     reference = None
     if layout.n_references:
@@ -177,6 +189,11 @@ def serving_metadata(config, layout, scaling: Scaling, threshold: ThresholdChoic
                      "group_tolerance": bpm.group_tolerance},
         "pulse_rate_hz": config.threshold.pulse_rate_hz,
         "reference": reference,
+        # a reference model's SavedModel also encodes once: live scoring keeps each pulse's
+        # features ([steps, channels]) and scores from stored ones (live.serving)
+        "encode_once": None if encode_once is None else {
+            "features": list(encode_once.feature_shape),
+            "signatures": list(ENCODE_ONCE_SIGNATURES)},
         "scaling": scaling.to_dict(),
         "unseen_configuration": None if unseen is None else unseen.to_dict(),
         "artefacts": {k: v for k, v in written.items()},
@@ -290,7 +307,8 @@ def _unseen(data: _RunData):
 # Parity
 
 
-def _parity(out: Path, written: dict, layout, data: _RunData, threshold: float) -> dict:
+def _parity(out: Path, written: dict, layout, data: _RunData, threshold: float,
+            encode_once: bool) -> dict:
     """Each written format scores the same raw test pulses; compare with the Keras model."""
     from analysis.evaluation import compute_metrics
     from live.scorer import load_backend, score_each
@@ -304,6 +322,7 @@ def _parity(out: Path, written: dict, layout, data: _RunData, threshold: float) 
               "float_tolerance": FLOAT_PARITY, "int8_pr_auc_tolerance": INT8_PR_AUC,
               "formats": {}}
     paths = {"saved_model": "saved_model", "saved_model_serve_one": "saved_model",
+             **({"saved_model_encode_once": "saved_model"} if encode_once else {}),
              **{k: v for k, v in LITERT_FILES.items()}, "onnx": "model.onnx"}
     for name, file in paths.items():
         base = "saved_model" if name.startswith("saved_model") else name
@@ -316,6 +335,8 @@ def _parity(out: Path, written: dict, layout, data: _RunData, threshold: float) 
         backend = load_backend(out / file, layout)
         if name == "saved_model_serve_one":
             scores = score_each(backend, data.raw)
+        elif name == "saved_model_encode_once":
+            scores = _score_encoded(backend, data.raw)
         else:
             scores = backend.score_batch(data.raw)
         diff = np.abs(scores - data.keras_scores)
@@ -332,6 +353,15 @@ def _parity(out: Path, written: dict, layout, data: _RunData, threshold: float) 
             entry["within_tolerance"] = entry["max_abs_diff"] <= FLOAT_PARITY
         result["formats"][name] = entry
     return result
+
+
+def _score_encoded(backend, raw: dict) -> np.ndarray:
+    """Scores through encode-once, each pulse and each reference encoded alone (as live)."""
+    references = raw["reference"]
+    pulse = backend.encode_batch(raw["trace"])
+    stored = backend.encode_batch(references.reshape(-1, *references.shape[2:]))
+    stored = stored.reshape(len(references), references.shape[1], *stored.shape[1:])
+    return backend.score_encoded_batch(pulse, stored, raw.get("settings"))
 
 
 # ----------------------------------------------------------------------------------------------

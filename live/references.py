@@ -19,6 +19,10 @@ and step 2 takes only normal pulses at least `min_age_s` older than the pulse: a
 waits in a small decimated queue (one kept per `min_age_s / 32`, so memory stays ~32 windows)
 until it is old enough, then joins the K references.
 
+Each kept pulse carries its window and, when the scorer encodes once (`model.encoding`), its
+front-end features, so a reference is never encoded again. A pulse is `(timestamp_ns, window,
+features or None)` throughout.
+
 This is the live twin of the archive rule in data_preparation; `ReferenceRule` mirrors its
 `ReferenceConfig` fields.
 """
@@ -62,12 +66,14 @@ class ReferenceRule:
 
 @dataclass
 class References:
-    """The references of one pulse: windows [K, ...], timestamps [K] (-1 empty), sources [K]."""
+    """The references of one pulse: windows [K, ...], timestamps [K] (-1 empty), sources [K],
+    and their stored features [K, ...] (None when any of them was kept without)."""
 
     windows: np.ndarray
     timestamp_ns: np.ndarray
     source: np.ndarray
     count: int  # slots filled before the oldest was repeated
+    features: np.ndarray | None = None
 
 
 class ReferenceBuffer:
@@ -76,7 +82,7 @@ class ReferenceBuffer:
     def __init__(self, rule: ReferenceRule, group_tolerance: float):
         self.rule = rule
         self.tolerance = float(group_tolerance)
-        self._archive: deque = deque(maxlen=rule.count)  # (timestamp_ns, window), oldest first
+        self._archive: deque = deque(maxlen=rule.count)  # pulses, oldest first
         self._young: deque = deque()  # own_file=False: clean pulses not yet min_age_s old
         self._min_age_ns = 0 if rule.own_file else int(rule.min_age_s * _NS_PER_S)
         self._last_settings: np.ndarray | None = None
@@ -91,34 +97,40 @@ class ReferenceBuffer:
             self._young.clear()
         self._last_settings = settings
 
-    def lookup(self, timestamp_ns: int, window: np.ndarray, in_file: list) -> References | None:
-        """References of a pulse at `timestamp_ns`; `in_file` holds the file's earlier
-        well-formed non-tripping pulses as (timestamp_ns, window), oldest first. None: skip."""
+    def lookup(self, timestamp_ns: int, window: np.ndarray, in_file: list,
+               features: np.ndarray | None = None) -> References | None:
+        """References of a pulse at `timestamp_ns` (its `window` and `features` stand in when
+        it is judged alone); `in_file` holds the file's earlier well-formed non-tripping pulses
+        as (timestamp_ns, window, features or None), oldest first. None: skip."""
         k = self.rule.count
         self._mature(timestamp_ns)
-        chosen: list[tuple[int, np.ndarray, int]] = [
-            (ts, w, SOURCE_FILE) for ts, w in in_file[-k:] if ts < timestamp_ns
+        chosen: list[tuple[tuple, int]] = [
+            (pulse, SOURCE_FILE) for pulse in in_file[-k:] if pulse[0] < timestamp_ns
         ] if self.rule.own_file else []
         oldest_allowed = timestamp_ns - int(self.rule.window_s * _NS_PER_S)
-        for ts, w in reversed(self._archive):  # newest first
+        for pulse in reversed(self._archive):  # newest first
             if len(chosen) >= k:
                 break
-            if oldest_allowed <= ts < timestamp_ns:
-                chosen.insert(0, (ts, w, SOURCE_ARCHIVE))
+            if oldest_allowed <= pulse[0] < timestamp_ns:
+                chosen.insert(0, (pulse, SOURCE_ARCHIVE))
         filled = len(chosen)
         if filled < self.rule.min_count and self.rule.missing == "skip":
             return None
         if filled < self.rule.min_count or filled == 0:  # judged alone: itself in every slot
-            chosen, filled = [(timestamp_ns, window, SOURCE_SELF)], 0
+            chosen, filled = [((timestamp_ns, window, features), SOURCE_SELF)], 0
         while len(chosen) < k:  # empty slots repeat the oldest filled one
             chosen.insert(0, chosen[0])
-        return References(np.stack([w for _, w, _ in chosen]).astype(np.float32),
-                          np.array([ts for ts, _, _ in chosen], np.int64),
-                          np.array([s for _, _, s in chosen], np.int8), filled)
+        stored = [pulse[2] for pulse, _ in chosen]
+        return References(np.stack([pulse[1] for pulse, _ in chosen]).astype(np.float32),
+                          np.array([pulse[0] for pulse, _ in chosen], np.int64),
+                          np.array([source for _, source in chosen], np.int8), filled,
+                          None if any(f is None for f in stored) else np.stack(stored))
 
-    def add_normal(self, timestamp_ns: int, window: np.ndarray) -> None:
-        """Remember a normal pulse of the current configuration group."""
-        pulse = (int(timestamp_ns), np.asarray(window, np.float32))
+    def add_normal(self, timestamp_ns: int, window: np.ndarray,
+                   features: np.ndarray | None = None) -> None:
+        """Remember a normal pulse of the current configuration group (with its features when
+        the scorer encodes once)."""
+        pulse = (int(timestamp_ns), np.asarray(window, np.float32), features)
         if not self._min_age_ns:
             self._archive.append(pulse)
         elif not self._young or pulse[0] - self._young[-1][0] >= self._min_age_ns // 32:
@@ -132,16 +144,23 @@ class ReferenceBuffer:
     # -- persistence (the watch state): plain arrays, no pickle ------------------------------
 
     def to_arrays(self) -> dict[str, np.ndarray]:
-        stamps = np.array([ts for ts, _ in self._archive], np.int64)
-        windows = (np.stack([w for _, w in self._archive]) if self._archive
+        stamps = np.array([pulse[0] for pulse in self._archive], np.int64)
+        windows = (np.stack([pulse[1] for pulse in self._archive]) if self._archive
                    else np.zeros((0,), np.float32))
+        stored = [pulse[2] for pulse in self._archive]
+        features = (np.stack(stored) if stored and all(f is not None for f in stored)
+                    else np.zeros((0,), np.float32))
         last = self._last_settings if self._last_settings is not None else np.zeros(0)
-        return {"timestamp_ns": stamps, "windows": windows, "last_settings": last,
-                "has_last": np.array(self._last_settings is not None)}
+        return {"timestamp_ns": stamps, "windows": windows, "features": features,
+                "last_settings": last, "has_last": np.array(self._last_settings is not None)}
 
     def load_arrays(self, arrays) -> None:
         self._archive.clear()
-        for ts, w in zip(arrays["timestamp_ns"], arrays["windows"], strict=False):
-            self._archive.append((int(ts), np.asarray(w, np.float32)))
+        # a state written before encode-once, or by a scorer that does not, has no features
+        features = arrays["features"] if "features" in arrays else np.zeros((0,), np.float32)
+        if len(features) != len(arrays["timestamp_ns"]):
+            features = [None] * len(arrays["timestamp_ns"])
+        for ts, w, f in zip(arrays["timestamp_ns"], arrays["windows"], features, strict=False):
+            self._archive.append((int(ts), np.asarray(w, np.float32), f))
         self._last_settings = (np.asarray(arrays["last_settings"], np.float64)
                                if bool(arrays["has_last"]) else None)

@@ -13,12 +13,14 @@ from pathlib import Path
 
 import numpy as np
 
-from live.serving import InputLayout
+from live.serving import ENCODE_ONCE_SIGNATURES, InputLayout
 
 
 class SavedModelBackend:
     """The exported SavedModel: `serve_one` (XLA, batch 1) per pulse, `serving_default` (plain
-    graph, any batch) for a file's pulses at once."""
+    graph, any batch) for a file's pulses at once. A reference model's export also encodes once
+    (`encodes`): `encode_*` turns raw traces into features, `score_encoded_*` scores a pulse from
+    its own and its references' stored features."""
 
     def __init__(self, path: Path, layout: InputLayout):
         import tensorflow as tf
@@ -30,6 +32,63 @@ class SavedModelBackend:
         self._loaded = loaded  # keeps the variables alive
         self._one = loaded.signatures["serve_one"]
         self._many = loaded.signatures["serving_default"]
+        self.encodes = all(n in loaded.signatures for n in ENCODE_ONCE_SIGNATURES)
+        self._signatures = loaded.signatures
+
+    def encode_one(self, trace) -> np.ndarray:
+        """Features of one raw trace ([L] or [L, C])."""
+        tf = self._tf
+        out = self._signatures["encode_one"](trace=tf.constant(np.asarray(trace, np.float32)[None]))
+        return out["features"].numpy()[0]
+
+    def encode_batch(self, traces, batch_size: int = 256) -> np.ndarray:
+        """Features of raw traces [n, L(, C)]."""
+        tf = self._tf
+        parts = []
+        for start in range(0, len(traces), batch_size):
+            part = np.asarray(traces[start:start + batch_size], np.float32)
+            out = self._signatures["encode"](trace=tf.constant(_padded(part)))["features"]
+            parts.append(out.numpy()[:len(part)])
+        return np.concatenate(parts) if parts else np.zeros((0,), np.float32)
+
+    def _feature_args(self, pulse, references, settings) -> dict:
+        tf = self._tf
+        args = {"pulse_features": tf.constant(np.asarray(pulse, np.float32)),
+                "reference_features": tf.constant(np.asarray(references, np.float32))}
+        if self.layout.n_settings:
+            args["settings"] = tf.constant(np.asarray(settings, np.float32))
+        return args
+
+    def score_encoded_one(self, pulse, references, settings=None) -> float:
+        """Score of one pulse from its features, its K references' features [K, ...] and its
+        raw settings."""
+        args = self._feature_args(pulse[None], references[None],
+                                  None if settings is None else np.asarray(settings)[None])
+        return float(self._signatures["score_one"](**args)["score"].numpy()[0])
+
+    def encode_and_score_one(self, trace, references, settings=None) -> tuple[float, np.ndarray]:
+        """(score, features) of one new pulse from its raw trace and its references' stored
+        features [K, ...]: one call, the live per-pulse path."""
+        tf = self._tf
+        args = {"trace": tf.constant(np.asarray(trace, np.float32)[None]),
+                "reference_features": tf.constant(np.asarray(references, np.float32)[None])}
+        if self.layout.n_settings:
+            args["settings"] = tf.constant(np.asarray(settings, np.float32)[None])
+        out = self._signatures["encode_and_score_one"](**args)
+        return float(out["score"].numpy()[0]), out["features"].numpy()[0]
+
+    def score_encoded_batch(self, pulse, references, settings=None,
+                            batch_size: int = 256) -> np.ndarray:
+        """Scores from features [n, ...], reference features [n, K, ...], settings [n, S]."""
+        out = []
+        for start in range(0, len(pulse), batch_size):
+            part = slice(start, start + batch_size)
+            rows = len(pulse[part])
+            args = self._feature_args(
+                _padded(pulse[part]), _padded(references[part]),
+                None if settings is None else _padded(np.asarray(settings[part], np.float32)))
+            out.append(self._signatures["score"](**args)["score"].numpy()[:rows])
+        return np.concatenate(out).astype(np.float64) if out else np.zeros(0)
 
     def score_one(self, raw: dict) -> float:
         tf = self._tf
@@ -45,6 +104,17 @@ class SavedModelBackend:
                     for k in self.layout.names}
             out.append(self._many(**args)["score"].numpy())
         return np.concatenate(out).astype(np.float64) if out else np.zeros(0)
+
+
+def _padded(batch: np.ndarray) -> np.ndarray:
+    """The batch padded (repeating its last row) to the next power of two: the XLA-compiled
+    encode-once signatures compile once per batch size, so a stream of varying file sizes
+    compiles a handful of times, not once per size."""
+    n = len(batch)
+    size = 1 << max(0, (n - 1).bit_length())
+    if size == n or n == 0:
+        return batch
+    return np.concatenate([batch, np.repeat(batch[-1:], size - n, axis=0)])
 
 
 def score_each(backend, raw: dict) -> np.ndarray:
@@ -69,6 +139,7 @@ class LiteRTBackend:
             self._interpreter = Interpreter(model_path=str(path), num_threads=num_threads)
         self._runner = self._interpreter.get_signature_runner()
         self.layout = layout
+        self.encodes = False
         self.name = f"litert:{Path(path).name}"
 
     def score_one(self, raw: dict) -> float:
@@ -92,6 +163,7 @@ class OnnxBackend:
                                                      providers=["CPUExecutionProvider"])
         self._inputs = {i.name.split(":")[0]: i.name for i in self._session.get_inputs()}
         self.layout = layout
+        self.encodes = False
         self.name = "onnx"
 
     def score_one(self, raw: dict) -> float:

@@ -12,6 +12,13 @@ Functions of the module (all return {"score": float32 [b]}):
     serving_default(trace, [settings], [reference])   any batch, plain graph (LiteRT source)
     serve_one(...)                                      batch 1, XLA-compiled (per-pulse latency)
     serve_one_graph(...)                                batch 1, plain graph (LiteRT, ONNX source)
+A reference model (`model.encoding`) also gets the encode-once pair, so live scoring encodes
+each pulse once and reuses the stored features when the pulse serves as a reference:
+    encode(trace) -> {"features"} (any batch, XLA), encode_one (batch 1, XLA)
+    score(pulse_features, reference_features, [settings]) -> {"score"} (any batch, XLA),
+                                                        score_one (batch 1, XLA)
+    encode_and_score_one(trace, reference_features, [settings]) -> {"score", "features"}
+                                                        (batch 1, XLA: the live per-pulse call)
 Raw shapes: trace [b, L] when the model has one channel, else [b, L, C]; settings [b, S];
 reference [b, K, L] (one channel) or [b, K, L, C].
 """
@@ -160,14 +167,87 @@ def build_serving_module(model, scaling: Scaling):
     module.serving_default = make(None, False)
     module.serve_one = make(1, True)
     module.serve_one_graph = make(1, False)  # the same without XLA: LiteRT / ONNX source
+    from model import split_encode_once
+
+    split = split_encode_once(model)
+    if split is not None:
+        _add_encode_once(module, split, layout, trace_center, trace_scale, settings_center,
+                         settings_scale)
     return module
+
+
+def _add_encode_once(module, split, layout: InputLayout, trace_center, trace_scale,
+                     settings_center, settings_scale) -> None:
+    """`encode`/`encode_one` (raw trace -> features) and `score`/`score_one` (stored features
+    of the pulse and its references [, settings] -> score): each pulse is encoded once live."""
+    import tensorflow as tf
+
+    encoder, head = split.encoder, split.head
+    one_channel = layout.n_channels == 1
+    features = split.feature_shape
+
+    def encode(trace):
+        trace = (trace - trace_center) / trace_scale
+        out = encoder(trace[..., None] if one_channel else trace, training=False)
+        return {"features": tf.cast(out, tf.float32)}
+
+    def score_of(pulse, references, *settings):
+        others = [(s - settings_center) / settings_scale for s in settings]
+        out = head([pulse, references, *others], training=False)
+        return {"score": tf.reshape(tf.cast(out, tf.float32), [-1])}
+
+    def score_signature(batch):
+        specs = [tf.TensorSpec((batch, *features), tf.float32, name="pulse_features"),
+                 tf.TensorSpec((batch, layout.n_references, *features), tf.float32,
+                               name="reference_features")]
+        if layout.n_settings:
+            specs.append(tf.TensorSpec((batch, layout.n_settings), tf.float32, name="settings"))
+        return specs
+
+    if layout.n_settings:
+        def score(pulse_features, reference_features, settings):
+            return score_of(pulse_features, reference_features, settings)
+
+        def encode_and_score(trace, reference_features, settings):
+            pulse = encode(trace)["features"]
+            return {**score_of(pulse, reference_features, settings), "features": pulse}
+    else:
+        def score(pulse_features, reference_features):
+            return score_of(pulse_features, reference_features)
+
+        def encode_and_score(trace, reference_features):
+            pulse = encode(trace)["features"]
+            return {**score_of(pulse, reference_features), "features": pulse}
+    trace_spec = [tf.TensorSpec(layout.raw_shape("trace", None), tf.float32, name="trace")]
+    trace_one = [tf.TensorSpec(layout.raw_shape("trace", 1), tf.float32, name="trace")]
+    module.encoder, module.head = encoder, head
+    # XLA also for any batch: a plain graph runs the LSTM's while loop ~10x slower on a CPU.
+    # XLA compiles once per batch size, so callers pad batches to a few sizes (live.scorer).
+    module.encode = tf.function(encode, input_signature=trace_spec, jit_compile=True,
+                                autograph=False)
+    module.encode_one = tf.function(encode, input_signature=trace_one, jit_compile=True,
+                                    autograph=False)
+    module.score = tf.function(score, input_signature=score_signature(None), jit_compile=True,
+                               autograph=False)
+    module.score_one = tf.function(score, input_signature=score_signature(1), jit_compile=True,
+                                   autograph=False)
+    # the live per-pulse call: one XLA call encodes the new pulse, scores it against its
+    # references' stored features and returns its features to keep (one call's overhead, not two)
+    module.encode_and_score_one = tf.function(
+        encode_and_score, input_signature=[*trace_one, *score_signature(1)[1:]],
+        jit_compile=True, autograph=False)
+
+
+ENCODE_ONCE_SIGNATURES = ("encode", "encode_one", "score", "score_one", "encode_and_score_one")
 
 
 def save_module(module, path) -> None:
     """Write the module as a SavedModel with both signatures."""
     import tensorflow as tf
 
-    tf.saved_model.save(module, str(path), signatures={
-        "serving_default": module.serving_default.get_concrete_function(),
-        "serve_one": module.serve_one.get_concrete_function(),
-    })
+    signatures = {"serving_default": module.serving_default.get_concrete_function(),
+                  "serve_one": module.serve_one.get_concrete_function()}
+    if hasattr(module, "encode"):
+        signatures.update({name: getattr(module, name).get_concrete_function()
+                           for name in ENCODE_ONCE_SIGNATURES})
+    tf.saved_model.save(module, str(path), signatures=signatures)

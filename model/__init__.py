@@ -6,6 +6,7 @@ what lets `keras.saving.load_model(path, safe_mode=True)` load a saved beamwatch
 
 from model import architectures, zoo  # noqa: F401  (registers the builders)
 from model.compile import compile_model
+from model.encoding import EncodeOnce, split_encode_once
 from model.layers import (
     AttentionPooling,
     FeatureWiseAffine,
@@ -21,6 +22,7 @@ __all__ = [
     "AttentionPooling",
     "BinaryFocalLoss",
     "ContrastiveLoss",
+    "EncodeOnce",
     "FeatureWiseAffine",
     "InputSpec",
     "PerTraceNormalization",
@@ -32,4 +34,5 @@ __all__ = [
     "list_models",
     "make_loss",
     "register_model",
+    "split_encode_once",
 ]

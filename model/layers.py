@@ -128,6 +128,9 @@ UNIT_EMBEDDING_MAX_DISTANCE = 2.0
 _REDUCTIONS = ("median", "mean")
 
 
+_NETWORK_SORT_MAX = 16  # up to this many references, the median uses a sorting network
+
+
 def reduce_references(x, method: str, axis: int):
     """Median (for an even count the mean of the two middle values) or mean along `axis`.
 
@@ -136,10 +139,20 @@ def reduce_references(x, method: str, axis: int):
     if method == "mean":
         return ops.mean(x, axis=axis)
     count = x.shape[axis]
-    ordered = ops.sort(x, axis=axis)
-    lower = ops.take(ordered, (count - 1) // 2, axis=axis)
-    upper = ops.take(ordered, count // 2, axis=axis)
-    return (lower + upper) * 0.5
+    if count > _NETWORK_SORT_MAX:
+        ordered = ops.sort(x, axis=axis)
+        lower = ops.take(ordered, (count - 1) // 2, axis=axis)
+        upper = ops.take(ordered, count // 2, axis=axis)
+        return (lower + upper) * 0.5
+    # A few references: sort by compare-exchange (odd-even transposition) on the K slices. It
+    # selects the same values as a sort, and on a CPU it is ~100x faster than XLA's general sort
+    # over a short non-last axis, which was most of a live pulse's scoring time.
+    values = [ops.take(x, i, axis=axis) for i in range(count)]
+    for round_ in range(count):
+        for i in range(round_ % 2, count - 1, 2):
+            values[i], values[i + 1] = (ops.minimum(values[i], values[i + 1]),
+                                        ops.maximum(values[i], values[i + 1]))
+    return (values[(count - 1) // 2] + values[count // 2]) * 0.5
 
 
 def _check_reduction(layer: str, method: str) -> None:

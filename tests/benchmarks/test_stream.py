@@ -73,3 +73,17 @@ def test_the_stream_replays_the_runs_own_machine_from_its_test_period(tmp_path):
     replayed, start_ns = test_period_machine(run)
     assert replayed == params
     assert start_ns == 1767693600 * 10**9
+
+
+def test_engine_table_sets_each_way_against_the_targets():
+    engine = {
+        "per pulse, encode once": {"p50_ms": 0.3, "p99_ms": 0.4, "pulses_per_cpu_second": 3000.0,
+                                   "n": 480, "per_pulse": True, "encode_once": True},
+        "per 60-pulse chunk, encode once": {"p50_ms": 40.0, "p99_ms": 50.0,
+                                            "pulses_per_cpu_second": 7500.0, "n": 480,
+                                            "per_pulse": False, "encode_once": True},
+    }
+    text = stream.render_engine(engine)
+    assert "| per pulse, encode once | 0.300 | 0.400 | 0.80x | 3,000 | 0.50x | 480 |" in text
+    # a chunk's latency is the chunk's, not a pulse's: no per-pulse figures for it
+    assert "| per 60-pulse chunk, encode once |  |  |  | 7,500 | 1.25x | 480 |" in text

@@ -23,7 +23,8 @@ def test_export_verb_writes_the_saved_model_and_parity(tiny_run, tmp_path, capsy
                 "--set", f"run.log_dir={tmp_path / 'logs'}")
     assert code == 0
     parity = json.loads((run / "export" / "parity.json").read_text())
-    assert set(parity["formats"]) == {"saved_model", "saved_model_serve_one"}
+    assert set(parity["formats"]) == {"saved_model", "saved_model_serve_one",
+                                      "saved_model_encode_once"}
     assert not (run / "export" / "model_float32.tflite").exists()
     assert (tmp_path / "logs" / "live_flow.log").exists()
 

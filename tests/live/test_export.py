@@ -33,7 +33,9 @@ def test_export_writes_every_format_with_parity(exported):
     parity = json.loads((exported / "parity.json").read_text())
     formats = parity["formats"]
     assert parity["n_pulses"] > 10
-    for name in ("saved_model", "saved_model_serve_one", "litert_float32"):
+    # the default model also encodes once: each pulse and reference alone, then the head
+    for name in ("saved_model", "saved_model_serve_one", "saved_model_encode_once",
+                 "litert_float32"):
         assert formats[name]["max_abs_diff"] <= 1e-4, (name, formats[name])
         assert formats[name]["within_tolerance"] is True
         assert formats[name]["bytes"] > 0
@@ -47,6 +49,9 @@ def test_export_writes_every_format_with_parity(exported):
     assert serving["layout"]["inputs"] == {"trace": [None, 2000], "settings": [None, 22],
                                            "reference": [None, 3, 2000]}
     assert serving["threshold"] == 0.5
+    assert serving["encode_once"]["signatures"] == ["encode", "encode_one", "score", "score_one",
+                                                    "encode_and_score_one"]
+    assert len(serving["encode_once"]["features"]) == 2  # [steps, channels]
     assert serving["unseen_configuration"]["radius"] >= 0.0
 
 

@@ -23,9 +23,9 @@ def _w(value: float, length: int = 4) -> np.ndarray:
 def test_in_file_pulses_come_first_right_aligned_then_the_oldest_repeats():
     buffer = ReferenceBuffer(ReferenceRule(count=2, min_count=1), group_tolerance=1e-6)
     assert buffer.lookup(10 * S, _w(0), []) is None  # nothing earlier: skipped
-    refs = buffer.lookup(11 * S, _w(1), [(10 * S, _w(0))])
+    refs = buffer.lookup(11 * S, _w(1), [(10 * S, _w(0), None)])
     assert refs.count == 1 and refs.timestamp_ns.tolist() == [10 * S, 10 * S]
-    refs = buffer.lookup(13 * S, _w(3), [(10 * S, _w(0)), (11 * S, _w(1)), (12 * S, _w(2))])
+    refs = buffer.lookup(13 * S, _w(3), [(10 * S, _w(0), None), (11 * S, _w(1), None), (12 * S, _w(2), None)])
     assert refs.timestamp_ns.tolist() == [11 * S, 12 * S]  # slot K-1 = the pulse just before
     assert refs.windows[:, 0].tolist() == [1.0, 2.0]
     assert refs.source.tolist() == [SOURCE_FILE, SOURCE_FILE]
@@ -36,7 +36,7 @@ def test_archive_fills_newest_first_within_the_window_and_same_configuration_onl
     buffer.see_settings([1.0, 2.0])
     for t in (0, 100, 101, 102):
         buffer.add_normal(t * S, _w(t))
-    refs = buffer.lookup(130 * S, _w(9), [(129 * S, _w(129))])
+    refs = buffer.lookup(130 * S, _w(9), [(129 * S, _w(129), None)])
     assert refs.timestamp_ns.tolist() == [101 * S, 102 * S, 129 * S]
     assert refs.source.tolist() == [SOURCE_ARCHIVE, SOURCE_ARCHIVE, SOURCE_FILE]
     assert buffer.lookup(170 * S, _w(9), []) is None  # 101 and 102 are more than 60 s back
@@ -49,13 +49,13 @@ def test_archive_fills_newest_first_within_the_window_and_same_configuration_onl
 
 def test_never_a_later_or_simultaneous_pulse():
     buffer = ReferenceBuffer(ReferenceRule(count=2), group_tolerance=1e-6)
-    buffer.add_normal(50 * S, _w(5))
-    assert buffer.lookup(50 * S, _w(0), [(50 * S, _w(1))]) is None
+    buffer.add_normal(50 * S, _w(5), None)
+    assert buffer.lookup(50 * S, _w(0), [(50 * S, _w(1), None)]) is None
 
 
 def test_missing_self_judges_the_pulse_alone():
     buffer = ReferenceBuffer(ReferenceRule(count=2, min_count=2, missing="self"), 1e-6)
-    refs = buffer.lookup(5 * S, _w(7), [(4 * S, _w(4))])  # 1 < min_count 2
+    refs = buffer.lookup(5 * S, _w(7), [(4 * S, _w(4), None)])  # 1 < min_count 2
     assert refs.source.tolist() == [SOURCE_SELF, SOURCE_SELF] and refs.count == 0
     assert refs.windows[:, 0].tolist() == [7.0, 7.0]
 
@@ -63,8 +63,8 @@ def test_missing_self_judges_the_pulse_alone():
 def test_buffer_round_trips_through_plain_arrays():
     buffer = ReferenceBuffer(ReferenceRule(count=2), 1e-6)
     buffer.see_settings([3.0])
-    buffer.add_normal(1 * S, _w(1))
-    buffer.add_normal(2 * S, _w(2))
+    buffer.add_normal(1 * S, _w(1), None)
+    buffer.add_normal(2 * S, _w(2), None)
     again = ReferenceBuffer(ReferenceRule(count=2), 1e-6)
     again.load_arrays(buffer.to_arrays())
     assert again.lookup(3 * S, _w(0), []).timestamp_ns.tolist() == [1 * S, 2 * S]
@@ -118,7 +118,7 @@ def test_without_own_file_live_references_are_clean_pulses_at_least_min_age_old(
     buffer = ReferenceBuffer(rule, group_tolerance=1e-6)
     for second in range(0, 40):  # a clean stream, one pulse a second
         buffer.add_normal(second * S, _w(second))
-    refs = buffer.lookup(45 * S, _w(45), [(44 * S, _w(44))])  # the run-up is not used
+    refs = buffer.lookup(45 * S, _w(45), [(44 * S, _w(44), None)])  # the run-up is not used
     assert SOURCE_FILE not in refs.source.tolist()
     assert max(refs.timestamp_ns) <= 35 * S and refs.count == 2
     assert len(buffer._young) <= 40 - 35 + 1  # waiting pulses are decimated and bounded

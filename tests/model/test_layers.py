@@ -179,3 +179,16 @@ def test_siamese_encoder_config_round_trip():
     layer = SiameseEncoder(keras.layers.Dense(3, name="inner"), name="pair")
     clone = SiameseEncoder.from_config(layer.get_config())
     assert clone.name == "pair" and clone.layer.units == 3 and clone.dtype_policy.name == "float32"
+
+
+@pytest.mark.parametrize("count", [1, 2, 3, 4, 7, 16, 17])
+def test_reference_median_equals_numpy_median_with_ties(count):
+    """The sorting network (K <= 16) and the sort (K > 16) give numpy's median, ties included
+    (post-ReLU features hold many exact zeros)."""
+    from model.layers import reduce_references
+
+    rng = np.random.default_rng(count)
+    x = rng.normal(size=(3, count, 6, 2)).astype("float32")
+    x[x < 0] = 0.0  # ReLU-like ties
+    got = keras.ops.convert_to_numpy(reduce_references(keras.ops.convert_to_tensor(x), "median", 1))
+    np.testing.assert_allclose(got, np.median(x, axis=1), rtol=0, atol=1e-7)
