@@ -66,7 +66,9 @@ def _ioc_command(protocol: str, published: Path) -> list[str]:
     return [sys.executable, "-m", "live.epics_ioc", "--protocol", protocol, "--machine", "tiny",
             "--seed", "3", "--shift", str(SHIFT), "--minutes", "1", "--stop-at", str(STOP_AT),
             "--restart-at", str(RESTART_AT), "--restart-pause", "1.0",
-            "--wrong-length-at", str(WRONG_LENGTH_AT), "--hold", "2",
+            # 5 s before the first pulse: on a loaded machine the source takes seconds to load
+            # the artefact and subscribe, and pulse WRONG_LENGTH_AT comes 1 s after the first
+            "--wrong-length-at", str(WRONG_LENGTH_AT), "--hold", "5",
             "--published", str(published)]
 
 
