@@ -320,12 +320,15 @@ def _fit(model, config: Config, x_train: dict, y_train, weights, x_val: dict, y_
         callbacks.append(keras.callbacks.EarlyStopping(
             monitor=MONITOR, mode="max", patience=config.train.early_stopping_patience,
             restore_best_weights=True))
-    # Without early stopping the validation part decides nothing: the rate follows the
-    # training loss, so a cross-validated epoch count means the same schedule when retrained.
-    callbacks.append(keras.callbacks.ReduceLROnPlateau(
-        monitor="val_loss" if early_stopping else "loss", mode="min",
-        patience=config.train.reduce_lr_patience, factor=config.train.reduce_lr_factor,
-        min_lr=config.train.min_learning_rate))
+    if config.train.lr_schedule == "cosine":
+        callbacks.append(keras.callbacks.LearningRateScheduler(cosine_rate(config.train)))
+    else:
+        # Without early stopping the validation part decides nothing: the rate follows the
+        # training loss, so a cross-validated epoch count means the same schedule when retrained.
+        callbacks.append(keras.callbacks.ReduceLROnPlateau(
+            monitor="val_loss" if early_stopping else "loss", mode="min",
+            patience=config.train.reduce_lr_patience, factor=config.train.reduce_lr_factor,
+            min_lr=config.train.min_learning_rate))
     if run_dir is not None:
         callbacks.append(keras.callbacks.CSVLogger(str(run_dir / "history.csv")))
         if config.train.tensorboard:
@@ -336,6 +339,19 @@ def _fit(model, config: Config, x_train: dict, y_train, weights, x_val: dict, y_
     fit = model.fit(train_seq, validation_data=val_seq, epochs=epochs, callbacks=callbacks,
                     verbose=1 if interactive else 0)
     return fit.history
+
+
+def cosine_rate(train_config):
+    """`train.lr_schedule: cosine`: epoch (0-based) -> learning rate, from `learning_rate` at
+    epoch 0 down a half cosine to `min_learning_rate` at `epochs`. It depends on the epoch only,
+    so a model trained for a cross-validated count e follows the rates its folds had up to e."""
+    start, floor, total = (train_config.learning_rate, train_config.min_learning_rate,
+                           train_config.epochs)
+
+    def rate(epoch: int, lr: float | None = None) -> float:
+        return float(floor + 0.5 * (start - floor) * (1.0 + math.cos(math.pi * epoch / total)))
+
+    return rate
 
 
 def _choose_epochs(config: Config, spec, n_classes: int, x_train: dict, y_train: np.ndarray,

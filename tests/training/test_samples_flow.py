@@ -203,3 +203,17 @@ def test_sessions_learning_rate_is_not_halved_on_the_noise_of_a_few_batches():
     train = load_config(CONFIGS / "sessions.yaml").train
     assert train.reduce_lr_patience >= 10
     assert train.reduce_lr_patience < train.epochs  # it can still act on a real plateau
+
+
+def test_cosine_rate_falls_from_the_start_rate_to_the_floor_by_epoch_only(tmp_path):
+    """A cross-validated count e retrains with the rates its folds had up to e: the rate of an
+    epoch does not depend on how many epochs this fit runs."""
+    from training.samples_flow import cosine_rate
+
+    train = _threshold_config(tmp_path, "train.lr_schedule=cosine", "train.epochs=60",
+                              "train.learning_rate=0.003", "train.min_learning_rate=0.00001").train
+    rate = cosine_rate(train)
+    rates = [rate(e, 0.1) for e in range(61)]
+    assert rates[0] == pytest.approx(0.003) and rates[60] == pytest.approx(1e-5)
+    assert rates[30] == pytest.approx((0.003 + 1e-5) / 2)
+    assert all(a > b for a, b in zip(rates, rates[1:], strict=False))
