@@ -71,7 +71,7 @@ def run_one(job: str, data: Path, overrides: tuple[str, ...], seed: int, out: Pa
         teardown_logging()
     seconds = time.perf_counter() - started
     if code != 0:
-        return {"error": f"driver exited {code}", "seconds": seconds}
+        return {"error": f"driver exited {code}", "seconds": seconds, "seed": seed}
     return run_figures(sorted(runs.iterdir())[-1], seed, seconds)
 
 
@@ -138,7 +138,7 @@ def render(result: dict) -> str:
     rows = []
     for name, s in result["sets"].items():
         if "network_mean" not in s:
-            rows.append([name, s["job"], "", "", "failed", "", "", ""])
+            rows.append([name, s["job"], "", "", "failed", "", "", "", ""])
             continue
         gap = None if s["peer_mean"] is None else s["peer_mean"] - s["network_mean"]
         choices = sorted({f"{r['epoch_choice']} ({r['epochs']})" for r in s["runs"]
@@ -147,15 +147,24 @@ def render(result: dict) -> str:
                                      f"{s['splits']['test']}", s["model"],
                      f"{s['network_mean']:.3f}",
                      "" if s["peer_mean"] is None else f"{s['peer_mean']:.3f} ({s['peer_name']})",
-                     "" if gap is None else f"{gap:+.3f}", ", ".join(choices)])
+                     "" if gap is None else f"{gap:+.3f}", ", ".join(choices),
+                     "; ".join(_per_seed(r) for r in s["runs"])])
     seeds = ", ".join(map(str, result["seeds"]))
     return "\n".join([
-        f"Test accuracy, mean over seed(s) {seeds}; train/val/test samples; epochs: how the "
-        "count was chosen (epochs trained) per seed.",
+        f"Test accuracy, mean over the seeds run of {seeds} (per seed in the last column: "
+        "network / peer); train/val/test samples; epochs: how the count was chosen (epochs "
+        "trained) per seed.",
         "",
         render_table(["set", "job", "train/val/test", "network", "network acc.",
-                      "peer acc. (same split)", "peer - network", "epochs"], rows,
-                     align="lllllrrl")])
+                      "peer acc. (same split)", "peer - network", "epochs",
+                      "per seed: network / peer"], rows, align="lllllrrll")])
+
+
+def _per_seed(run: dict) -> str:
+    if "error" in run:
+        return f"{run['seed']}: failed"
+    peer = "n/a" if run["peer"] is None else f"{run['peer']:.3f}"
+    return f"{run['seed']}: {run['network']:.3f} / {peer}"
 
 
 def update_doc(doc: Path, result: dict) -> None:

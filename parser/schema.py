@@ -244,6 +244,9 @@ class TrainConfig(Section):
     epoch_choice: str = option("auto", choices=("auto", "validation", "cv", "fixed"))
     min_val_per_class: int = option(10, ge=1)  # auto: fewer in a class -> cv
     cv_folds: int = option(3, ge=2)
+    # plateau: ReduceLROnPlateau (reduce_lr_*); cosine: from learning_rate down to
+    # min_learning_rate over `epochs`, the same per-epoch rate for cv folds and the final fit
+    lr_schedule: str = option("plateau", choices=("plateau", "cosine"))
 
     def _prepare(self) -> None:
         if isinstance(self.streaming, bool):  # YAML reads `streaming: true` as a bool

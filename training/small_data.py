@@ -52,24 +52,38 @@ class EpochChoice:
                 f"training part (mean held-out macro F1 {best:.3f}) ({self.reason})")
 
 
+def small_validation(val_per_class: Sequence[int], train_per_class: Sequence[int],
+                     min_val_per_class: int) -> str | None:
+    """Why the validation part is too small to decide anything (a class of the training part
+    has fewer than `min_val_per_class` validation samples), or None when it is large enough.
+
+    >>> small_validation([2, 7], [20, 21], 10)
+    'the validation part holds 9 samples, 2 in its smallest class (< train.min_val_per_class=10)'
+    """
+    val = np.asarray(val_per_class, dtype=np.int64)
+    present = np.asarray(train_per_class, dtype=np.int64) > 0
+    fewest = int(val[present].min()) if present.any() else 0
+    if fewest >= min_val_per_class:
+        return None
+    return (f"the validation part holds {int(val.sum())} samples, {fewest} in its smallest class "
+            f"(< train.min_val_per_class={min_val_per_class})")
+
+
 def decide_method(setting: str, val_per_class: Sequence[int], train_per_class: Sequence[int],
                   min_val_per_class: int, cv_folds: int) -> tuple[str, str]:
     """(method, reason) for `train.epoch_choice = setting` and the parts' class counts."""
-    val = np.asarray(val_per_class, dtype=np.int64)
     train = np.asarray(train_per_class, dtype=np.int64)
-    present = train > 0
-    fewest_val = int(val[present].min()) if present.any() else 0
-    fewest_train = int(train[present].min()) if present.any() else 0
+    fewest_train = int(train[train > 0].min()) if (train > 0).any() else 0
     if setting == "validation":
         return "validation", "train.epoch_choice=validation"
     if setting == "fixed":
         return "fixed", "train.epoch_choice=fixed"
-    if setting == "auto" and fewest_val >= min_val_per_class:
+    too_small = small_validation(val_per_class, train_per_class, min_val_per_class)
+    if setting == "auto" and too_small is None:
+        fewest_val = int(np.min(np.asarray(val_per_class)[train > 0]))
         return "validation", (f"every class has at least {min_val_per_class} validation samples "
                               f"(fewest {fewest_val})")
-    why = ("train.epoch_choice=cv" if setting == "cv" else
-           f"the validation part holds {int(val.sum())} samples, {fewest_val} in its smallest "
-           f"class (< train.min_val_per_class={min_val_per_class}): too few to pick an epoch")
+    why = "train.epoch_choice=cv" if setting == "cv" else f"{too_small}: too few to pick an epoch"
     if fewest_train < 2:
         return "fixed", (f"{why}; cross-validation needs 2 training samples per class, the "
                          f"smallest class has {fewest_train}")

@@ -35,6 +35,7 @@ def test_collect_averages_seeds_and_update_doc_rewrites_only_the_marked_part(tmp
     assert text.startswith("before\n") and text.endswith("after\n") and "old" not in text
     assert "| BasicMotions | sessions | 32/8/40 | stacked_conv_lstm | 0.800 |" in text
     assert "+0.200" in text and "cv (7)" in text
+    assert "| 0: 0.750 / 1.000; 1: 0.850 / 1.000 |" in text  # every seed, network / peer
     doc.write_text("no markers")
     with pytest.raises(ValueError, match="markers"):
         public_jobs.update_doc(doc, result)

@@ -152,3 +152,68 @@ def test_predict_and_report_refuse_what_they_cannot_do(tmp_path, capsys):
     assert run_driver("--report", str(tmp_path / "nope"), "--quiet") == 2
     assert "no such run folder" in capsys.readouterr().err
     assert run_driver("--predict", "x.csv", "--train") == 2
+
+
+def _threshold_config(tmp: Path, *overrides: str):
+    from parser.configs import load_config
+
+    return load_config(CONFIGS / "sessions.yaml", [f"run.output_dir={tmp / 'runs'}",
+                                                  *overrides])
+
+
+def test_binary_threshold_is_one_half_when_the_validation_part_cannot_place_one(tmp_path):
+    """Best F1 on 5 validation samples sits at the lowest positive score (0.97): test series
+    the model scores 0.9 would all be missed. With fewer than min_val_per_class samples in a
+    validation class the threshold is 0.5, the more probable class, and says why."""
+    from training.samples_flow import _binary_threshold
+
+    y_val, p_val = np.array([0, 0, 0, 1, 1]), np.array([0.1, 0.2, 0.3, 0.97, 0.99])
+    sizes = {"train": {"per_class": {"a": 20, "b": 21}}, "val": {"per_class": {"a": 3, "b": 2}}}
+    path = tmp_path / "threshold.json"
+    assert _binary_threshold(_threshold_config(tmp_path), y_val, p_val, sizes, path) == 0.5
+    saved = json.loads(path.read_text())
+    assert saved["threshold"] == 0.5 and saved["method"] == "most_probable_class"
+    assert "2 in its smallest class (< train.min_val_per_class=10)" in saved["chosen_on"]
+    # explicit early stopping on validation: the user lets validation decide, threshold too
+    config = _threshold_config(tmp_path, "train.epoch_choice=validation")
+    assert _binary_threshold(config, y_val, p_val, sizes, path) == pytest.approx(0.97)
+    assert json.loads(path.read_text())["method"] == "best_f1"
+
+
+def test_binary_threshold_is_chosen_on_a_validation_part_large_enough(tmp_path):
+    from training.samples_flow import _binary_threshold
+
+    rng = np.random.default_rng(0)
+    y_val = np.repeat([0, 1], [12, 10])
+    p_val = np.where(y_val == 1, rng.uniform(0.8, 0.95, 22), rng.uniform(0.05, 0.3, 22))
+    sizes = {"train": {"per_class": {"a": 60, "b": 50}},
+             "val": {"per_class": {"a": 12, "b": 10}}}
+    path = tmp_path / "threshold.json"
+    chosen = _binary_threshold(_threshold_config(tmp_path), y_val, p_val, sizes, path)
+    assert chosen == pytest.approx(p_val[y_val == 1].min())
+    assert json.loads(path.read_text())["method"] == "best_f1"
+
+
+def test_sessions_learning_rate_is_not_halved_on_the_noise_of_a_few_batches():
+    """configs/sessions.yaml: ReduceLROnPlateau follows the training loss of 2-3 augmented
+    batches an epoch on small sets; patience 3 halved the rate to its floor by epoch ~20 and
+    GunPoint stopped learning (test accuracy 0.80 against 0.95 at patience 10, docs/jobs.md)."""
+    from parser.configs import load_config
+
+    train = load_config(CONFIGS / "sessions.yaml").train
+    assert train.reduce_lr_patience >= 10
+    assert train.reduce_lr_patience < train.epochs  # it can still act on a real plateau
+
+
+def test_cosine_rate_falls_from_the_start_rate_to_the_floor_by_epoch_only(tmp_path):
+    """A cross-validated count e retrains with the rates its folds had up to e: the rate of an
+    epoch does not depend on how many epochs this fit runs."""
+    from training.samples_flow import cosine_rate
+
+    train = _threshold_config(tmp_path, "train.lr_schedule=cosine", "train.epochs=60",
+                              "train.learning_rate=0.003", "train.min_learning_rate=0.00001").train
+    rate = cosine_rate(train)
+    rates = [rate(e, 0.1) for e in range(61)]
+    assert rates[0] == pytest.approx(0.003) and rates[60] == pytest.approx(1e-5)
+    assert rates[30] == pytest.approx((0.003 + 1e-5) / 2)
+    assert all(a > b for a, b in zip(rates, rates[1:], strict=False))

@@ -10,7 +10,13 @@ import numpy as np
 import pytest
 
 from parser.configs import load_config
-from training.small_data import choose_epochs, cv_choice, decide_method, fold_indices
+from training.small_data import (
+    choose_epochs,
+    cv_choice,
+    decide_method,
+    fold_indices,
+    small_validation,
+)
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 
@@ -20,6 +26,15 @@ def test_auto_uses_validation_only_when_every_class_has_enough_samples():
     method, reason = decide_method("auto", [12, 2], [50, 40], 10, 3)
     assert method == "cv"
     assert "2 in its smallest class" in reason and "min_val_per_class=10" in reason
+
+
+def test_small_validation_names_its_smallest_class_and_ignores_classes_not_trained_on():
+    assert small_validation([12, 10], [50, 40], 10) is None
+    reason = small_validation([2, 7], [20, 21], 10)
+    assert reason == ("the validation part holds 9 samples, 2 in its smallest class "
+                      "(< train.min_val_per_class=10)")
+    assert small_validation([0, 12], [0, 40], 10) is None  # class 0 is absent from training
+    assert small_validation([9, 30], [40, 90], 10) is not None
 
 
 def test_explicit_settings_and_too_few_training_samples_for_folds():
