@@ -209,7 +209,7 @@ def pulse_stream(spec: StreamSpec, seed: int = 0) -> Iterator[StreamChunk]:
                                 event.strength, run_up.onset if run_up else 0, event.blip))
                 k += 1
             streamed += period
-            while len(pending) > spec.chunk_pulses and pending[spec.chunk_pulses - 1][4] != 1:
+            while len(pending) > spec.chunk_pulses:  # flush() keeps a precursor with its trip
                 yield flush()
     while pending:
         yield flush(final=True)

@@ -42,6 +42,16 @@ def test_stream_holds_every_pulse_at_60_hz_with_each_precursor_before_its_trip()
     assert all(len(c.timestamps_ns) <= 52 for c in chunks)
 
 
+def test_chunks_stay_bounded_when_a_precursor_falls_on_a_chunk_boundary():
+    """A precursor at the chunk's last place extends that chunk by its trip; it must not stop
+    the stream from cutting chunks (it once held every later pulse in memory until the end)."""
+    chunks = _stream(chunk_pulses=2, hours=0.02)
+    labels = [c.labels for c in chunks]
+    assert sum(1 for c in labels if len(c) == 3 and c[1] == 1) >= 1  # the case happened
+    assert max(len(c) for c in labels) <= 3
+    assert all(c[-1] != 1 for c in labels)
+
+
 def test_stream_is_reproducible_and_normal_pulses_differ():
     a, b = _stream(), _stream()
     assert np.array_equal(a[0].traces, b[0].traces)
