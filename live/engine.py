@@ -255,7 +255,6 @@ class LiveScorer:
             self.skipped[reason] += count
         return rows, skipped
 
-
     def _encode_batch(self, traces, wanted: np.ndarray) -> list:
         """Features of the `wanted` pulses in one batched call (None for the others)."""
         features: list = [None] * len(wanted)

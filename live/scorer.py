@@ -59,13 +59,6 @@ class SavedModelBackend:
             args["settings"] = tf.constant(np.asarray(settings, np.float32))
         return args
 
-    def score_encoded_one(self, pulse, references, settings=None) -> float:
-        """Score of one pulse from its features, its K references' features [K, ...] and its
-        raw settings."""
-        args = self._feature_args(pulse[None], references[None],
-                                  None if settings is None else np.asarray(settings)[None])
-        return float(self._signatures["score_one"](**args)["score"].numpy()[0])
-
     def encode_and_score_one(self, trace, references, settings=None) -> tuple[float, np.ndarray]:
         """(score, features) of one new pulse from its raw trace and its references' stored
         features [K, ...]: one call, the live per-pulse path."""
