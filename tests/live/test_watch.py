@@ -117,7 +117,8 @@ def test_kill_9_and_restart_leave_a_complete_alarm_log(exported, tiny_archive, t
     for path in files:
         shutil.copy(path, incoming / path.name)
     command = [sys.executable, "driver.py", "--watch", str(incoming), "--run", str(run),
-               "--idle-exit", "1", "--poll", "0.05", "--quiet"]
+               "--idle-exit", "1", "--poll", "0.05", "--quiet",
+               "--set", f"run.log_dir={tmp_path / 'logs'}"]  # never the project's logs/
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", CUDA_VISIBLE_DEVICES="-1")
     child = subprocess.Popen(command, cwd=REPO, env=env, stdout=subprocess.DEVNULL,
                              stderr=subprocess.DEVNULL)
