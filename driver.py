@@ -39,6 +39,8 @@ Logs: logs/app.log (everything), logs/train_flow.log, logs/test_flow.log, and a 
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from live.formats import format_help  # the export formats' registry (no TensorFlow import)
+
     parser = argparse.ArgumentParser(
         prog="driver.py",
         description="Train and test CNN-LSTM models that predict SNS errant-beam trips one pulse "
@@ -60,9 +62,7 @@ def build_parser() -> argparse.ArgumentParser:
                       help="score DCM files as they land in DIR (Ctrl-C stops), e.g. "
                            "--watch /data/sns/dcm/incoming")
     live.add_argument("--format", default=None, metavar="LIST",
-                      help="--export: formats, a subset of saved_model,litert,onnx (default all); "
-                           "--watch: the artefact to score with: saved_model (default), litert, "
-                           "litert_int8 or onnx")
+                      help=format_help())
     live.add_argument("--settings", metavar="DIR", type=Path, default=None,
                       help="--watch: the beam-settings HDF5 folder (default: the run's)")
     live.add_argument("--idle-exit", metavar="S", type=float, default=None,

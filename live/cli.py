@@ -11,7 +11,8 @@ def run_live(args, config, log_dir: Path, prefix: str) -> Path:
     run under run.output_dir; `--epics PREFIX` publishes the scores on
     `config.live.epics_interfaces`. Returns the export folder, or the run folder when only
     scoring."""
-    from live.export import FORMATS, check_parity, export_run, parse_formats
+    from live.export import check_parity, export_run
+    from live.formats import BASE_FORMAT, parse_formats
     from parser.configs import require_source, run_source
     from utils.logs import add_run_log, start_logging
     from utils.status import SNS_SOURCE, newest_complete_run
@@ -30,7 +31,7 @@ def run_live(args, config, log_dir: Path, prefix: str) -> Path:
     progress = not args.quiet
     done = run_dir
     if args.export:
-        formats = parse_formats(args.format) if args.format else FORMATS
+        formats = parse_formats(args.format) if args.format else None  # None: every format
         result = export_run(run_dir, formats, progress=progress)
         logger.info("export done: %s", result.out_dir)
         done = result.out_dir
@@ -47,7 +48,7 @@ def run_live(args, config, log_dir: Path, prefix: str) -> Path:
 
         publishers = (EpicsPublisher.start(args.epics, config.live.epics_interfaces,
                                            duplicate_search_s=config.live.epics_duplicate_search_s),)
-    artefact = (args.format or "saved_model").split(",")[0].strip()
+    artefact = (args.format or BASE_FORMAT).split(",")[0].strip()
     try:
         if args.epics_input:
             from live.epics_source import run_epics_input

@@ -323,14 +323,13 @@ def run_epics_input(run_dir: Path, live_config, *, artefact: str = "saved_model"
                     on_pulse: Callable[[Pulse | Dropped], None] | None = None) -> EpicsSummary:
     """Score pulses from EPICS until Ctrl-C, `stop` is set, or no update came for
     `idle_exit_s` seconds (module docstring). `on_pulse` sees each pulse or drop (tests)."""
+    from live.formats import find_artefact
     from live.serving import InputLayout
     from live.watch import open_scorer, watch_line
     from parser.configs import load_config
-    from utils.serving_files import ARTEFACTS
 
     run_dir = Path(run_dir)
-    if artefact not in ARTEFACTS:
-        raise ValueError(f"artefact {artefact!r}: expected one of {', '.join(ARTEFACTS)}")
+    find_artefact(artefact)  # an unknown name is refused before anything is opened
     max_age = load_config(run_dir / "config.yaml").beam_settings.max_settings_age_s  # as --watch
     scorer, meta = open_scorer(run_dir, artefact, max_age, per_pulse=True)
     layout = InputLayout.from_dict(meta["layout"])

@@ -15,8 +15,9 @@ Writes `RUN/export/`:
                           the encode-once path: each pulse and reference encoded alone)
 
 ONNX is written when `tf2onnx` is installed and converts the serving function; otherwise
-parity.json says why not. The directory is built beside the run and swapped in whole, so a
-crash never leaves half an export.
+parity.json says why not. Which formats exist, what each writes and how it is scored is the
+registry `live.formats.FORMATS`; this module runs them. The directory is built beside the run
+and swapped in whole, so a crash never leaves half an export.
 """
 
 from __future__ import annotations
@@ -25,7 +26,6 @@ import dataclasses
 import logging
 import os
 import shutil
-import time
 import uuid
 from datetime import UTC, datetime
 from pathlib import Path
@@ -34,12 +34,12 @@ import numpy as np
 
 from analysis.thresholds import ThresholdChoice
 from analysis.unseen import DEFAULT_QUANTILE, fit_unseen
+from live.formats import BASE_FORMAT, FORMATS
 from live.serving import (
     ENCODE_ONCE_SIGNATURES,
     Scaling,
     build_serving_module,
     input_layout,
-    save_module,
 )
 from utils.run_folder import atomic_write_json
 from utils.serving_files import (
@@ -52,8 +52,6 @@ from utils.serving_files import (
 
 log = logging.getLogger("beamwatch.export")
 
-FORMATS = ("saved_model", "litert", "onnx")
-LITERT_FILES = {"litert_float32": "model_float32.tflite", "litert_int8": "model_int8.tflite"}
 FLOAT_PARITY = 1e-4   # max |score difference| a float format may show
 INT8_PR_AUC = 0.01    # max PR AUC change the int8 model may show
 
@@ -65,19 +63,12 @@ class ExportResult:
     parity: dict
 
 
-def parse_formats(text: str) -> tuple[str, ...]:
-    """`"saved_model,litert"` -> a checked tuple (saved_model is always included)."""
-    asked = tuple(dict.fromkeys(p.strip() for p in text.split(",") if p.strip()))
-    unknown = [p for p in asked if p not in FORMATS]
-    if unknown or not asked:
-        raise ValueError(f"--format {text!r}: expected a comma-separated subset of "
-                         f"{','.join(FORMATS)}")
-    return tuple(dict.fromkeys(("saved_model", *asked)))
-
-
-def export_run(run_dir: Path, formats: tuple[str, ...] = FORMATS, *, progress: bool = True,
+def export_run(run_dir: Path, formats: tuple[str, ...] | None = None, *, progress: bool = True,
                max_parity_pulses: int = 5000) -> ExportResult:
-    """Export the run in `run_dir` (see the module docstring); returns what was written."""
+    """Export the run in `run_dir` (see the module docstring); returns what was written.
+
+    `formats`: names in `live.formats.FORMATS` (`parse_formats` checks a user's list); None
+    exports every registered format. The SavedModel is always written."""
     from model import split_encode_once
     from testing.test import load_run
 
@@ -85,6 +76,7 @@ def export_run(run_dir: Path, formats: tuple[str, ...] = FORMATS, *, progress: b
     config, model, threshold, (trace_scaler, settings_scaler, _) = load_run(run_dir)
     layout = input_layout(model)
     scaling = Scaling.from_scalers(trace_scaler, settings_scaler)
+    formats = tuple(FORMATS) if formats is None else tuple(formats)
     data = _run_data(config, model, trace_scaler, settings_scaler, progress, max_parity_pulses)
 
     # a plain mkdir (the user's umask), not mkdtemp (0700): the account that deploys the
@@ -93,30 +85,13 @@ def export_run(run_dir: Path, formats: tuple[str, ...] = FORMATS, *, progress: b
     tmp.mkdir()
     try:
         module = build_serving_module(model, scaling)
-        written: dict = {}
-        started = time.perf_counter()
-        save_module(module, tmp / "saved_model")
-        written["saved_model"] = {"path": "saved_model", "bytes": _size(tmp / "saved_model"),
-                                  "seconds": time.perf_counter() - started}
-        if "litert" in formats:
-            for name, (file, quantise) in {"litert_float32": (LITERT_FILES["litert_float32"], False),
-                                           "litert_int8": (LITERT_FILES["litert_int8"], True)}.items():
-                try:
-                    (tmp / file).write_bytes(_litert_bytes(module, quantise))
-                    written[name] = {"path": file, "bytes": (tmp / file).stat().st_size}
-                except Exception as exc:  # a converter failure is reported, the rest goes on
-                    written[name] = {"error": f"{type(exc).__name__}: {str(exc)[:300]}"}
-        if "onnx" in formats:
-            written["onnx"] = _onnx(module, layout, tmp / "model.onnx")
-        for info in written.values():  # the watcher checks it before loading
-            if "path" in info:
-                info["sha256"] = artefact_sha256(tmp / info["path"])
+        written = write_artefacts(module, layout, tmp, (BASE_FORMAT, *formats))
         unseen = _unseen(data)
         meta = serving_metadata(config, layout, scaling, threshold, unseen, written,
                                 split_encode_once(model))
         atomic_write_json(tmp / SERVING_JSON, meta)
-        parity = _parity(tmp, written, layout, data, float(threshold.threshold),
-                         meta["encode_once"] is not None)
+        parity = parity_report(tmp, written, layout, data, float(threshold.threshold),
+                               meta["encode_once"] is not None)
         parity["created"] = datetime.now(UTC).isoformat(timespec="seconds")
         atomic_write_json(tmp / PARITY_JSON, parity)
         out = run_dir / EXPORT_DIR
@@ -139,6 +114,20 @@ def online_settings(threshold_config, threshold: ThresholdChoice) -> dict | None
     target = threshold.target_false_alarm_rate or threshold_config.target_false_alarm_rate
     return {"target_false_alarm_rate": float(target), "step": threshold_config.online_step,
             "false_alarms_per_hour": threshold.false_alarms_per_hour}
+
+
+def write_artefacts(module, layout, folder: Path, formats) -> dict:
+    """The artefacts of `formats` (names in `live.formats.FORMATS`) written into `folder` in
+    registry order: {artefact key: {"path", "bytes", "sha256", ...} or {"error"}}."""
+    written: dict = {}
+    for export_format in FORMATS.values():  # registry order, whatever order was asked
+        if export_format.name in formats:
+            for artefact in export_format.artefacts:
+                written[artefact.key] = artefact.write(module, layout, folder / artefact.file)
+    for info in written.values():  # the watcher checks it before loading
+        if "path" in info:
+            info["sha256"] = artefact_sha256(folder / info["path"])
+    return written
 
 
 class ExportParityError(RuntimeError):
@@ -197,58 +186,8 @@ def serving_metadata(config, layout, scaling: Scaling, threshold: ThresholdChoic
         "scaling": scaling.to_dict(),
         "unseen_configuration": None if unseen is None else unseen.to_dict(),
         "artefacts": {k: v for k, v in written.items()},
-        "usage": {
-            "saved_model": "m = tf.saved_model.load(DIR/saved_model); "
-                           "m.signatures['serve_one'](trace=tf.constant(raw[None]), ...)['score']",
-            "litert": "it = tf.lite.Interpreter(FILE); "
-                      "it.get_signature_runner()(trace=raw[None], ...)  (single output)",
-        },
+        "usage": {f.name: f.usage for f in FORMATS.values() if f.usage},
     }
-
-
-# ----------------------------------------------------------------------------------------------
-# Formats
-
-
-def _litert_bytes(module, quantise: bool) -> bytes:
-    """LiteRT flatbuffer of the batch-1 serving function, built-in ops only.
-
-    The Keras LSTM runs as a while loop that reads its kernels as resource variables; converted
-    as they are, the TFLite interpreter fails with READ_VARIABLE inside the WHILE node, and a
-    dynamic batch needs SELECT_TF_OPS (TensorList ops) that the stock interpreter cannot run.
-    A fixed batch of 1 with the variables frozen into constants converts to built-in ops only.
-    """
-    import tensorflow as tf
-    from tensorflow.python.framework.convert_to_constants import (
-        convert_variables_to_constants_v2,
-    )
-
-    frozen = convert_variables_to_constants_v2(module.serve_one_graph.get_concrete_function())
-    converter = tf.lite.TFLiteConverter.from_concrete_functions([frozen], module)
-    if quantise:
-        converter.optimizations = [tf.lite.Optimize.DEFAULT]  # dynamic-range int8 weights
-    return converter.convert()
-
-
-def _onnx(module, layout, path: Path) -> dict:
-    """ONNX through tf2onnx when it is installed, else the reason it is not written."""
-    try:
-        import tf2onnx  # noqa: F401
-    except ImportError as exc:
-        return {"error": f"not written: tf2onnx is not installed ({exc}); it is optional "
-                         "(~115 MB with onnx and onnxruntime): pip install -r "
-                         "requirements-export.txt"}
-    try:
-        import tensorflow as tf
-        import tf2onnx.convert
-
-        specs = [tf.TensorSpec(layout.raw_shape(n, 1), tf.float32, name=n) for n in layout.names]
-        tf2onnx.convert.from_function(module.serve_one_graph, input_signature=specs,
-                                      output_path=str(path))
-        return {"path": path.name, "bytes": path.stat().st_size}
-    except Exception as exc:
-        return {"error": f"not supported: tf2onnx failed on the serving function: "
-                         f"{type(exc).__name__}: {str(exc)[:300]}"}
 
 
 # ----------------------------------------------------------------------------------------------
@@ -256,7 +195,10 @@ def _onnx(module, layout, path: Path) -> dict:
 
 
 @dataclasses.dataclass
-class _RunData:
+class RunData:
+    """The run's pulses the export checks parity on and fits the unseen-configuration radius
+    with (`train_settings`/`val_settings` None: a model without settings)."""
+
     raw: dict            # name -> raw float32 inputs of the parity pulses
     labels: np.ndarray
     keras_scores: np.ndarray
@@ -265,7 +207,7 @@ class _RunData:
     val_settings: np.ndarray | None
 
 
-def _run_data(config, model, trace_scaler, settings_scaler, progress, limit) -> _RunData:
+def _run_data(config, model, trace_scaler, settings_scaler, progress, limit) -> RunData:
     """The run's test part (raw inputs and Keras scores, via the test flow's pipeline)."""
     from data_preparation.pipeline import prepare_samples
     from data_preparation.split import split_indices
@@ -287,7 +229,7 @@ def _run_data(config, model, trace_scaler, settings_scaler, progress, limit) -> 
     if "reference" in names:
         raw["reference"] = np.asarray(samples.references[idx], dtype=np.float32)
     with_settings = samples.settings.shape[1] > 0
-    return _RunData(
+    return RunData(
         raw=raw, labels=samples.label[idx].astype(np.int64), keras_scores=keras_scores,
         source=f"test part of {config.data.dataset_loc}",
         train_settings=settings_scaler.transform(samples.settings[parts["train"]])
@@ -297,7 +239,7 @@ def _run_data(config, model, trace_scaler, settings_scaler, progress, limit) -> 
     )
 
 
-def _unseen(data: _RunData):
+def _unseen(data: RunData):
     if data.train_settings is None or not len(data.val_settings):
         return None
     return fit_unseen(data.train_settings, data.val_settings, DEFAULT_QUANTILE)
@@ -307,11 +249,11 @@ def _unseen(data: _RunData):
 # Parity
 
 
-def _parity(out: Path, written: dict, layout, data: _RunData, threshold: float,
-            encode_once: bool) -> dict:
-    """Each written format scores the same raw test pulses; compare with the Keras model."""
+def parity_report(out: Path, written: dict, layout, data: RunData, threshold: float,
+                  encode_once: bool) -> dict:
+    """Each written artefact scores the same raw test pulses, in each of its registered ways
+    (`live.formats.ParityRow`); compare with the Keras model."""
     from analysis.evaluation import compute_metrics
-    from live.scorer import load_backend, score_each
 
     def pr_auc(scores):
         return compute_metrics(data.labels, scores, threshold).get("pr_auc")
@@ -321,57 +263,44 @@ def _parity(out: Path, written: dict, layout, data: _RunData, threshold: float,
               "n_errant": int(data.labels.sum()), "keras_pr_auc": reference,
               "float_tolerance": FLOAT_PARITY, "int8_pr_auc_tolerance": INT8_PR_AUC,
               "formats": {}}
-    paths = {"saved_model": "saved_model", "saved_model_serve_one": "saved_model",
-             **({"saved_model_encode_once": "saved_model"} if encode_once else {}),
-             **{k: v for k, v in LITERT_FILES.items()}, "onnx": "model.onnx"}
-    for name, file in paths.items():
-        base = "saved_model" if name.startswith("saved_model") else name
-        info = written.get(base)
-        if info is None:
-            continue
-        if "error" in info:
-            result["formats"][name] = {"error": info["error"]}
-            continue
-        backend = load_backend(out / file, layout)
-        if name == "saved_model_serve_one":
-            scores = score_each(backend, data.raw)
-        elif name == "saved_model_encode_once":
-            scores = _score_encoded(backend, data.raw)
-        else:
-            scores = backend.score_batch(data.raw)
-        diff = np.abs(scores - data.keras_scores)
-        auc = pr_auc(scores)
-        entry = {"max_abs_diff": float(diff.max()) if diff.size else 0.0,
-                 "mean_abs_diff": float(diff.mean()) if diff.size else 0.0,
-                 "pr_auc": auc,
-                 "delta_pr_auc": None if auc is None or reference is None else auc - reference,
-                 "bytes": info["bytes"]}
-        if name == "litert_int8":
-            entry["within_tolerance"] = (entry["delta_pr_auc"] is None
-                                         or abs(entry["delta_pr_auc"]) <= INT8_PR_AUC)
-        else:
-            entry["within_tolerance"] = entry["max_abs_diff"] <= FLOAT_PARITY
-        result["formats"][name] = entry
+    for export_format in FORMATS.values():
+        for artefact in export_format.artefacts:
+            info = written.get(artefact.key)
+            if info is None:
+                continue
+            for row in artefact.parity:
+                if row.encode_once_only and not encode_once:
+                    continue
+                if "error" in info:
+                    result["formats"][row.name] = {"error": info["error"]}
+                    continue
+                backend = export_format.backend(out / artefact.file, layout)
+                result["formats"][row.name] = _parity_entry(
+                    row, row.score(backend, data.raw), data.keras_scores, pr_auc, reference,
+                    info["bytes"])
     return result
 
 
-def _score_encoded(backend, raw: dict) -> np.ndarray:
-    """Scores through encode-once, each pulse and each reference encoded alone (as live)."""
-    references = raw["reference"]
-    pulse = backend.encode_batch(raw["trace"])
-    stored = backend.encode_batch(references.reshape(-1, *references.shape[2:]))
-    stored = stored.reshape(len(references), references.shape[1], *stored.shape[1:])
-    return backend.score_encoded_batch(pulse, stored, raw.get("settings"))
+def _parity_entry(row, scores: np.ndarray, keras_scores: np.ndarray, pr_auc, reference,
+                  size: int) -> dict:
+    """One parity.json row: differences from the Keras scores, PR AUC, within tolerance."""
+    diff = np.abs(scores - keras_scores)
+    auc = pr_auc(scores)
+    entry = {"max_abs_diff": float(diff.max()) if diff.size else 0.0,
+             "mean_abs_diff": float(diff.mean()) if diff.size else 0.0,
+             "pr_auc": auc,
+             "delta_pr_auc": None if auc is None or reference is None else auc - reference,
+             "bytes": size}
+    if row.tolerance == "pr_auc":
+        entry["within_tolerance"] = (entry["delta_pr_auc"] is None
+                                     or abs(entry["delta_pr_auc"]) <= INT8_PR_AUC)
+    else:
+        entry["within_tolerance"] = entry["max_abs_diff"] <= FLOAT_PARITY
+    return entry
 
 
 # ----------------------------------------------------------------------------------------------
 # Files
-
-
-def _size(path: Path) -> int:
-    if path.is_file():
-        return path.stat().st_size
-    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
 
 
 def _swap_in(tmp: Path, out: Path) -> None:
@@ -387,5 +316,5 @@ def _swap_in(tmp: Path, out: Path) -> None:
 
 # Names other modules import from here (the file layout and the test flow's deployment figures
 # now live in utils.serving_files, testing.deployment and analysis.deployment).
-__all__ = ["FORMATS", "ExportParityError", "ExportResult", "check_parity", "export_run",
-    "parse_formats", "serving_metadata"]
+__all__ = ["ExportParityError", "ExportResult", "RunData", "check_parity", "export_run",
+    "parity_report", "serving_metadata", "write_artefacts"]

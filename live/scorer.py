@@ -3,7 +3,8 @@
 A backend takes raw inputs by name ("trace" [L] or [L, C], "settings" [S], "reference"
 [K, L(, C)], no batch axis) and returns the score; `score_batch` takes the same with a batch axis.
 The live flow (`live.watch`, the stream benchmark) and the export's parity check go through
-these classes, so what is measured is what a caller deploys.
+these classes, so what is measured is what a caller deploys. Which class scores which artefact
+is said by the export-format registry (`live.formats`: `load_backend`).
 """
 
 from __future__ import annotations
@@ -117,6 +118,21 @@ def score_each(backend, raw: dict) -> np.ndarray:
                      for i in range(n)], dtype=np.float64)
 
 
+def score_batch(backend, raw: dict) -> np.ndarray:
+    """Scores of a batch of raw inputs through the backend's own batch call."""
+    return backend.score_batch(raw)
+
+
+def score_encoded(backend, raw: dict) -> np.ndarray:
+    """Scores of a batch of raw inputs through a SavedModel's encode-once signatures, each
+    pulse and each reference encoded alone (as live scoring does)."""
+    references = raw["reference"]
+    pulse = backend.encode_batch(raw["trace"])
+    stored = backend.encode_batch(references.reshape(-1, *references.shape[2:]))
+    stored = stored.reshape(len(references), references.shape[1], *stored.shape[1:])
+    return backend.score_encoded_batch(pulse, stored, raw.get("settings"))
+
+
 class LiteRTBackend:
     """A batch-1 LiteRT model, run by `ai_edge_litert` when installed, else `tf.lite`."""
 
@@ -167,14 +183,3 @@ class OnnxBackend:
     def score_batch(self, raw: dict, batch_size: int = 0) -> np.ndarray:
         return score_each(self, raw)  # the artefact has batch 1
 
-
-def load_backend(path: Path, layout: InputLayout):
-    """The backend for an artefact path: a SavedModel folder, a .tflite or an .onnx file."""
-    path = Path(path)
-    if path.is_dir():
-        return SavedModelBackend(path, layout)
-    if path.suffix == ".tflite":
-        return LiteRTBackend(path, layout)
-    if path.suffix == ".onnx":
-        return OnnxBackend(path, layout)
-    raise ValueError(f"{path}: not an exported artefact (a SavedModel folder, .tflite or .onnx)")

@@ -62,8 +62,9 @@ from data_preparation.ledger import (
     DataLedger,
 )
 from live.engine import CSV_COLUMNS, LiveScorer, PulseRow, csv_row, iso_time
+from live.formats import BASE_FORMAT, find_artefact
 from utils.run_folder import atomic_path, atomic_write_json, create_run_dir
-from utils.serving_files import ARTEFACTS, check_artefact
+from utils.serving_files import check_artefact
 
 log = logging.getLogger("beamwatch.watch")
 
@@ -226,8 +227,7 @@ def watch(run_dir: Path, watched: Path, *, artefact: str = "saved_model",
     run_dir, watched = Path(run_dir), Path(watched)
     if not watched.is_dir():
         raise FileNotFoundError(f"--watch {watched}: no such folder")
-    if artefact not in ARTEFACTS:
-        raise ValueError(f"artefact {artefact!r}: expected one of {', '.join(ARTEFACTS)}")
+    find_artefact(artefact)  # an unknown name is refused before anything is opened
     lock = _lock_session(run_dir, watched)
     try:
         config = load_config(run_dir / "config.yaml")
@@ -251,20 +251,20 @@ def open_scorer(run_dir: Path, artefact: str, max_settings_age_s: float | None,
     the run has no export yet) and its serving.json; the one way --watch and the EPICS input
     load a model."""
     from live.export import check_parity, export_run
-    from live.scorer import load_backend
     from live.serving import InputLayout
     from utils.serving_files import EXPORT_DIR, read_serving
 
+    export_format, chosen = find_artefact(artefact)
     export_dir = run_dir / EXPORT_DIR
     if not (export_dir / "serving.json").exists():
         log.info("no export in %s yet: exporting the SavedModel first", run_dir)
-        check_parity(export_run(
-            run_dir, ("saved_model", "litert") if artefact.startswith("litert")
-            else ("saved_model", artefact) if artefact == "onnx" else ("saved_model",),
-            progress=False))
+        check_parity(export_run(run_dir, tuple(dict.fromkeys((BASE_FORMAT, export_format.name))),
+                                progress=False))
     meta = read_serving(export_dir)
-    backend = load_backend(check_artefact(export_dir, meta, artefact),
-                           InputLayout.from_dict(meta["layout"]))
+    path = check_artefact(export_dir, meta, chosen.key,
+                          tuple(row.name for row in chosen.parity if row.guards_watch),
+                          export_format.name)
+    backend = export_format.backend(path, InputLayout.from_dict(meta["layout"]))
     return LiveScorer(backend, meta, max_settings_age_s=max_settings_age_s,
                       per_pulse=per_pulse), meta
 

@@ -8,17 +8,13 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Sequence
 from pathlib import Path
 
 EXPORT_DIR = "export"
 SERVING_JSON = "serving.json"
 SERVING_FORMAT = "beamwatch-serving-1"
 PARITY_JSON = "parity.json"
-# the artefact a watcher loads -> (its key in serving.json "artefacts", its parity.json rows)
-ARTEFACTS = {"saved_model": ("saved_model", ("saved_model", "saved_model_serve_one")),
-             "litert": ("litert_float32", ("litert_float32",)),
-             "litert_int8": ("litert_int8", ("litert_int8",)),
-             "onnx": ("onnx", ("onnx",))}
 
 
 class ArtefactCheckError(ValueError):
@@ -39,20 +35,22 @@ def artefact_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def check_artefact(export_dir: Path, meta: dict, artefact: str) -> Path:
-    """The path of `artefact` in the export, once it is shown to be what the export wrote.
+def check_artefact(export_dir: Path, meta: dict, key: str, parity_rows: Sequence[str],
+                   export_format: str) -> Path:
+    """The path of the artefact `key` (serving.json "artefacts") in the export, once it is
+    shown to be what the export wrote (the caller names it from `live.formats`: its
+    `parity_rows` in parity.json, the `--export --format` value that writes it).
 
     Refuses (`ArtefactCheckError`, one line naming the file) an artefact that serving.json
     does not list, whose sha256 differs from the one recorded, or that parity.json marks out
     of tolerance.
     """
     export_dir = Path(export_dir)
-    key, parity_rows = ARTEFACTS[artefact]
     info = meta["artefacts"].get(key)
     if info is None or "path" not in info:
         why = info.get("error") if info else "not exported"
         raise ArtefactCheckError(f"{export_dir / SERVING_JSON}: no {key} artefact ({why}); "
-                                 f"export it with --export --format {artefact}")
+                                 f"export it with --export --format {export_format}")
     path = export_dir / info["path"]
     if "sha256" not in info:
         raise ArtefactCheckError(f"{export_dir / SERVING_JSON}: records no sha256 for {key}; "

@@ -10,7 +10,6 @@ import textwrap
 import numpy as np
 import pytest
 
-from live.export import parse_formats
 from live.serving import InputLayout, Scaling, build_serving_module, input_layout
 from tests.live.conftest import raw_window
 
@@ -126,12 +125,6 @@ def test_serving_function_feeds_scaled_references_to_a_reference_model():
     np.testing.assert_allclose(got, np.asarray(want).reshape(-1), atol=1e-6)
     one = module.serve_one(**{k: tf.constant(v[:1]) for k, v in raw.items()})["score"].numpy()
     np.testing.assert_allclose(one, got[:1], atol=1e-5)
-
-
-def test_format_list_is_checked():
-    assert parse_formats("litert") == ("saved_model", "litert")
-    with pytest.raises(ValueError, match="tflite.*expected a comma-separated subset"):
-        parse_formats("tflite")
 
 
 def test_export_folder_has_the_users_umask_permissions(exported):

@@ -254,7 +254,7 @@ def test_sigterm_stops_like_ctrl_c_and_writes_the_summary(run, files, tmp_path):
 
 
 def test_stale_settings_non_finite_and_out_of_order_pulses_are_ledgered_live(run, files):
-    from live.scorer import load_backend
+    from live.formats import load_backend
     from live.serving import InputLayout
     from live.watch import SettingsSource
     from parser.configs import load_config
