@@ -262,14 +262,18 @@ def _say(what: str, path) -> None:
 
 def _load_config(args, overrides: list[str]):
     """The config (--config, else configs/default.yaml if present, else built-in defaults) with
-    the overrides; None after printing the error line when it is bad."""
+    the overrides; None after printing the error line when it is bad (an unknown data.source
+    too: the parser does not know the source registry, `data_preparation.sources`)."""
+    from data_preparation.sources import get_source
     from parser.configs import ConfigError, load_config
 
     config_path = args.config
     if config_path is None and Path("configs/default.yaml").exists():
         config_path = Path("configs/default.yaml")
     try:
-        return load_config(config_path, overrides)
+        config = load_config(config_path, overrides)
+        get_source(config.data.source)
+        return config
     except ConfigError as exc:
         print(f"driver.py: error: {exc}", file=sys.stderr)
         return None

@@ -45,7 +45,6 @@ from parser.loading import (
 )
 from parser.schema import (
     SECTION_CLASSES,
-    SOURCES,
     AugmentConfig,
     BPMDataConfig,
     Config,
@@ -93,5 +92,4 @@ __all__ = [
     "require_source",
     "run_source",
     "MAX_YAML_NESTING",
-    "SOURCES",
 ]

@@ -43,6 +43,15 @@ def test_misspelt_key_is_a_usage_error_with_suggestion(tmp_path, capsys):
     assert "train.learning_rate" in captured.err
 
 
+def test_unknown_source_is_a_usage_error_naming_the_registered_ones(tmp_path, capsys):
+    """The parser keeps no list of sources: the driver checks data.source with the registry."""
+    code, captured = run_main(["--test", "--set", "data.source=sesions"], tmp_path, capsys)
+    assert code == 2
+    assert "data.source: unknown source 'sesions'" in captured.err
+    assert "Did you mean 'sessions'?" in captured.err
+    assert "Traceback" not in captured.err
+
+
 def test_bad_key_in_config_file_names_file_and_key(tmp_path, capsys):
     cfg = tmp_path / "bad.yaml"
     cfg.write_text("model:\n  lstm_unit: 8\n")

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from datetime import datetime
 from pathlib import Path
-from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -90,12 +89,11 @@ def load_toy(config, location=None, layout=None, files=None):
 
 def test_toy_source_is_loaded_by_load_samples(monkeypatch):
     from data_preparation import sources
+    from parser.configs import config_from_dict
 
     monkeypatch.setitem(sources.SOURCES, "toy", sources.Source(load_toy, "samples"))
-    # SimpleNamespace, not parser.configs.Config: the parser keeps its own list of source
-    # names (parser.schema.SOURCES) and would refuse "toy" - the one second place a source
-    # still touches (docs/internals.md, "Where a new thing goes")
-    config = SimpleNamespace(data=SimpleNamespace(source="toy", dataset_loc="toy_data"))
+    # the parser keeps no list of source names: a config may name the toy source
+    config = config_from_dict({"data": {"source": "toy", "dataset_loc": "toy_data"}})
     samples = sources.load_samples(config)
     assert samples.class_names == ("calm", "storm")
     assert samples.ids.tolist() == ["toy_data#0", "toy_data#1", "toy_data#2"]

@@ -575,7 +575,8 @@ def run_predict_flow(config: Config, *, run_dir: Path | None, files: list[Path],
                      debug: bool = False) -> Path:
     """`driver.py --predict FILE...`: logs, the run (given, or the newest complete
     sessions/npz/features/text run under run.output_dir), then `predict_files`."""
-    from parser.configs import SOURCES, run_source
+    from data_preparation.sources import SOURCES
+    from parser.configs import run_source
     from utils.logs import setup_logging
     from utils.status import SNS_SOURCE, newest_complete_run
 

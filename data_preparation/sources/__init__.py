@@ -7,17 +7,21 @@ and `files` lists unlabelled files to score (`driver.py --predict`).
 
 `flow` says which train/test flow serves the source: `"pulses"` (the SNS flows, with beam
 settings, cache, streaming and an operator threshold) or `"samples"` (training/samples_flow.py,
-binary or multiclass on the sample contract). Adding a source: one module with `load`, one line
-here, one config dataclass in parser/schema.py (see docs/internals.md).
+binary or multiclass on the sample contract). Adding a source: one module with `load` and one
+line here, plus, for its settings, one config dataclass in parser/schema.py (see
+docs/internals.md). The parser does not list the names: the driver checks `data.source` with
+`get_source` before any verb runs.
 """
 
 from __future__ import annotations
 
+import difflib
 from collections.abc import Callable
 from typing import NamedTuple
 
 from data_preparation.sources import sessions, sns_dcm, tables, windows
 from data_preparation.sources.contract import Samples
+from parser.configs import ConfigError
 from utils.text import listing
 
 
@@ -36,12 +40,15 @@ SOURCES: dict[str, Source] = {
 
 
 def get_source(name: str) -> Source:
-    """The registered source `name`, or a clear error listing the known ones."""
+    """The registered source `name`, or a `ConfigError` (a usage error: the driver exits 2)
+    listing the known ones."""
     try:
         return SOURCES[name]
     except KeyError:
-        raise ValueError(f"data.source: unknown source {name!r}; registered sources: "
-                         f"{listing(sorted(SOURCES))}.") from None
+        close = difflib.get_close_matches(str(name), list(SOURCES), n=1)
+        hint = f" Did you mean {close[0]!r}?" if close else ""
+        raise ConfigError(f"data.source: unknown source {name!r}; registered sources: "
+                          f"{listing(sorted(SOURCES))}.{hint}") from None
 
 
 def load_samples(config, location: str | None = None, layout: dict | None = None,

@@ -11,8 +11,7 @@ from data_preparation.sample_prep import ChannelScaler, Preprocessor, rebalance
 from data_preparation.sources import SOURCES, get_source, load_samples
 from data_preparation.sources.contract import MISSING_COLUMNS, NO_TIMESTAMP, UNLABELLED
 from data_preparation.sources.split import split_samples
-from parser.configs import SOURCES as CONFIG_SOURCES
-from parser.configs import Config, config_from_dict
+from parser.configs import Config, ConfigError, config_from_dict
 
 
 def config(**sections) -> Config:
@@ -37,10 +36,11 @@ def session(path, n=10, *, drop=(), time=True, extra=None):
     return path
 
 
-def test_registry_names_match_the_config_choices():
-    assert tuple(SOURCES) == CONFIG_SOURCES
-    with pytest.raises(ValueError, match="registered sources"):
-        get_source("bogus")
+def test_unknown_source_is_a_config_error_naming_the_registered_ones():
+    assert get_source("npz") is SOURCES["npz"]
+    with pytest.raises(ConfigError, match="registered sources: features, npz, sessions, "
+                                          "sns_dcm, text. Did you mean 'text'"):
+        get_source("txt")
 
 
 def test_sessions_every_numeric_column_but_time_is_a_channel_csv_and_xlsx(tmp_path):

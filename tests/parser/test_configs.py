@@ -173,7 +173,6 @@ def test_out_of_range_value_is_rejected(section, key, value):
         ("train", "streaming", "'auto', 'true', 'false'"),
         ("threshold", "operating_point",
          "'false_alarms_per_hour', 'target_false_alarm_rate', 'best_f1'"),
-        ("data", "source", "'sns_dcm', 'npz', 'sessions', 'features', 'text'"),
     ],
 )
 def test_bad_enum_lists_allowed_values(section, key, allowed):
