@@ -151,7 +151,9 @@ def test_every_published_pulse_is_scored_once_or_ledgered_across_an_ioc_restart(
         assert (n in scored) + (n in ledgered) == 1, f"pulse {n}: scored {n in scored}, " \
                                                      f"ledgered {ledgered.get(n)}"
     assert set(scored) <= set(published)
-    assert ledgered[WRONG_LENGTH_AT] == MALFORMED_WAVEFORM
+    # the wrong-length waveform is never scored: ledgered malformed, or, where a client under
+    # heavy load dropped monitor updates around it, inside a stretch ledgered as missed
+    assert ledgered[WRONG_LENGTH_AT] in (MALFORMED_WAVEFORM, MISSED_PULSES)
     assert any(reason == MISSED_PULSES and n >= RESTART_AT for n, reason in ledgered.items())
     assert sum(n > RESTART_AT for n in scored) > 50, "scoring did not resume after the restart"
     assert len(scored) > 150

@@ -206,7 +206,8 @@ def test_npz_windows_train_and_test_with_the_generic_model(tmp_path):
                  "cache_dir": None},
         "model": {"name": "cnn_lstm", "input_pool": 1, "conv_filters": [8, 8],
                   "conv_kernels": [5, 3], "conv_strides": [2, 2], "lstm_units": 8},
-        "train": {"epochs": 2, "batch_size": 16, "tensorboard": False},
+        # a fixed schedule: the cross-validated epoch choice has its own tests (test_small_data)
+        "train": {"epochs": 2, "batch_size": 16, "tensorboard": False, "epoch_choice": "fixed"},
     }))
     assert run_driver("--config", str(config), "--quiet") == 0
     (run_dir,) = sorted((tmp_path / "runs").iterdir())
