@@ -44,6 +44,7 @@ from parser.loading import (
     run_source,
 )
 from parser.schema import (
+    HISTORY_MODELS,
     SECTION_CLASSES,
     SOURCES,
     AugmentConfig,
@@ -51,6 +52,7 @@ from parser.schema import (
     Config,
     DCMDataConfig,
     FeaturesConfig,
+    HistoryConfig,
     LiveConfig,
     ModelConfig,
     ReferenceConfig,
@@ -83,6 +85,8 @@ __all__ = [
     "SessionsConfig",
     "WindowsConfig",
     "FeaturesConfig",
+    "HISTORY_MODELS",
+    "HistoryConfig",
     "TextConfig",
     "AugmentConfig",
     "config_from_dict",
