@@ -1,7 +1,7 @@
 """The data steps the train and test flows call, in order.
 
-`prepare_samples` (pulses -> settings join -> filters -> configuration groups -> reference
-pulses, `data_preparation.references`), then the flow
+`prepare_samples` (pulses -> settings join -> filters -> configuration groups -> history and
+reference pulses, `data_preparation.references`), then the flow
 splits (`split.split_indices`), fits scalers on the training part (`fit_scalers`) and
 rebalances the training part (`balance_training`); `training.dataset.make_dataset` then builds
 the `tf.data` pipelines, in memory or streamed from the HDF5 cache. Nothing here imports
@@ -35,6 +35,7 @@ from data_preparation.ledger import (
 )
 from data_preparation.npz_source import load_npz_pulses
 from data_preparation.references import (
+    EmptySlots,
     ReferenceView,
     plan_references,
     resolve_in_place,
@@ -62,6 +63,9 @@ class SampleSet:
             judged against (a lazy `ReferenceView` when streaming), None when off.
         reference_timestamp_ns: int64 [n, K] their times (-1 empty); reference_source: int8
             [n, K] where each came from (0 empty, 1 same file, 2 archive, 3 the sample itself).
+        history: float32 [n, N, L] the N pulses just before each sample in its own file
+            (right-aligned, zeros in empty slots; a `TraceStore` when streaming), None when off.
+        history_timestamp_ns: int64 [n, N] their times, -1 for empty slots.
     """
 
     traces: np.ndarray | TraceStore
@@ -77,6 +81,8 @@ class SampleSet:
     references: np.ndarray | ReferenceView | None = None
     reference_timestamp_ns: np.ndarray | None = None
     reference_source: np.ndarray | None = None
+    history: np.ndarray | TraceStore | None = None
+    history_timestamp_ns: np.ndarray | None = None
 
     @property
     def acquisition(self) -> np.ndarray | None:
@@ -97,6 +103,18 @@ class SampleSet:
         return 0 if self.references is None else int(self.references.shape[1])
 
     @property
+    def n_history(self) -> int:
+        """N, the history pulses per sample (0 without a history)."""
+        return 0 if self.history is None else int(self.history.shape[1])
+
+    @property
+    def history_count(self) -> np.ndarray | None:
+        """int32 [n]: filled history slots per sample (the last ones); None without a history."""
+        if self.history_timestamp_ns is None:
+            return None
+        return (self.history_timestamp_ns >= 0).sum(axis=1).astype(np.int32)
+
+    @property
     def trace_shape(self) -> tuple[int, int]:
         """(length, channels) of one trace."""
         shape = tuple(self.traces.shape[1:])
@@ -113,6 +131,11 @@ class SampleSet:
             references = references.take(indices)
         elif references is not None:
             references = references[indices]
+        history = self.history
+        if isinstance(history, TraceStore):
+            history = history.take(indices)
+        elif history is not None:
+            history = history[indices]
         return dataclasses.replace(
             self,
             traces=traces,
@@ -124,6 +147,8 @@ class SampleSet:
             references=references,
             reference_timestamp_ns=_rows_or_none(self.reference_timestamp_ns, indices),
             reference_source=_rows_or_none(self.reference_source, indices),
+            history=history,
+            history_timestamp_ns=_rows_or_none(self.history_timestamp_ns, indices),
         )
 
     def ledger_pulses(self, indices, reason: str, detail: str = "") -> None:
@@ -165,6 +190,9 @@ def prepare_samples(
     With `reference.count` K > 0, each sample then gets K reference pulses by the rule of
     `data_preparation.references` (in-file first, then earlier normal samples of its
     configuration group in THIS data); samples without enough are ledgered `no_reference`.
+    With `history.count` N > 0 the in-file windows (`get_traces(references=N)`, the same
+    extraction and cache) are the sample's history instead, and the references come from
+    other acquisitions only (`reference.own_file` is false: the config refuses otherwise).
     The archive fallback sees only the pulses loaded here, so a test on another archive
     (`dataset_loc`) draws references from that archive's own past only. An npz source has
     references only when the npz holds them.
@@ -172,8 +200,10 @@ def prepare_samples(
     data_config = config.data
     if dataset_loc is not None:
         data_config = dataclasses.replace(data_config, dataset_loc=str(dataset_loc))
-    k = config.reference.count
-    pulses = _pulse_reader(data_config.source)(data_config, config.train, progress, k)
+    k, n_history = config.reference.count, config.history.count
+    # One in-file extraction: the history when it is on, else the in-file references.
+    pulses = _pulse_reader(data_config.source)(data_config, config.train, progress,
+                                               n_history or k)
     n = len(pulses)
     keep = np.ones(n, dtype=bool)
     if pulses.settings is not None:
@@ -188,7 +218,7 @@ def prepare_samples(
     kept = np.flatnonzero(keep)
     settings = np.asarray(settings[kept], dtype=np.float32)
     traces = pulses.traces
-    references = pulses.references if k else None
+    references = pulses.references if (k or n_history) else None
     if kept.size != n:
         traces = traces.take(kept) if isinstance(traces, TraceStore) else traces[kept]
         if isinstance(references, TraceStore):
@@ -207,10 +237,12 @@ def prepare_samples(
         ledger=pulses.ledger,
         one_file_per_acquisition=data_config.source != "npz",
     )
-    if references is not None:
-        samples = _with_references(
-            samples, references, pulses.reference_timestamp_ns[kept], config.reference
-        )
+    in_file_stamps = None if references is None else pulses.reference_timestamp_ns[kept]
+    if n_history and references is not None:
+        samples = _with_history(samples, references, in_file_stamps)
+        references, in_file_stamps = None, np.full((len(samples), k), -1, np.int64)
+    if k and in_file_stamps is not None:
+        samples = _with_references(samples, references, in_file_stamps, config.reference)
     elif k:
         logger.warning("reference.count=%d but the npz %s holds no references: samples have "
                        "none (a reference model cannot be fed).", k, data_config.dataset_loc)
@@ -260,9 +292,29 @@ def _compact_rows(array: np.ndarray, kept: np.ndarray, chunk: int = 256) -> np.n
     return array[: kept.size]
 
 
+def _with_history(samples: SampleSet, history, stamps: np.ndarray) -> SampleSet:
+    """Attach the in-file windows as each sample's history (nothing else to decide: they are
+    the N pulses strictly before it in its own file, right-aligned, -1 stamps where empty)."""
+    if np.any(stamps >= samples.timestamp_ns[:, None]):
+        raise ValueError("a history pulse is not earlier than its sample")  # get_traces' rule
+    count = (stamps >= 0).sum(axis=1)
+    logger.info("History (N=%d): %d samples with all %d slots, %d with fewer, %d with none.",
+                stamps.shape[1], int((count == stamps.shape[1]).sum()), stamps.shape[1],
+                int(((count > 0) & (count < stamps.shape[1])).sum()), int((count == 0).sum()))
+    return dataclasses.replace(samples, history=history, history_timestamp_ns=stamps)
+
+
 def _with_references(samples: SampleSet, references, in_file_stamps, reference_config
                      ) -> SampleSet:
-    """Apply the reference rule; ledger and drop the samples left without enough references."""
+    """Apply the reference rule; ledger and drop the samples left without enough references.
+
+    `references` None: no in-file references (a history holds the in-file windows); every
+    reference then comes from the archive (`reference.own_file` false).
+    """
+    if references is None:
+        shape = (len(samples), in_file_stamps.shape[1], *samples.traces.shape[1:])
+        references = (EmptySlots(shape[0], shape[1], shape[2:]) if samples.streaming
+                      else np.zeros(shape, dtype=np.float32))
     plan = plan_references(
         in_file_stamps, samples.timestamp_ns, samples.label, samples.group,
         window_s=reference_config.window_s, min_count=reference_config.min_count,
@@ -271,7 +323,7 @@ def _with_references(samples: SampleSet, references, in_file_stamps, reference_c
                      else np.arange(samples.timestamp_ns.size)),
         min_age_s=reference_config.min_age_s,
     )
-    if isinstance(references, TraceStore) or samples.streaming:
+    if isinstance(references, TraceStore | EmptySlots) or samples.streaming:
         resolved = ReferenceView(references, samples.traces, plan)
     else:
         resolved = resolve_in_place(plan, references, samples.traces)
@@ -299,14 +351,18 @@ def _with_references(samples: SampleSet, references, in_file_stamps, reference_c
 
 
 def _drop(samples: SampleSet, keep: np.ndarray) -> SampleSet:
-    """`samples.take(keep)`, compacting in-memory traces and references in place."""
+    """`samples.take(keep)`, compacting in-memory traces, references and history in place."""
     if samples.streaming or not isinstance(samples.references, np.ndarray):
         return samples.take(keep)
     traces = _compact_rows(samples.traces, keep)
     references = _compact_rows(samples.references, keep)
+    history = samples.history
+    if isinstance(history, np.ndarray):
+        history = _compact_rows(history, keep)
     empty = np.empty((len(samples), 0), dtype=np.float32)  # take() the small arrays only
-    taken = dataclasses.replace(samples, traces=empty, references=empty).take(keep)
-    return dataclasses.replace(taken, traces=traces, references=references)
+    taken = dataclasses.replace(samples, traces=empty, references=empty,
+                                history=None if history is None else empty).take(keep)
+    return dataclasses.replace(taken, traces=traces, references=references, history=history)
 
 
 def _load_npz(data_config, train_config, progress: bool, references: int = 0):
