@@ -36,19 +36,3 @@ def test_unknown_format_is_one_clear_line(tiny_run, tmp_path, capsys):
     err = capsys.readouterr().err
     assert "--format 'tflite': expected a comma-separated subset of saved_model,litert,onnx" in err
 
-
-def test_live_verbs_refuse_a_history_run_in_one_line_before_writing(tmp_path, capsys):
-    from parser.configs import Config, HistoryConfig, ModelConfig, ReferenceConfig, dump_config
-
-    run = tmp_path / "run"
-    run.mkdir()
-    (run / "config.yaml").write_text(dump_config(Config(
-        model=ModelConfig(name="sns_history_siamese"), history=HistoryConfig(count=3),
-        reference=ReferenceConfig(own_file=False))))
-    for verb in (("--export",), ("--watch", str(tmp_path / "in"))):
-        code = _run(*verb, "--run", str(run), "--set", f"run.log_dir={tmp_path / 'logs'}")
-        err = capsys.readouterr().err.strip().splitlines()
-        # a usage error: one line (then the usual pointer to the traceback)
-        assert code == 2 and err[0].startswith("driver.py: error: ")
-        assert f"{verb[0]}: run {run} reads a history of 3 pulses (history.count=3)" in err[0]
-    assert sorted(p.name for p in run.iterdir()) == ["config.yaml"]
