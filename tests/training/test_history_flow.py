@@ -49,6 +49,7 @@ def test_history_model_trains_tests_and_is_refused_by_export(archive, tmp_path, 
     for part in ("train", "val", "test"):  # references from other acquisitions, both classes
         counts = splits[part]["references"]
         assert counts["archive"] == splits[part]["n"] and counts["same_file"] == 0
+        assert splits[part]["history"]["slots"] == 2
     (test_dir,) = (run_dir / "tests").iterdir()
     tested = json.loads((test_dir / "metrics.json").read_text())
     assert tested["split"]["n"] == splits["test"]["n"] and tested["metrics"]["pr_auc"] is not None
