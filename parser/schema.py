@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import ClassVar
 
 from enterprise_tools.sns_pvs import ERRANT_BEAM_PVS
+from parser.cross_checks import history_problems
 from parser.validation import ConfigError, Problem, Section, option, show_value
 
 __all__ = [
@@ -20,7 +21,6 @@ __all__ = [
     "Config",
     "DCMDataConfig",
     "FeaturesConfig",
-    "HISTORY_MODELS",
     "HistoryConfig",
     "LiveConfig",
     "ModelConfig",
@@ -48,10 +48,6 @@ _SNS_FEATURES = ERRANT_BEAM_PVS
 # The names of data_preparation.sources.SOURCES (the parser imports nothing from the project;
 # tests/data_preparation/test_sources.py checks the two lists agree).
 SOURCES = ("sns_dcm", "npz", "sessions", "features", "text")
-
-# The registered models that read a pulse history (input "history"); tests/model keeps this
-# equal to the builders whose models have that input.
-HISTORY_MODELS = ("sns_history_siamese",)
 
 
 @dataclass(frozen=True)
@@ -331,14 +327,10 @@ class ReferenceConfig(Section):
 
 @dataclass(frozen=True)
 class HistoryConfig(Section):
-    """``history``: the last pulses before a sample in its own file, given to the model as a
-    sequence so that a precursor growing over several pulses is a trend it can see.
-
-    ``count`` N (0: off) are the N well-formed, non-tripping pulses strictly before the sample
-    in its file, right-aligned, empty slots masked (a file may hold fewer). Unlike references,
-    history may lie inside a run-up: that is its point. It needs a model that reads it
-    (``HISTORY_MODELS``) and ``reference.own_file: false`` (references outside any run-up).
-    """
+    """``history``: ``count`` N (0: off) well-formed, non-tripping pulses strictly before a
+    sample in its own file, right-aligned, empty slots masked, given to the model as a sequence
+    (a precursor growing over several pulses is a trend). Checked across sections by
+    ``parser.cross_checks``: a history model and ``reference.own_file: false``."""
 
     section: ClassVar[str] = "history"
 
@@ -503,32 +495,6 @@ class Config:
         ]
         if problems:
             raise ConfigError(problems)
-        problems = [Problem(key, detail) for key, detail in self._history_problems()]
+        problems = [Problem(key, detail) for key, detail in history_problems(self)]
         if problems:
             raise ConfigError(problems)
-
-    def _history_problems(self) -> list[tuple[str, str]]:
-        """Checks across sections: a history needs a model that reads it, and the reverse."""
-        count, name = self.history.count, self.model.name
-        if not count:
-            if name in HISTORY_MODELS:
-                return [("history.count", f"received 0; model.name={name!r} reads a history of "
-                                          "earlier pulses: expected 1 or more")]
-            return []
-        if name not in HISTORY_MODELS:
-            return [("history.count", f"received {count}; model.name={name!r} reads no history: "
-                                      f"expected 0, or a history model ({', '.join(HISTORY_MODELS)})")]
-        problems = []
-        if self.data.source != "sns_dcm":
-            problems.append(("history.count", f"received {count}; only data.source='sns_dcm' "
-                                              f"has in-file history, not {self.data.source!r}: "
-                                              "expected 0"))
-        if self.reference.own_file:
-            problems.append(("reference.own_file", "received true; expected false with "
-                                                   "history.count > 0 (references must not come "
-                                                   "from the run-up the history shows)"))
-        if not self.reference.count:
-            problems.append(("reference.count", f"received 0; model.name={name!r} compares "
-                                                "pulses with references: expected 1 or more"))
-        return problems
-

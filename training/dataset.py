@@ -18,7 +18,7 @@ import numpy as np
 from data_preparation.scalers import SettingsScaler, TraceScaler
 
 if TYPE_CHECKING:
-    from data_preparation.pipeline import SampleSet
+    from data_preparation.sample_set import SampleSet
 
 INPUT_NAMES = ("trace", "settings", "reference", "history", "history_count")
 

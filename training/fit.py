@@ -33,7 +33,7 @@ PREDICT_BATCH = 256  # scoring batch: no gradients, so larger than the training 
 class TrainingPart:
     """What the model is fitted on: samples (possibly SMOTE-resampled), rows, per-row weights."""
 
-    samples: object  # data_preparation.pipeline.SampleSet
+    samples: object  # data_preparation.sample_set.SampleSet
     indices: np.ndarray
     sample_weight: np.ndarray | None = None
 
