@@ -1,8 +1,8 @@
 """The data steps the train and test flows call, in order.
 
-`prepare_samples` (pulses -> settings join -> filters -> configuration groups -> reference
-pulses, `data_preparation.references`), then the flow
-splits (`split.split_indices`), fits scalers on the training part (`fit_scalers`) and
+`prepare_samples` (pulses -> settings join -> filters -> configuration groups -> history and
+reference pulses, `data_preparation.references`; the result a `sample_set.SampleSet`), then
+the flow splits (`split.split_indices`), fits scalers on the training part (`fit_scalers`) and
 rebalances the training part (`balance_training`); `training.dataset.make_dataset` then builds
 the `tf.data` pipelines, in memory or streamed from the HDF5 cache. Nothing here imports
 TensorFlow.
@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -31,116 +30,22 @@ from data_preparation.ledger import (
     NO_SETTINGS,
     NON_PRODUCTION,
     STALE_SETTINGS,
-    DataLedger,
 )
 from data_preparation.npz_source import load_npz_pulses
 from data_preparation.references import (
+    EmptySlots,
     ReferenceView,
     plan_references,
     resolve_in_place,
     source_counts,
 )
+from data_preparation.sample_set import SampleSet, ledger_pulses
 from data_preparation.scalers import SettingsScaler, TraceScaler
 from data_preparation.trace_store import TraceStore
 
 logger = logging.getLogger(__name__)
 
 SYNTHETIC = -1  # file_index / group / timestamp of SMOTE's synthetic samples
-
-
-@dataclass
-class SampleSet:
-    """Model-ready samples in time order, with where they came from and what was dropped.
-
-    Attributes:
-        traces: float32 [n, L] (or [n, L, C] from npz) array, or a `TraceStore` (streaming).
-        settings: float32 [n, k] beam settings in force at each pulse ([n, 0] without settings).
-        settings_names: the k PV names.
-        label: int8 [n]; timestamp_ns: int64 [n]; group: int64 [n] configuration group.
-        file_index: int32 [n] into `files`; ledger: every skipped file and pulse.
-        references: float32 [n, K, L] (or [n, K, L, C]) reference windows each sample is
-            judged against (a lazy `ReferenceView` when streaming), None when off.
-        reference_timestamp_ns: int64 [n, K] their times (-1 empty); reference_source: int8
-            [n, K] where each came from (0 empty, 1 same file, 2 archive, 3 the sample itself).
-    """
-
-    traces: np.ndarray | TraceStore
-    settings: np.ndarray
-    settings_names: tuple[str, ...]
-    label: np.ndarray
-    timestamp_ns: np.ndarray
-    group: np.ndarray
-    file_index: np.ndarray
-    files: list[str]
-    ledger: DataLedger = field(default_factory=DataLedger)
-    one_file_per_acquisition: bool = True  # DCM: a file is one acquisition; npz: windows apart
-    references: np.ndarray | ReferenceView | None = None
-    reference_timestamp_ns: np.ndarray | None = None
-    reference_source: np.ndarray | None = None
-
-    @property
-    def acquisition(self) -> np.ndarray | None:
-        """An id per sample that a time split must not cut through (None: every sample apart)."""
-        return self.file_index if self.one_file_per_acquisition else None
-
-    def __len__(self) -> int:
-        return int(self.label.size)
-
-    @property
-    def streaming(self) -> bool:
-        """True when the traces are read lazily from the cache."""
-        return isinstance(self.traces, TraceStore)
-
-    @property
-    def n_references(self) -> int:
-        """K, the reference pulses per sample (0 without references)."""
-        return 0 if self.references is None else int(self.references.shape[1])
-
-    @property
-    def trace_shape(self) -> tuple[int, int]:
-        """(length, channels) of one trace."""
-        shape = tuple(self.traces.shape[1:])
-        return (shape[0], shape[1] if len(shape) > 1 else 1)
-
-    def take(self, indices) -> SampleSet:
-        """The samples at `indices` (same file table and ledger)."""
-        indices = np.asarray(indices, dtype=np.int64)
-        traces = (
-            self.traces.take(indices) if self.streaming else self.traces[indices]
-        )
-        references = self.references
-        if isinstance(references, ReferenceView):
-            references = references.take(indices)
-        elif references is not None:
-            references = references[indices]
-        return dataclasses.replace(
-            self,
-            traces=traces,
-            settings=self.settings[indices],
-            label=self.label[indices],
-            timestamp_ns=self.timestamp_ns[indices],
-            group=self.group[indices],
-            file_index=self.file_index[indices],
-            references=references,
-            reference_timestamp_ns=_rows_or_none(self.reference_timestamp_ns, indices),
-            reference_source=_rows_or_none(self.reference_source, indices),
-        )
-
-    def ledger_pulses(self, indices, reason: str, detail: str = "") -> None:
-        """Ledger the pulses at `indices` as skipped for `reason`, one entry per file."""
-        ledger_pulses(self.ledger, self.files, self.file_index[np.asarray(indices)], reason, detail)
-
-
-def _rows_or_none(array, indices):
-    return None if array is None else array[indices]
-
-
-def ledger_pulses(ledger: DataLedger, files, file_index, reason: str, detail: str = "") -> None:
-    """Add one ledger entry per file with the number of its pulses in `file_index`."""
-    file_index = np.asarray(file_index, dtype=np.int64)
-    counts = np.bincount(file_index[file_index >= 0], minlength=len(files))
-    for i in np.flatnonzero(counts):
-        ledger.add(files[i], reason, int(counts[i]), detail)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -165,6 +70,9 @@ def prepare_samples(
     With `reference.count` K > 0, each sample then gets K reference pulses by the rule of
     `data_preparation.references` (in-file first, then earlier normal samples of its
     configuration group in THIS data); samples without enough are ledgered `no_reference`.
+    With `history.count` N > 0 the in-file windows (`get_traces(references=N)`, the same
+    extraction and cache) are the sample's history instead, and the references come from
+    other acquisitions only (`reference.own_file` is false: the config refuses otherwise).
     The archive fallback sees only the pulses loaded here, so a test on another archive
     (`dataset_loc`) draws references from that archive's own past only. An npz source has
     references only when the npz holds them.
@@ -172,8 +80,10 @@ def prepare_samples(
     data_config = config.data
     if dataset_loc is not None:
         data_config = dataclasses.replace(data_config, dataset_loc=str(dataset_loc))
-    k = config.reference.count
-    pulses = _pulse_reader(data_config.source)(data_config, config.train, progress, k)
+    k, n_history = config.reference.count, config.history.count
+    # One in-file extraction: the history when it is on, else the in-file references.
+    pulses = _pulse_reader(data_config.source)(data_config, config.train, progress,
+                                               n_history or k)
     n = len(pulses)
     keep = np.ones(n, dtype=bool)
     if pulses.settings is not None:
@@ -188,7 +98,7 @@ def prepare_samples(
     kept = np.flatnonzero(keep)
     settings = np.asarray(settings[kept], dtype=np.float32)
     traces = pulses.traces
-    references = pulses.references if k else None
+    references = pulses.references if (k or n_history) else None
     if kept.size != n:
         traces = traces.take(kept) if isinstance(traces, TraceStore) else traces[kept]
         if isinstance(references, TraceStore):
@@ -207,10 +117,12 @@ def prepare_samples(
         ledger=pulses.ledger,
         one_file_per_acquisition=data_config.source != "npz",
     )
-    if references is not None:
-        samples = _with_references(
-            samples, references, pulses.reference_timestamp_ns[kept], config.reference
-        )
+    in_file_stamps = None if references is None else pulses.reference_timestamp_ns[kept]
+    if n_history and references is not None:
+        samples = _with_history(samples, references, in_file_stamps)
+        references, in_file_stamps = None, np.full((len(samples), k), -1, np.int64)
+    if k and in_file_stamps is not None:
+        samples = _with_references(samples, references, in_file_stamps, config.reference)
     elif k:
         logger.warning("reference.count=%d but the npz %s holds no references: samples have "
                        "none (a reference model cannot be fed).", k, data_config.dataset_loc)
@@ -260,9 +172,29 @@ def _compact_rows(array: np.ndarray, kept: np.ndarray, chunk: int = 256) -> np.n
     return array[: kept.size]
 
 
+def _with_history(samples: SampleSet, history, stamps: np.ndarray) -> SampleSet:
+    """Attach the in-file windows as each sample's history (nothing else to decide: they are
+    the N pulses strictly before it in its own file, right-aligned, -1 stamps where empty)."""
+    if np.any(stamps >= samples.timestamp_ns[:, None]):
+        raise ValueError("a history pulse is not earlier than its sample")  # get_traces' rule
+    count = (stamps >= 0).sum(axis=1)
+    logger.info("History (N=%d): %d samples with all %d slots, %d with fewer, %d with none.",
+                stamps.shape[1], int((count == stamps.shape[1]).sum()), stamps.shape[1],
+                int(((count > 0) & (count < stamps.shape[1])).sum()), int((count == 0).sum()))
+    return dataclasses.replace(samples, history=history, history_timestamp_ns=stamps)
+
+
 def _with_references(samples: SampleSet, references, in_file_stamps, reference_config
                      ) -> SampleSet:
-    """Apply the reference rule; ledger and drop the samples left without enough references."""
+    """Apply the reference rule; ledger and drop the samples left without enough references.
+
+    `references` None: no in-file references (a history holds the in-file windows); every
+    reference then comes from the archive (`reference.own_file` false).
+    """
+    if references is None:
+        shape = (len(samples), in_file_stamps.shape[1], *samples.traces.shape[1:])
+        references = (EmptySlots(shape[0], shape[1], shape[2:]) if samples.streaming
+                      else np.zeros(shape, dtype=np.float32))
     plan = plan_references(
         in_file_stamps, samples.timestamp_ns, samples.label, samples.group,
         window_s=reference_config.window_s, min_count=reference_config.min_count,
@@ -271,7 +203,7 @@ def _with_references(samples: SampleSet, references, in_file_stamps, reference_c
                      else np.arange(samples.timestamp_ns.size)),
         min_age_s=reference_config.min_age_s,
     )
-    if isinstance(references, TraceStore) or samples.streaming:
+    if isinstance(references, TraceStore | EmptySlots) or samples.streaming:
         resolved = ReferenceView(references, samples.traces, plan)
     else:
         resolved = resolve_in_place(plan, references, samples.traces)
@@ -299,14 +231,18 @@ def _with_references(samples: SampleSet, references, in_file_stamps, reference_c
 
 
 def _drop(samples: SampleSet, keep: np.ndarray) -> SampleSet:
-    """`samples.take(keep)`, compacting in-memory traces and references in place."""
+    """`samples.take(keep)`, compacting in-memory traces, references and history in place."""
     if samples.streaming or not isinstance(samples.references, np.ndarray):
         return samples.take(keep)
     traces = _compact_rows(samples.traces, keep)
     references = _compact_rows(samples.references, keep)
+    history = samples.history
+    if isinstance(history, np.ndarray):
+        history = _compact_rows(history, keep)
     empty = np.empty((len(samples), 0), dtype=np.float32)  # take() the small arrays only
-    taken = dataclasses.replace(samples, traces=empty, references=empty).take(keep)
-    return dataclasses.replace(taken, traces=traces, references=references)
+    taken = dataclasses.replace(samples, traces=empty, references=empty,
+                                history=None if history is None else empty).take(keep)
+    return dataclasses.replace(taken, traces=traces, references=references, history=history)
 
 
 def _load_npz(data_config, train_config, progress: bool, references: int = 0):

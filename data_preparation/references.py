@@ -294,6 +294,30 @@ class ReferenceView:
         return f"ReferenceView(shape={self.shape})"
 
 
+class EmptySlots:
+    """Lazy zeros `[n, K, ...]`: the in-file slots of a `ReferenceView` when no reference is
+    taken from the sample's file (`own_file=False` beside a history, whose windows the in-file
+    extraction then holds); every filled slot comes from `windows`."""
+
+    dtype = np.dtype(np.float32)
+
+    def __init__(self, n: int, slots: int, item_shape: tuple[int, ...]):
+        self.n, self.slots, self.item_shape = int(n), int(slots), tuple(item_shape)
+
+    def __len__(self) -> int:
+        return self.n
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return (self.n, self.slots, *self.item_shape)
+
+    def take(self, indices) -> EmptySlots:
+        return EmptySlots(np.asarray(indices).size, self.slots, self.item_shape)
+
+    def __getitem__(self, indices) -> np.ndarray:
+        return np.zeros((np.asarray(indices).size, self.slots, *self.item_shape), np.float32)
+
+
 def source_counts(source: np.ndarray) -> dict[str, int]:
     """Samples by where their references came from: all from the same file, some from the
     archive, the sample itself, none."""

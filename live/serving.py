@@ -21,6 +21,11 @@ each pulse once and reuses the stored features when the pulse serves as a refere
                                                         (batch 1, XLA: the live per-pulse call)
 Raw shapes: trace [b, L] when the model has one channel, else [b, L, C]; settings [b, S];
 reference [b, K, L] (one channel) or [b, K, L, C].
+
+A history model (inputs "history" and "history_count", `history.count` > 0) is not served:
+the live engine does not fill a history from the pulses before each one yet, so
+`input_layout` refuses it with `NotServableError`, and `--export`/`--watch` refuse such a run
+before loading anything (`live.cli`).
 """
 
 from __future__ import annotations
@@ -29,7 +34,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from utils.errors import UsageError
+
 INPUT_ORDER = ("trace", "settings", "reference")
+
+
+class NotServableError(UsageError, ValueError):
+    """A model the export and the live engine cannot serve (a history model)."""
 
 
 @dataclass(frozen=True)
@@ -74,6 +85,10 @@ class InputLayout:
 def input_layout(model) -> InputLayout:
     """The `InputLayout` of a Keras model with inputs named "trace" [, "settings", "reference"]."""
     shapes = {t.name.split(":")[0]: tuple(t.shape) for t in model.inputs}
+    if "history" in shapes:
+        raise NotServableError(
+            f"model {model.name!r} reads a history of {shapes['history'][1]} pulses "
+            "(history.count); the export and the live engine do not serve history models yet")
     unknown = sorted(set(shapes) - set(INPUT_ORDER))
     if "trace" not in shapes or unknown:
         raise ValueError(f"model {model.name!r} has inputs {sorted(shapes)}; a servable model "

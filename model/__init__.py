@@ -10,10 +10,13 @@ from model.encoding import EncodeOnce, split_encode_once
 from model.layers import (
     AttentionPooling,
     FeatureWiseAffine,
+    HistoryMask,
     PerTraceNormalization,
+    PulseTrend,
     ReferenceDistanceScore,
     ReferenceReduction,
     SiameseEncoder,
+    SplitSlots,
 )
 from model.losses import BinaryFocalLoss, ContrastiveLoss, make_loss
 from model.registry import InputSpec, build_model, list_models, register_model
@@ -24,11 +27,14 @@ __all__ = [
     "ContrastiveLoss",
     "EncodeOnce",
     "FeatureWiseAffine",
+    "HistoryMask",
     "InputSpec",
     "PerTraceNormalization",
+    "PulseTrend",
     "ReferenceDistanceScore",
     "ReferenceReduction",
     "SiameseEncoder",
+    "SplitSlots",
     "build_model",
     "compile_model",
     "list_models",

@@ -3,7 +3,9 @@
 Every builder takes `(model_config, input_spec)` and returns an uncompiled functional
 `keras.Model` whose inputs are a dict: `"trace"` (`[trace_length, n_channels]`), for models
 that use them `"settings"` (`[n_settings]`), and for the reference models `"reference"`
-(`[n_references, trace_length, n_channels]`: earlier normal pulses of the same configuration).
+(`[n_references, trace_length, n_channels]`: earlier normal pulses of the same configuration);
+the history model also `"history"` (`[n_history, trace_length, n_channels]`: the pulses just
+before the sample in its own file) and `"history_count"` (int32 `[1]`: its filled last slots).
 Feed data as a dict with exactly the keys of `model.input`. The output is one float32 unit
 named `"score"` in [0, 1], shape `[batch, 1]`, also under mixed precision (higher = more likely
 errant). Builders only create layers, so they can run inside any `tf.distribute` strategy scope.
@@ -22,10 +24,13 @@ from keras import layers
 from model.layers import (
     AttentionPooling,
     FeatureWiseAffine,
+    HistoryMask,
     PerTraceNormalization,
+    PulseTrend,
     ReferenceDistanceScore,
     ReferenceReduction,
     SiameseEncoder,
+    SplitSlots,
 )
 from model.registry import InputSpec, register_model
 
@@ -254,6 +259,63 @@ def sns_reference_cnn_lstm(model_config, input_spec: InputSpec) -> keras.Model:
     features = sequence_summary(joined, model_config, "trace_summary")
     return _settings_and_head({"trace": trace, "reference": reference}, features, settings,
                               model_config, name)
+
+
+def _history_inputs(spec: InputSpec, model_name: str):
+    if spec.n_history < 1:
+        raise ValueError(
+            f"Model {model_name!r} reads the pulses before each sample in its file but "
+            "input_spec.n_history is 0. Set history.count >= 1 (and reference.own_file: false)."
+        )
+    history = keras.Input((spec.n_history, spec.trace_length, spec.n_channels), name="history")
+    return history, keras.Input((1,), dtype="int32", name="history_count")
+
+
+@register_model
+def sns_history_siamese(model_config, input_spec: InputSpec) -> keras.Model:
+    """The pulse judged against references from outside any run-up, and its run-up as a trend.
+
+    One shared front end (`conv_front_end`, as `sns_reference_cnn_lstm`) encodes the pulse,
+    its K references and its N history pulses (the pulses just before it in its own file;
+    empty slots zeroed by `HistoryMask`) in one batch (`SiameseEncoder`). The references are
+    reduced (`reference_reduce`); the sample's full comparison (pulse, reduced references,
+    difference) goes through the (Bi)LSTM/attention summary as in `sns_reference_cnn_lstm`.
+    Beside it, each history pulse and the sample, minus the reduced references, is pooled to
+    one small vector (`PulseTrend`: mean and max over the steps), and a GRU (`lstm_units`) runs
+    over those N + 1 vectors, oldest first, skipping empty slots (the mask): a precursor that
+    grows over several pulses is a trend it sees, where a comparison with the run-up itself
+    would cancel it. Joined with the settings branch when `use_settings`, to the head.
+
+    Inputs: "trace", "reference", "history", "history_count", and "settings" when
+    `use_settings`. Train it with `history.count` N >= 1 and `reference.own_file: false`.
+    """
+    name = "sns_history_siamese"
+    trace = _trace_input(input_spec)
+    reference = _reference_input(input_spec, name)
+    history, count = _history_inputs(input_spec, name)
+    settings = _optional_settings_input(model_config, input_spec, name)
+    encoder_input = keras.Input((input_spec.trace_length, input_spec.n_channels), name="pulse")
+    encoder = keras.Model(
+        encoder_input, conv_front_end(encoder_input, model_config), name="trace_encoder"
+    )
+    history_zeroed, mask = HistoryMask(name="history_mask")([history, count])
+    # float32: raw traces reach the encoder un-rounded under mixed precision
+    others = layers.Concatenate(axis=1, dtype="float32", name="reference_history_join")(
+        [reference, history_zeroed])
+    pulse, encoded = SiameseEncoder(encoder, name="siamese_encoder")([trace, others])
+    references, past = SplitSlots(input_spec.n_references, name="reference_history_split")(
+        encoded)
+    typical = ReferenceReduction(model_config.reference_reduce, name="reference_reduce")(
+        references
+    )
+    difference = layers.Subtract(name="reference_difference")([pulse, typical])
+    joined = layers.Concatenate(name="pulse_reference_join")([pulse, typical, difference])
+    features = sequence_summary(joined, model_config, "trace_summary")
+    trend = PulseTrend(name="pulse_trend")([past, pulse, typical])
+    trend = layers.GRU(model_config.lstm_units, name="history_gru")(trend, mask=mask)
+    features = layers.Concatenate(name="pulse_history_join")([features, trend])
+    inputs = {"trace": trace, "reference": reference, "history": history, "history_count": count}
+    return _settings_and_head(inputs, features, settings, model_config, name)
 
 
 def _settings_and_head(inputs: dict, features, settings, model_config, name: str) -> keras.Model:

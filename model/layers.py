@@ -367,3 +367,119 @@ class ReferenceDistanceScore(keras.layers.Layer):
             "method": self.method,
             "max_distance": self.max_distance,
         }
+
+
+# --------------------------------------------------------------------------------------------
+# History: the N pulses before the sample in its own file, a sequence with empty slots.
+
+
+@keras.saving.register_keras_serializable(package=_PACKAGE)
+class HistoryMask(keras.layers.Layer):
+    """Zeroes the empty history slots and gives the mask over the history and the sample.
+
+    `call([history [b, N, ...], count [b, 1]])` returns `(history with slots before the last
+    `count` set to zero, mask bool [b, N + 1])`: the history is right-aligned (slot N - 1 is
+    the pulse just before the sample), so slot i is filled when i >= N - count; the mask's
+    last entry, the sample itself, is always on. Zeroing means whatever an empty slot held
+    (padding, or garbage) cannot reach the score; the mask lets a recurrent layer skip it.
+
+    Args:
+        **kwargs: base `Layer` arguments; float32 by default, so raw traces are not rounded
+            under mixed precision.
+
+    Example:
+
+    >>> history = keras.ops.ones((1, 3, 2))
+    >>> zeroed, mask = HistoryMask()([history, keras.ops.convert_to_tensor([[1]])])
+    >>> keras.ops.convert_to_numpy(mask).tolist()
+    [[False, False, True, True]]
+    """
+
+    def __init__(self, **kwargs):
+        kwargs.setdefault("dtype", "float32")
+        super().__init__(**kwargs)
+
+    def build(self, input_shape):
+        history_shape, count_shape = input_shape
+        if len(history_shape) < 3 or history_shape[1] is None or tuple(count_shape[1:]) != (1,):
+            raise ValueError(
+                "HistoryMask expects [history [batch, N, ...] with a known N, count [batch, 1]]; "
+                f"received {tuple(history_shape)} and {tuple(count_shape)}."
+            )
+
+    def call(self, inputs):
+        history, count = inputs
+        slots = history.shape[1]
+        count = ops.cast(count, "int32")
+        filled = ops.arange(slots, dtype="int32")[None, :] >= slots - count  # [b, N]
+        zeroed = history * ops.cast(
+            ops.reshape(filled, (-1, slots) + (1,) * (len(history.shape) - 2)), history.dtype)
+        mask = ops.concatenate([filled, ops.ones_like(filled[:, :1])], axis=1)
+        return zeroed, mask
+
+    def compute_output_shape(self, input_shape):
+        history_shape, _ = input_shape
+        return tuple(history_shape), (history_shape[0], history_shape[1] + 1)
+
+
+@keras.saving.register_keras_serializable(package=_PACKAGE)
+class SplitSlots(keras.layers.Layer):
+    """Splits the slot axis 1 of `[b, S, ...]` into `([b, first, ...], [b, S - first, ...])`.
+
+    Args:
+        first: slots in the first part (e.g. the K references before the N history pulses).
+        **kwargs: base `Layer` arguments.
+
+    Example:
+
+    >>> a, b = SplitSlots(2)(keras.ops.ones((1, 5, 3)))
+    >>> tuple(a.shape), tuple(b.shape)
+    ((1, 2, 3), (1, 3, 3))
+    """
+
+    def __init__(self, first: int, **kwargs):
+        super().__init__(**kwargs)
+        if int(first) < 1:
+            raise ValueError(f"SplitSlots: first must be >= 1, received first={first}.")
+        self.first = int(first)
+
+    def call(self, inputs):
+        return inputs[:, : self.first], inputs[:, self.first :]
+
+    def compute_output_shape(self, input_shape):
+        rest = None if input_shape[1] is None else input_shape[1] - self.first
+        return ((input_shape[0], self.first, *input_shape[2:]),
+                (input_shape[0], rest, *input_shape[2:]))
+
+    def get_config(self):
+        return {**super().get_config(), "first": self.first}
+
+
+@keras.saving.register_keras_serializable(package=_PACKAGE)
+class PulseTrend(keras.layers.Layer):
+    """One small summary per pulse of its departure from the references, history then sample.
+
+    `call([history [b, N, T, F], pulse [b, T, F], typical [b, T, F]])`: each of the N history
+    pulses and the sample, minus the reduced references `typical`, pooled over the steps by
+    mean and max -> `[b, N + 1, 2F]`, oldest first and the sample last: the sequence in which
+    a precursor growing over several pulses is a trend. It has no weights.
+
+    Example:
+
+    >>> trend = PulseTrend()([keras.ops.ones((1, 2, 4, 3)), keras.ops.ones((1, 4, 3)),
+    ...                       keras.ops.zeros((1, 4, 3))])
+    >>> tuple(trend.shape)
+    (1, 3, 6)
+    """
+
+    def call(self, inputs):
+        history, pulse, typical = inputs
+        pulses = ops.concatenate([history, ops.expand_dims(pulse, axis=1)], axis=1)
+        difference = pulses - ops.expand_dims(typical, axis=1)
+        return ops.concatenate([ops.mean(difference, axis=2), ops.max(difference, axis=2)],
+                               axis=-1)
+
+    def compute_output_shape(self, input_shape):
+        history_shape, _, _ = input_shape
+        steps = None if history_shape[1] is None else history_shape[1] + 1
+        return (history_shape[0], steps, 2 * history_shape[-1])

@@ -30,6 +30,8 @@ class InputSpec:
         n_classes: classes the output tells apart (the data's; 2: one sigmoid "score").
         vocab_size: token ids the `"tokens"` input may hold (text jobs: the vectorizer fitted
             on the training part); 0 for inputs that are not tokens.
+        n_history: pulses before each sample in its own file (the `"history"` input is
+            `[n_history, trace_length, n_channels]`, beside `"history_count"`); 0 means none.
     """
 
     trace_length: int
@@ -38,6 +40,7 @@ class InputSpec:
     n_references: int = 0
     n_classes: int = 2
     vocab_size: int = 0
+    n_history: int = 0
 
     def __post_init__(self):
         for field, minimum in (
@@ -47,6 +50,7 @@ class InputSpec:
             ("n_references", 0),
             ("n_classes", 2),
             ("vocab_size", 0),
+            ("n_history", 0),
         ):
             value = getattr(self, field)
             if isinstance(value, bool) or not isinstance(value, int) or value < minimum:

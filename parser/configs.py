@@ -27,12 +27,13 @@ Example:
 The parser's public face: code outside ``parser/`` imports these names from here, and only
 from here. The code lives in ``parser.validation`` (field checks, coercion, ``ConfigError``),
 ``parser.schema`` (the section dataclasses, ``SECTION_CLASSES``, ``Config``; a new section goes
-there) and ``parser.loading`` (files, overrides, ``config_to_dict`` / ``dump_config`` /
-``replace_section``).
+there), ``parser.loading`` (files, overrides, ``config_to_dict`` / ``dump_config`` /
+``replace_section``) and ``parser.cross_checks`` (checks across sections: the history).
 """
 
 from __future__ import annotations
 
+from parser.cross_checks import HISTORY_MODELS
 from parser.loading import (
     MAX_YAML_NESTING,
     config_from_dict,
@@ -50,6 +51,7 @@ from parser.schema import (
     Config,
     DCMDataConfig,
     FeaturesConfig,
+    HistoryConfig,
     LiveConfig,
     ModelConfig,
     ReferenceConfig,
@@ -82,6 +84,8 @@ __all__ = [
     "SessionsConfig",
     "WindowsConfig",
     "FeaturesConfig",
+    "HISTORY_MODELS",
+    "HistoryConfig",
     "TextConfig",
     "AugmentConfig",
     "config_from_dict",

@@ -125,7 +125,11 @@ def _build(data: Any, source: str, origins: Mapping[str, str]) -> Config:
         located = [p._replace(origin=p.origin or origins.get(p.key) or origins.get(
             p.key.split(".")[0]) or source) for p in problems]
         raise ConfigError(located, source)
-    return Config(**sections)
+    try:
+        return Config(**sections)
+    except ConfigError as err:  # checks across sections (history and the model reading it)
+        raise ConfigError([p._replace(origin=p.origin or origins.get(p.key) or source)
+                           for p in err.problems], source) from None
 
 
 def config_from_dict(data: Mapping[str, Any] | None, source: str = "<dict>") -> Config:

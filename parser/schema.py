@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import ClassVar
 
 from enterprise_tools.sns_pvs import ERRANT_BEAM_PVS
+from parser.cross_checks import history_problems
 from parser.validation import ConfigError, Problem, Section, option, show_value
 
 __all__ = [
@@ -20,6 +21,7 @@ __all__ = [
     "Config",
     "DCMDataConfig",
     "FeaturesConfig",
+    "HistoryConfig",
     "LiveConfig",
     "ModelConfig",
     "ReferenceConfig",
@@ -320,6 +322,18 @@ class ReferenceConfig(Section):
 
 
 @dataclass(frozen=True)
+class HistoryConfig(Section):
+    """``history``: ``count`` N (0: off) well-formed, non-tripping pulses strictly before a
+    sample in its own file, right-aligned, empty slots masked, given to the model as a sequence
+    (a precursor growing over several pulses is a trend). Checked across sections by
+    ``parser.cross_checks``: a history model and ``reference.own_file: false``."""
+
+    section: ClassVar[str] = "history"
+
+    count: int = option(0, ge=0)
+
+
+@dataclass(frozen=True)
 class SessionsConfig(Section):
     """``sessions``: one .csv/.xlsx file per session (data.source = sessions).
 
@@ -438,6 +452,7 @@ SECTION_CLASSES: Mapping[str, type] = types.MappingProxyType({
     "train": TrainConfig,
     "threshold": ThresholdConfig,
     "reference": ReferenceConfig,
+    "history": HistoryConfig,
     "sessions": SessionsConfig,
     "windows": WindowsConfig,
     "features": FeaturesConfig,
@@ -460,6 +475,7 @@ class Config:
     train: TrainConfig = field(default_factory=TrainConfig)
     threshold: ThresholdConfig = field(default_factory=ThresholdConfig)
     reference: ReferenceConfig = field(default_factory=ReferenceConfig)
+    history: HistoryConfig = field(default_factory=HistoryConfig)
     sessions: SessionsConfig = field(default_factory=SessionsConfig)
     windows: WindowsConfig = field(default_factory=WindowsConfig)
     features: FeaturesConfig = field(default_factory=FeaturesConfig)
@@ -475,4 +491,6 @@ class Config:
         ]
         if problems:
             raise ConfigError(problems)
-
+        problems = [Problem(key, detail) for key, detail in history_problems(self)]
+        if problems:
+            raise ConfigError(problems)

@@ -11,6 +11,8 @@ configuration group in the data loaded here. On the run's own data that is the w
 past (train and validation pulses may serve a test pulse, never a later one); with `data_dir`
 it is only the new archive's own past, so its first pulses of each configuration may be
 ledgered `no_reference`. metrics.json's split summary counts the samples by reference source.
+A run trained with a history (`history.count`) gets each sample's history the same way: the
+pulses before it in its own file, whatever data is scored.
 """
 
 from __future__ import annotations

@@ -1,4 +1,5 @@
-"""tf.data pipelines for training and scoring: scaled traces, settings and references with labels.
+"""tf.data pipelines for training and scoring: scaled traces, settings, references and history
+with labels.
 
 `make_dataset` slices in-memory samples once they are scaled, or streams a `TraceStore` from the
 HDF5 cache batch by batch, so memory holds only index arrays. `model_inputs` gives the same
@@ -17,9 +18,9 @@ import numpy as np
 from data_preparation.scalers import SettingsScaler, TraceScaler
 
 if TYPE_CHECKING:
-    from data_preparation.pipeline import SampleSet
+    from data_preparation.sample_set import SampleSet
 
-INPUT_NAMES = ("trace", "settings", "reference")
+INPUT_NAMES = ("trace", "settings", "reference", "history", "history_count")
 
 
 def make_dataset(
@@ -43,8 +44,9 @@ def make_dataset(
     arrays (and the small settings matrix). With `shuffle`, the order changes every epoch,
     reproducibly from `seed`. `sample_weight` (optional) is aligned with `indices`.
     "reference" in `input_names` adds the reference windows, float32 [b, K, L, C], scaled by
-    the trace scaler (the model then compares like with like). Other input names are not
-    known.
+    the trace scaler (the model then compares like with like); "history" the N in-file pulses
+    before each sample, float32 [b, N, L, C], scaled alike, and "history_count" int32 [b, 1]
+    their filled (last) slots. Other input names are not known.
 
     `epochs=(first, stop)` (with `shuffle`) makes one pass holding epochs first..stop-1 back to
     back, each in an order that depends only on `seed` and the epoch number (fit it with
@@ -69,6 +71,9 @@ def make_dataset(
             samples.traces, indices, trace_scaler, settings, labels, weights,
             batch_size=batch_size, shuffle=shuffle, seed=seed, epochs=epochs,
             references=samples.references if with_references else None,
+            history=samples.history if "history" in input_names else None,
+            history_count=(samples.history_count[indices][:, None]
+                           if "history_count" in input_names else None),
         )
     else:
         inputs = model_inputs(samples, indices, trace_scaler, settings_scaler, input_names)
@@ -128,7 +133,7 @@ def _epoch_keyed(parts, n: int, batch_size: int, seed: int, epochs: tuple[int, i
 
 
 def _streamed(store, indices, trace_scaler, settings, labels, weights, *, batch_size, shuffle, seed,
-              epochs=None, references=None):
+              epochs=None, references=None, history=None, history_count=None):
     """Batches read from the cache by a generator; a new seeded order each epoch.
 
     With `epochs=(first, stop)` one pass yields those epochs back to back, epoch e in the
@@ -161,6 +166,11 @@ def _streamed(store, indices, trace_scaler, settings, labels, weights, *, batch_
                 inputs["reference"] = _reference_channels(
                     trace_scaler.transform(references.read(indices[pos]))
                 )
+            if history is not None:
+                inputs["history"] = _reference_channels(
+                    trace_scaler.transform(history.read(indices[pos])))
+            if history_count is not None:
+                inputs["history_count"] = history_count[pos]
             yield (inputs, labels[pos]) if weights is None else (inputs, labels[pos], weights[pos])
 
     spec = {"trace": tf.TensorSpec((None, store.shift, 1), tf.float32)}
@@ -168,6 +178,10 @@ def _streamed(store, indices, trace_scaler, settings, labels, weights, *, batch_
         spec["settings"] = tf.TensorSpec((None, settings.shape[1]), tf.float32)
     if references is not None:
         spec["reference"] = tf.TensorSpec((None, references.shape[1], store.shift, 1), tf.float32)
+    if history is not None:
+        spec["history"] = tf.TensorSpec((None, history.shape[1], store.shift, 1), tf.float32)
+    if history_count is not None:
+        spec["history_count"] = tf.TensorSpec((None, 1), tf.int32)
     signature = (spec, tf.TensorSpec((None, 1), tf.float32))
     if weights is not None:
         signature += (tf.TensorSpec((None,), tf.float32),)
@@ -184,8 +198,9 @@ def model_inputs(
     """The scaled inputs of in-memory samples `indices` as NumPy arrays, keyed by input name.
 
     What `make_dataset` slices; also what `model.fit` takes directly under a Keras backend
-    other than TensorFlow. Traces [n, L, C]; settings [n, k]; references [n, K, L, C], scaled
-    by the trace scaler so the model compares like with like.
+    other than TensorFlow. Traces [n, L, C]; settings [n, k]; references [n, K, L, C] and
+    history [n, N, L, C], scaled by the trace scaler so the model compares like with like;
+    history_count int32 [n, 1].
     """
     indices = np.asarray(indices, dtype=np.int64)
     _check_request(samples, indices, input_names)
@@ -201,6 +216,10 @@ def model_inputs(
         inputs["reference"] = _reference_channels(
             _scaled(samples.references, indices, trace_scaler)
         )
+    if "history" in input_names:
+        inputs["history"] = _reference_channels(_scaled(samples.history, indices, trace_scaler))
+    if "history_count" in input_names:
+        inputs["history_count"] = samples.history_count[indices][:, None]
     return inputs
 
 
@@ -209,8 +228,8 @@ def _check_request(samples, indices: np.ndarray, input_names: Sequence[str]) -> 
     unknown = sorted(set(input_names) - set(INPUT_NAMES))
     if unknown or "trace" not in input_names:
         raise ValueError(
-            f"make_dataset: input_names must hold 'trace' and optionally 'settings' and "
-            f"'reference', got {list(input_names)}."
+            f"make_dataset: input_names must hold 'trace' and optionally "
+            f"{', '.join(repr(n) for n in INPUT_NAMES[1:])}, got {list(input_names)}."
         )
     if "reference" in input_names and samples.references is None:
         raise ValueError(
@@ -218,6 +237,12 @@ def _check_request(samples, indices: np.ndarray, input_names: Sequence[str]) -> 
             "references; set reference.count > 0 (DCM source), give the npz `references` and "
             "`reference_timestamp_ns` arrays, and do not use scaling.imbalance=smote "
             "(synthetic samples have no references)."
+        )
+    if {"history", "history_count"} & set(input_names) and samples.history is None:
+        raise ValueError(
+            "make_dataset: the model takes a 'history' input but the samples carry no history; "
+            "set history.count > 0 (DCM source) and do not use scaling.imbalance=smote "
+            "(synthetic samples have no history)."
         )
     if indices.size == 0:
         raise ValueError("make_dataset: no samples (empty indices).")

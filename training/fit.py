@@ -33,7 +33,7 @@ PREDICT_BATCH = 256  # scoring batch: no gradients, so larger than the training 
 class TrainingPart:
     """What the model is fitted on: samples (possibly SMOTE-resampled), rows, per-row weights."""
 
-    samples: object  # data_preparation.pipeline.SampleSet
+    samples: object  # data_preparation.sample_set.SampleSet
     indices: np.ndarray
     sample_weight: np.ndarray | None = None
 
@@ -63,13 +63,14 @@ class FitResult:
 
 
 def input_spec(samples):
-    """The `InputSpec` of a `SampleSet`: trace shape, its settings columns, its references."""
+    """The `InputSpec` of a `SampleSet`: trace shape, its settings columns, its references and
+    history."""
     from model import InputSpec
 
     trace_length, n_channels = samples.trace_shape
     return InputSpec(trace_length=int(trace_length), n_channels=int(n_channels),
                      n_settings=int(samples.settings.shape[1]),
-                     n_references=samples.n_references)
+                     n_references=samples.n_references, n_history=samples.n_history)
 
 
 def class_sample_weight(labels, weights: Mapping[int, float] | None) -> np.ndarray | None:

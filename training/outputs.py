@@ -145,7 +145,22 @@ def split_summary(parts: dict, samples) -> dict:
         if samples.reference_source is not None:
             # samples by where their references came from (same file / archive / self)
             out[name]["references"] = source_counts(samples.reference_source[idx])
+        if samples.history_timestamp_ns is not None:
+            out[name]["history"] = history_summary(samples.history_count[idx],
+                                                   samples.label[idx], samples.n_history)
     return out
+
+
+def history_summary(count, label, slots: int) -> dict:
+    """Filled history slots of a part, per class: where files differ in length by class, the
+    history itself tells the classes apart (docs/live.md, "History and references")."""
+    count, label = np.asarray(count), np.asarray(label)
+
+    def mean(mask):
+        return round(float(count[mask].mean()), 3) if mask.any() else None
+
+    return {"slots": int(slots), "none": int((count == 0).sum()),
+            "mean_filled_normal": mean(label == 0), "mean_filled_errant": mean(label == 1)}
 
 
 def _iso(ts_ns) -> str:

@@ -35,3 +35,4 @@ def test_unknown_format_is_one_clear_line(tiny_run, tmp_path, capsys):
     assert code != 0
     err = capsys.readouterr().err
     assert "--format 'tflite': expected a comma-separated subset of saved_model,litert,onnx" in err
+

@@ -127,6 +127,22 @@ def test_serving_function_feeds_scaled_references_to_a_reference_model():
     np.testing.assert_allclose(one, got[:1], atol=1e-5)
 
 
+def test_a_history_model_is_refused_as_not_servable():
+    import keras
+
+    from live.serving import NotServableError
+    from utils.errors import UsageError
+
+    trace = keras.Input((8, 1), name="trace")
+    history = keras.Input((2, 8, 1), name="history")
+    joined = keras.layers.Concatenate()([keras.layers.Flatten()(trace),
+                                         keras.layers.Flatten()(history)])
+    tiny = keras.Model({"trace": trace, "history": history}, keras.layers.Dense(1)(joined))
+    with pytest.raises(NotServableError, match="history of 2 pulses") as info:
+        input_layout(tiny)
+    assert isinstance(info.value, UsageError)
+
+
 def test_export_folder_has_the_users_umask_permissions(exported):
     """Not mkdtemp's 0700: the account that deploys the artefact must be able to read it."""
     import os

@@ -58,5 +58,8 @@ def random_batch(model, n: int, seed: int = 0) -> tuple[dict[str, np.ndarray], n
         name: rng.normal(size=(n, *tensor.shape[1:])).astype("float32")
         for name, tensor in model.input.items()
     }
+    if "history_count" in x:  # filled history slots: an integer from 0 to N
+        slots = model.input["history"].shape[1]
+        x["history_count"] = rng.integers(0, slots + 1, size=(n, 1)).astype("int32")
     y = (np.arange(n) % 2).astype("float32").reshape(n, 1)
     return x, y

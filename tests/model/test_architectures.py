@@ -5,11 +5,13 @@ import numpy as np
 import pytest
 
 from model import InputSpec, architectures, build_model, compile_model, list_models
+from parser.configs import HISTORY_MODELS
 from tests.model.helpers import DEFAULT_MODEL, model_config, random_batch, train_config
 
-SPEC = InputSpec(trace_length=256, n_channels=1, n_settings=3, n_references=2)
+SPEC = InputSpec(trace_length=256, n_channels=1, n_settings=3, n_references=2, n_history=2)
 TRACE_ONLY = {"sns_cnn_lstm_trace_only"}
-WITH_REFERENCES = {"sns_reference_cnn_lstm", "sns_conditional_siamese"}
+WITH_HISTORY = set(HISTORY_MODELS)  # the parser's list of the models that read a history
+WITH_REFERENCES = {"sns_reference_cnn_lstm", "sns_conditional_siamese", *WITH_HISTORY}
 # The SNS architectures (trace + settings in, one "score" out). The zoo's models for the other
 # jobs (model/zoo.py) take other inputs and need n_classes; tests/model/test_zoo.py covers them.
 SNS_MODELS = [name for name in list_models() if hasattr(architectures, name)]
@@ -31,6 +33,8 @@ def test_model_has_named_inputs_and_one_float32_score(trained):
     expected = {"trace"} if name in TRACE_ONLY else {"trace", "settings"}
     if name in WITH_REFERENCES:
         expected.add("reference")
+    if name in WITH_HISTORY:
+        expected |= {"history", "history_count"}
     assert set(model.input) == expected
     assert tuple(model.input["trace"].shape) == (None, 256, 1)
     if "settings" in expected:

@@ -7,10 +7,13 @@ import pytest
 from model.layers import (
     AttentionPooling,
     FeatureWiseAffine,
+    HistoryMask,
     PerTraceNormalization,
+    PulseTrend,
     ReferenceDistanceScore,
     ReferenceReduction,
     SiameseEncoder,
+    SplitSlots,
 )
 
 
@@ -192,3 +195,28 @@ def test_reference_median_equals_numpy_median_with_ties(count):
     x[x < 0] = 0.0  # ReLU-like ties
     got = keras.ops.convert_to_numpy(reduce_references(keras.ops.convert_to_tensor(x), "median", 1))
     np.testing.assert_allclose(got, np.median(x, axis=1), rtol=0, atol=1e-7)
+
+
+def test_history_mask_zeroes_the_empty_leading_slots_and_keeps_the_sample_on():
+    history = np.arange(1, 1 + 2 * 3 * 2, dtype="float32").reshape(2, 3, 2, 1)
+    zeroed, mask = HistoryMask()([history, np.array([[0], [2]], dtype="int32")])
+    zeroed, mask = keras.ops.convert_to_numpy(zeroed), keras.ops.convert_to_numpy(mask)
+    assert mask.tolist() == [[False, False, False, True], [False, True, True, True]]
+    assert not zeroed[0].any()
+    assert not zeroed[1, 0].any() and np.array_equal(zeroed[1, 1:], history[1, 1:])
+    with pytest.raises(ValueError, match="HistoryMask"):
+        HistoryMask()([np.ones((1, 3)), np.ones((1, 1))])
+
+
+def test_split_slots_and_pulse_trend_shapes_values_and_config():
+    x = np.arange(2 * 5 * 3, dtype="float32").reshape(2, 5, 3)
+    first, rest = (keras.ops.convert_to_numpy(t) for t in SplitSlots(2)(x))
+    assert np.array_equal(first, x[:, :2]) and np.array_equal(rest, x[:, 2:])
+    assert SplitSlots.from_config(SplitSlots(4).get_config()).first == 4
+    with pytest.raises(ValueError, match="first"):
+        SplitSlots(0)
+    history = np.stack([np.full((4, 2), 1.0), np.full((4, 2), 3.0)])[None].astype("float32")
+    pulse = np.array([[[5.0, 0.0], [9.0, 0.0], [5.0, 0.0], [5.0, 0.0]]], dtype="float32")
+    trend = keras.ops.convert_to_numpy(PulseTrend()([history, pulse, np.ones((1, 4, 2), "float32")]))
+    # per pulse (history oldest first, the sample last): mean then max of (pulse - typical)
+    assert trend.tolist() == [[[0, 0, 0, 0], [2, 2, 2, 2], [5, -1, 8, -1]]]

@@ -19,6 +19,7 @@ def test_all_architectures_are_registered_on_import():
         "sns_cnn_lstm",
         "sns_cnn_lstm_trace_only",
         "sns_conditional_siamese",
+        "sns_history_siamese",
         "sns_prototype",
         "sns_reference_cnn_lstm",
         "stacked_conv_lstm",
@@ -30,6 +31,7 @@ def test_list_models_filters_with_fnmatch_pattern():
         "sns_cnn_lstm",
         "sns_cnn_lstm_trace_only",
         "sns_conditional_siamese",
+        "sns_history_siamese",
         "sns_prototype",
         "sns_reference_cnn_lstm",
     ]

@@ -7,11 +7,13 @@ import pytest
 import yaml
 
 from parser.configs import (
+    HISTORY_MODELS,
     SECTION_CLASSES,
     BPMDataConfig,
     Config,
     ConfigError,
     DCMDataConfig,
+    HistoryConfig,
     ModelConfig,
     SplitConfig,
     TrainConfig,
@@ -363,3 +365,36 @@ def test_reference_model_keys_are_validated():
     message = error_of(config_from_dict, {"model": {"reference_reduce": "max"}})
     assert "'median', 'mean'" in message
     assert ModelConfig(loss="contrastive").loss == "contrastive"
+
+
+# --------------------------------------------------------------------------------------------
+# history: checked against the model that reads it and the reference rule beside it
+
+HISTORY_ON = ["model.name=sns_history_siamese", "history.count=3", "reference.own_file=false"]
+
+
+def test_history_is_off_by_default_and_on_with_its_model():
+    assert load_config(DEFAULT_YAML).history.count == 0
+    config = load_config(DEFAULT_YAML, HISTORY_ON)
+    assert config.history.count == 3 and config.model.name in HISTORY_MODELS
+
+
+@pytest.mark.parametrize("overrides, key, words", [
+    (["history.count=2"], "history.count", "reads no history"),
+    (["model.name=sns_history_siamese"], "history.count", "expected 1 or more"),
+    (HISTORY_ON[:2], "reference.own_file", "expected false"),
+    (HISTORY_ON + ["reference.count=0"], "reference.count", "expected 1 or more"),
+    (HISTORY_ON + ["data.source=npz"], "history.count", "sns_dcm"),
+])
+def test_history_mismatch_is_one_line_naming_the_key(overrides, key, words):
+    with pytest.raises(ConfigError) as info:
+        load_config(DEFAULT_YAML, overrides)
+    message = str(info.value)
+    assert "\n" not in message and f"{key}:" in message and words in message
+
+
+def test_history_checks_apply_to_configs_built_in_python():
+    with pytest.raises(ConfigError, match="history.count"):
+        Config(history=HistoryConfig(count=1))
+    with pytest.raises(ConfigError, match="history.count"):
+        HistoryConfig(count=-1)

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from data_preparation.ledger import DataLedger
-from data_preparation.pipeline import SampleSet
+from data_preparation.sample_set import SampleSet
 from data_preparation.scalers import SettingsScaler, TraceScaler
 from data_preparation.trace_store import TraceStore
 from training.dataset import make_dataset
