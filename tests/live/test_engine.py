@@ -114,9 +114,10 @@ def test_encode_once_scores_equal_the_all_in_one_path_and_encode_each_pulse_once
     files = [(rng.normal(size=(n, length)).astype(np.float32), alarms)
              for n, alarms in ((6, [0] * 6), (5, [0, 0, 0, 0, 48]), (4, [0] * 4))]
     scores = {}
+    loaded = SavedModelBackend(tmp_path / "sm", layout)  # loaded and compiled once, counted apart
     for encode_once in (True, False):
         for per_pulse in (True, False):
-            backend = _Counting(SavedModelBackend(tmp_path / "sm", layout))
+            backend = _Counting(loaded)
             assert backend.encodes
             scorer = LiveScorer(backend, meta, per_pulse=per_pulse, encode_once=encode_once)
             got, start = [], 0

@@ -40,7 +40,9 @@ def test_the_fit_off_tensorflow_trains_and_scores_from_numpy_arrays(tmp_path, mo
     archive = tmp_path / "archive"
     simulate_archive(archive, SimulatorParams.tiny(seed=3, hours=0.6))
     config = detection_models.bench_config(archive, tmp_path / "work",
-                                    detection_models.model_overrides("sns_reference_cnn_lstm", 1))
+                                    [*detection_models.model_overrides("sns_reference_cnn_lstm", 1),
+                                     "model.conv_filters=[4, 4, 4]", "model.lstm_units=4",
+                                     "model.settings_units=[4]", "model.head_units=[4]"])
     samples = prepare_samples(config, progress=False)
     order = np.argsort(samples.timestamp_ns, kind="stable")
     n = len(order)

@@ -39,7 +39,7 @@ def test_history_model_trains_tests_and_is_refused_by_export(archive, tmp_path, 
         "model": {"name": "sns_history_siamese", "conv_filters": [4, 4], "conv_kernels": [5, 5],
                   "conv_strides": [4, 4], "lstm_units": 4, "bidirectional": False,
                   "attention": False, "settings_units": [4], "head_units": [4]},
-        "train": {"epochs": 1, "batch_size": 16, "tensorboard": False, "streaming": "true"},
+        "train": {"epochs": 1, "batch_size": 16, "tensorboard": False},
         "reference": {"count": 2, "own_file": False, "min_age_s": 30.0},
         "history": {"count": 2},
     }))
