@@ -268,13 +268,12 @@ def parity_report(out: Path, written: dict, layout, data: RunData, threshold: fl
             info = written.get(artefact.key)
             if info is None:
                 continue
-            for row in artefact.parity:
-                if row.encode_once_only and not encode_once:
-                    continue
-                if "error" in info:
-                    result["formats"][row.name] = {"error": info["error"]}
-                    continue
-                backend = export_format.backend(out / artefact.file, layout)
+            rows = [row for row in artefact.parity if encode_once or not row.encode_once_only]
+            if "error" in info:
+                result["formats"].update({row.name: {"error": info["error"]} for row in rows})
+                continue
+            backend = export_format.backend(out / artefact.file, layout)  # once per artefact
+            for row in rows:
                 result["formats"][row.name] = _parity_entry(
                     row, row.score(backend, data.raw), data.keras_scores, pr_auc, reference,
                     info["bytes"])
