@@ -26,7 +26,6 @@ def run_live(args, config, log_dir: Path, prefix: str) -> Path:
         run_dir = Path(args.run)
         if (run_dir / "config.yaml").is_file():
             require_source(run_dir, (SNS_SOURCE,), verb)
-    refuse_history_run(run_dir, verb)
     if run_dir.is_dir():
         add_run_log(run_dir, "live", debug=args.debug, prefix=prefix)
     progress = not args.quiet
@@ -69,20 +68,3 @@ def run_live(args, config, log_dir: Path, prefix: str) -> Path:
             publisher.stop()
     return done
 
-
-def refuse_history_run(run_dir: Path, verb: str) -> None:
-    """A run trained with a history (`history.count` > 0) is refused by the live verbs, before
-    anything is loaded or written: the live engine does not fill a history from the pulses
-    before each one and the export does not serve it yet (score such a run with `--test`)."""
-    from live.serving import NotServableError
-    from parser.configs import load_config
-
-    path = Path(run_dir) / "config.yaml"
-    if not path.is_file():
-        return
-    count = load_config(path).history.count
-    if count:
-        raise NotServableError(
-            f"{verb}: run {run_dir} reads a history of {count} pulses (history.count={count}); "
-            "the export and the live engine do not serve history models yet - score it with "
-            "--test")

@@ -5,12 +5,14 @@ Writes `RUN/export/`:
     saved_model/          TensorFlow SavedModel, signatures `serving_default` (any batch) and
                           `serve_one` (batch 1, XLA-compiled: the per-pulse path), raw inputs
                           with the run's fitted scaling built in (`live.serving`); a
-                          reference model also `encode`/`score` (each pulse encoded once)
+                          reference model also `encode`/`score` (each pulse encoded once);
+                          a history model also takes "history" and "history_count"
     model_float32.tflite  LiteRT, batch 1, built-in ops only (variables frozen: the LSTM's while
                           loop then lowers to TFLite ops; see `_litert_bytes`)
     model_int8.tflite     the same with dynamic-range int8 weights
     serving.json          how to call them: input shapes, threshold, the DCM window rule, the
-                          settings PVs, the reference rule, the unseen-configuration detector
+                          settings PVs, the reference and history rules, the
+                          unseen-configuration detector
     parity.json           every format against the Keras model on the run's test part (and
                           the encode-once path: each pulse and reference encoded alone)
 
@@ -51,6 +53,11 @@ from utils.serving_files import (
 )
 
 log = logging.getLogger("beamwatch.export")
+
+HISTORY_RULE = ("the N pulses of the same file just before the pulse, well-formed, Alarm 0, "
+                "strictly earlier, oldest first and right-aligned (slot N-1 = the pulse just "
+                "before); empty slots zero; history_count = the filled (last) slots, 0..N; "
+                "the history starts empty with each file")
 
 FLOAT_PARITY = 1e-4   # max |score difference| a float format may show
 INT8_PR_AUC = 0.01    # max PR AUC change the int8 model may show
@@ -159,6 +166,9 @@ def serving_metadata(config, layout, scaling: Scaling, threshold: ThresholdChoic
         reference = {"count": layout.n_references, "window_s": rule.window_s,
                      "min_count": rule.min_count, "missing": rule.missing,
                      "own_file": rule.own_file, "min_age_s": rule.min_age_s}
+    history = None
+    if layout.n_history:
+        history = {"count": layout.n_history, "rule": HISTORY_RULE}
     bpm = config.beam_settings
     return {
         "format": SERVING_FORMAT,
@@ -178,6 +188,8 @@ def serving_metadata(config, layout, scaling: Scaling, threshold: ThresholdChoic
                      "group_tolerance": bpm.group_tolerance},
         "pulse_rate_hz": config.threshold.pulse_rate_hz,
         "reference": reference,
+        # a history model: what the caller feeds as "history" / "history_count" (live.history)
+        "history": history,
         # a reference model's SavedModel also encodes once: live scoring keeps each pulse's
         # features ([steps, channels]) and scores from stored ones (live.serving)
         "encode_once": None if encode_once is None else {
@@ -228,6 +240,9 @@ def _run_data(config, model, trace_scaler, settings_scaler, progress, limit) -> 
         raw["settings"] = np.asarray(samples.settings[idx], dtype=np.float32)
     if "reference" in names:
         raw["reference"] = np.asarray(samples.references[idx], dtype=np.float32)
+    if "history" in names:  # the raw windows (empty slots zero) and the filled slots
+        raw["history"] = np.asarray(samples.history[idx], dtype=np.float32)
+        raw["history_count"] = samples.history_count[idx].astype(np.float32)
     with_settings = samples.settings.shape[1] > 0
     return RunData(
         raw=raw, labels=samples.label[idx].astype(np.int64), keras_scores=keras_scores,
@@ -262,7 +277,11 @@ def parity_report(out: Path, written: dict, layout, data: RunData, threshold: fl
     result = {"data": data.source, "n_pulses": int(data.labels.size),
               "n_errant": int(data.labels.sum()), "keras_pr_auc": reference,
               "float_tolerance": FLOAT_PARITY, "int8_pr_auc_tolerance": INT8_PR_AUC,
-              "formats": {}}
+              "inputs": list(layout.names), "formats": {}}
+    if layout.n_history:  # the parity pulses' history counts: empty, partial and full slots
+        counts = np.asarray(data.raw["history_count"]).astype(np.int64)
+        result["history_counts"] = {str(c): int((counts == c).sum())
+                                    for c in range(layout.n_history + 1)}
     for export_format in FORMATS.values():
         for artefact in export_format.artefacts:
             info = written.get(artefact.key)

@@ -5,11 +5,13 @@ beam settings in force (the run's PVs, engineering units); the model wants them 
 statistics fitted on the run's training part. `build_serving_module` wraps a trained Keras model
 in a `tf.Module` whose functions apply that scaling in TensorFlow ops (the same arithmetic as
 `TraceScaler.transform` / `SettingsScaler.transform`), so the exported artefact needs no project
-code. It is generic over the model's inputs: `"trace"` always, `"settings"` and `"reference"`
-([K, L, C], CONTRACT §4) when the model has them.
+code. It is generic over the model's inputs: `"trace"` always, `"settings"`, `"reference"`
+([K, L, C], CONTRACT §4) and a history model's `"history"` ([N, L, C]) and `"history_count"`
+when the model has them.
 
 Functions of the module (all return {"score": float32 [b]}):
-    serving_default(trace, [settings], [reference])   any batch, plain graph (LiteRT source)
+    serving_default(trace, [settings], [reference], [history, history_count])
+                                                        any batch, plain graph (LiteRT source)
     serve_one(...)                                      batch 1, XLA-compiled (per-pulse latency)
     serve_one_graph(...)                                batch 1, plain graph (LiteRT, ONNX source)
 A reference model (`model.encoding`) also gets the encode-once pair, so live scoring encodes
@@ -20,44 +22,45 @@ each pulse once and reuses the stored features when the pulse serves as a refere
     encode_and_score_one(trace, reference_features, [settings]) -> {"score", "features"}
                                                         (batch 1, XLA: the live per-pulse call)
 Raw shapes: trace [b, L] when the model has one channel, else [b, L, C]; settings [b, S];
-reference [b, K, L] (one channel) or [b, K, L, C].
+reference [b, K, L] (one channel) or [b, K, L, C]; history [b, N, L] or [b, N, L, C], scaled
+like the trace (empty slots zero, before the scaling, as the archive's); history_count float32
+[b], the filled (last) history slots, a whole number 0..N (float so every format takes one
+dtype; rounded to int32 inside).
 
-A history model (inputs "history" and "history_count", `history.count` > 0) is not served:
-the live engine does not fill a history from the pulses before each one yet, so
-`input_layout` refuses it with `NotServableError`, and `--export`/`--watch` refuse such a run
-before loading anything (`live.cli`).
+A history model (`sns_history_siamese`) has no encode-once pair: its shared front end sees the
+history after `HistoryMask` has zeroed the empty slots, so its head cannot be cut from stored
+per-pulse features the way `model.split_encode_once` cuts a reference model; it is scored
+whole (`serving_default` / `serve_one`), with the history the live engine keeps
+(`live.engine`: the archive's rule, pulse by pulse).
 """
 
 from __future__ import annotations
 
+import inspect
 from dataclasses import dataclass
 
 import numpy as np
 
-from utils.errors import UsageError
-
-INPUT_ORDER = ("trace", "settings", "reference")
-
-
-class NotServableError(UsageError, ValueError):
-    """A model the export and the live engine cannot serve (a history model)."""
+INPUT_ORDER = ("trace", "settings", "reference", "history", "history_count")
 
 
 @dataclass(frozen=True)
 class InputLayout:
-    """What a model takes: trace length and channels, settings and reference counts (0 = none)."""
+    """What a model takes: trace length and channels, settings, reference and history
+    counts (0 = none; `n_history` N > 0 adds the "history" and "history_count" inputs)."""
 
     trace_length: int
     n_channels: int
     n_settings: int = 0
     n_references: int = 0
+    n_history: int = 0
 
     @property
     def names(self) -> tuple[str, ...]:
         """The raw inputs of the serving function, in call order."""
-        return tuple(n for n in INPUT_ORDER
-                     if n == "trace" or (n == "settings" and self.n_settings)
-                     or (n == "reference" and self.n_references))
+        present = {"trace": True, "settings": self.n_settings, "reference": self.n_references,
+                   "history": self.n_history, "history_count": self.n_history}
+        return tuple(n for n in INPUT_ORDER if present[n])
 
     def raw_shape(self, name: str, batch: int | None) -> tuple:
         """The raw (unscaled) shape of input `name` with batch size `batch` (None: any)."""
@@ -68,40 +71,47 @@ class InputLayout:
             return (batch, self.n_settings)
         if name == "reference":
             return (batch, self.n_references, self.trace_length, *channels)
+        if name == "history":
+            return (batch, self.n_history, self.trace_length, *channels)
+        if name == "history_count":
+            return (batch,)
         raise ValueError(f"unknown input {name!r}; expected one of {INPUT_ORDER}")
 
     @classmethod
     def from_dict(cls, data: dict) -> InputLayout:
-        """From `to_dict()` output (serving.json "layout")."""
+        """From `to_dict()` output (serving.json "layout"; one written before history models
+        were served has no "n_history": 0)."""
         return cls(int(data["trace_length"]), int(data["n_channels"]), int(data["n_settings"]),
-                   int(data["n_references"]))
+                   int(data["n_references"]), int(data.get("n_history", 0)))
 
     def to_dict(self) -> dict:
         return {"trace_length": self.trace_length, "n_channels": self.n_channels,
                 "n_settings": self.n_settings, "n_references": self.n_references,
+                "n_history": self.n_history,
                 "inputs": {n: list(self.raw_shape(n, None)) for n in self.names}}
 
 
 def input_layout(model) -> InputLayout:
-    """The `InputLayout` of a Keras model with inputs named "trace" [, "settings", "reference"]."""
+    """The `InputLayout` of a Keras model with inputs named "trace" [, "settings", "reference",
+    "history" with "history_count"]; a window input of another length or channel count than
+    the trace, or an unknown input, is a `ValueError`."""
     shapes = {t.name.split(":")[0]: tuple(t.shape) for t in model.inputs}
-    if "history" in shapes:
-        raise NotServableError(
-            f"model {model.name!r} reads a history of {shapes['history'][1]} pulses "
-            "(history.count); the export and the live engine do not serve history models yet")
     unknown = sorted(set(shapes) - set(INPUT_ORDER))
-    if "trace" not in shapes or unknown:
+    if "trace" not in shapes or unknown or ("history" in shapes) != ("history_count" in shapes):
         raise ValueError(f"model {model.name!r} has inputs {sorted(shapes)}; a servable model "
-                         f"has 'trace' and optionally 'settings' and 'reference'")
+                         f"has 'trace' and optionally 'settings', 'reference', and 'history' "
+                         f"with 'history_count'")
     _, length, channels = shapes["trace"]
     n_settings = shapes["settings"][1] if "settings" in shapes else 0
-    n_references = 0
-    if "reference" in shapes:
-        _, n_references, ref_length, ref_channels = shapes["reference"]
-        if (ref_length, ref_channels) != (length, channels):
-            raise ValueError(f"model {model.name!r}: reference windows {shapes['reference'][2:]} "
-                             f"differ from the trace {shapes['trace'][1:]}")
-    return InputLayout(int(length), int(channels), int(n_settings), int(n_references))
+    slots = {}
+    for name in ("reference", "history"):
+        if name in shapes:
+            _, slots[name], window_length, window_channels = shapes[name]
+            if (window_length, window_channels) != (length, channels):
+                raise ValueError(f"model {model.name!r}: {name} windows {shapes[name][2:]} "
+                                 f"differ from the trace {shapes['trace'][1:]}")
+    return InputLayout(int(length), int(channels), int(n_settings),
+                       int(slots.get("reference", 0)), int(slots.get("history", 0)))
 
 
 @dataclass(frozen=True)
@@ -148,9 +158,13 @@ def build_serving_module(model, scaling: Scaling):
         inputs["trace"] = trace[..., None] if one_channel else trace
         if layout.n_settings:
             inputs["settings"] = (raw["settings"] - settings_center) / settings_scale
-        if layout.n_references:
-            reference = (raw["reference"] - trace_center) / trace_scale
-            inputs["reference"] = reference[..., None] if one_channel else reference
+        for name in ("reference", "history"):  # windows scaled like the trace
+            if name in raw:
+                windows = (raw[name] - trace_center) / trace_scale
+                inputs[name] = windows[..., None] if one_channel else windows
+        if layout.n_history:
+            count = tf.cast(tf.round(raw["history_count"]), tf.int32)
+            inputs["history_count"] = tf.reshape(count, [-1, 1])
         out = model(inputs, training=False)
         return {"score": tf.reshape(tf.cast(out, tf.float32), [-1])}
 
@@ -158,23 +172,19 @@ def build_serving_module(model, scaling: Scaling):
         return [tf.TensorSpec(layout.raw_shape(n, batch), tf.float32, name=n)
                 for n in layout.names]
 
-    # Explicit parameters (not *args), so the SavedModel signature names its inputs.
+    # One named parameter per raw input, in `layout.names` order (`__signature__`), so the
+    # function takes them by name and the SavedModel signature names its inputs.
+    parameters = inspect.Signature([inspect.Parameter(n, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+                                    for n in layout.names])
+
     def make(batch, jit):
-        names = layout.names
-        if names == ("trace",):
-            def fn(trace):
-                return score({"trace": trace})
-        elif names == ("trace", "settings"):
-            def fn(trace, settings):
-                return score({"trace": trace, "settings": settings})
-        elif names == ("trace", "reference"):
-            def fn(trace, reference):
-                return score({"trace": trace, "reference": reference})
-        else:
-            def fn(trace, settings, reference):
-                return score({"trace": trace, "settings": settings, "reference": reference})
+        def fn(*tensors):
+            return score(dict(zip(layout.names, tensors, strict=True)))
+
+        fn.__signature__ = parameters
+
         # no autograph: the function has no Python control flow, and autograph's cache of
-        # converted closures mixed up the four `fn` variants after a training run in-process
+        # converted closures mixed up the variants after a training run in-process
         return tf.function(fn, input_signature=signature(batch), jit_compile=jit, autograph=False)
 
     module = tf.Module(name="beamwatch_serving")

@@ -46,7 +46,8 @@ def build_run(tmp: Path, archive: Path, overrides=()) -> Path:
     save_scalers(run / "scalers.json", trace_scaler, settings_scaler)
     keras.utils.set_random_seed(1)
     model = build_model(config.model, InputSpec(config.data.shift, 1, samples.settings.shape[1],
-                                                samples.n_references))
+                                                samples.n_references,
+                                                n_history=samples.n_history))
     model.save(run / "model.keras")
     # A complete record as the train flow writes it (the test flow reads it through
     # ThresholdChoice); the figures are placeholders, the model is untrained.

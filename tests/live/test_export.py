@@ -127,20 +127,60 @@ def test_serving_function_feeds_scaled_references_to_a_reference_model():
     np.testing.assert_allclose(one, got[:1], atol=1e-5)
 
 
-def test_a_history_model_is_refused_as_not_servable():
+def test_serving_function_feeds_scaled_history_and_its_count_to_a_history_model():
     import keras
+    import tensorflow as tf
 
-    from live.serving import NotServableError
-    from utils.errors import UsageError
+    from model import HistoryMask
+
+    trace = keras.Input((8, 1), name="trace")
+    history = keras.Input((2, 8, 1), name="history")
+    count = keras.Input((1,), dtype="int32", name="history_count")
+    zeroed, _ = HistoryMask()([history, count])
+    joined = keras.layers.Concatenate()([keras.layers.Flatten()(trace),
+                                         keras.layers.Flatten()(zeroed)])
+    tiny = keras.Model({"trace": trace, "history": history, "history_count": count},
+                       keras.layers.Dense(1, activation="sigmoid", name="score")(joined))
+    layout = input_layout(tiny)
+    assert layout == InputLayout(8, 1, n_history=2)
+    assert layout.names == ("trace", "history", "history_count")
+    assert layout.raw_shape("history", None) == (None, 2, 8)
+    assert layout.raw_shape("history_count", 1) == (1,)
+    module = build_serving_module(tiny, Scaling(2.0, 4.0))
+    rng = np.random.default_rng(0)
+    raw = {"trace": rng.normal(size=(3, 8)).astype(np.float32),
+           "history": rng.normal(size=(3, 2, 8)).astype(np.float32),
+           "history_count": np.array([0, 1, 2], np.float32)}
+    got = module.serving_default(**{k: tf.constant(v) for k, v in raw.items()})["score"].numpy()
+    want = tiny({"trace": ((raw["trace"] - 2) / 4)[..., None],
+                 "history": ((raw["history"] - 2) / 4)[..., None],
+                 "history_count": np.array([[0], [1], [2]], np.int32)}, training=False)
+    np.testing.assert_allclose(got, np.asarray(want).reshape(-1), atol=1e-6)
+    assert len(set(np.round(got, 6))) == 3  # the count masks: each pulse scores differently
+    one = module.serve_one(**{k: tf.constant(v[2:]) for k, v in raw.items()})["score"].numpy()
+    np.testing.assert_allclose(one, got[2:], atol=1e-5)
+
+
+def test_layout_round_trips_its_history_and_an_old_layout_has_none():
+    layout = InputLayout(8, 1, n_settings=2, n_references=3, n_history=4)
+    data = layout.to_dict()
+    assert InputLayout.from_dict(data) == layout
+    assert data["inputs"]["history"] == [None, 4, 8] and data["inputs"]["history_count"] == [None]
+    old = {k: v for k, v in data.items() if k != "n_history"}  # a serving.json from before
+    assert InputLayout.from_dict(old) == InputLayout(8, 1, n_settings=2, n_references=3)
+    assert "history" not in InputLayout.from_dict(old).names
+
+
+def test_a_history_input_without_its_count_is_not_servable():
+    import keras
 
     trace = keras.Input((8, 1), name="trace")
     history = keras.Input((2, 8, 1), name="history")
     joined = keras.layers.Concatenate()([keras.layers.Flatten()(trace),
                                          keras.layers.Flatten()(history)])
     tiny = keras.Model({"trace": trace, "history": history}, keras.layers.Dense(1)(joined))
-    with pytest.raises(NotServableError, match="history of 2 pulses") as info:
+    with pytest.raises(ValueError, match="'history' with 'history_count'"):
         input_layout(tiny)
-    assert isinstance(info.value, UsageError)
 
 
 def test_export_folder_has_the_users_umask_permissions(exported):
