@@ -126,7 +126,7 @@ def child(out_json: Path, run_dir: Path, settings: StreamSettings) -> None:
             break
         t0, c0 = time.perf_counter(), time.process_time()
         rows, skipped = scorer.score_file(f"stream/{chunk_no}", chunk.traces, chunk.timestamps_ns,
-                                          chunk.alarms, chunk.settings)
+                                          chunk.alarms, chunk.settings, continues=True)
         score_s += time.perf_counter() - t0
         score_cpu_s += time.process_time() - c0
         chunk_no += 1
@@ -218,7 +218,7 @@ def child(out_json: Path, run_dir: Path, settings: StreamSettings) -> None:
         except Exception as exc:  # a missing artefact is reported, the others still run
             result["paths"][name] = {"error": f"{type(exc).__name__}: {str(exc)[:200]}"}
             continue
-        raws = [_raw_inputs(traces, settings_rows, i, layout.n_references) for i in range(n)]
+        raws = [_raw_inputs(traces, settings_rows, i, layout) for i in range(n)]
         score_one = backend.score_one
         if name.startswith("saved_model encode_and_score_one"):
             score_one = _encode_once_call(backend, traces, layout.n_references)
@@ -278,7 +278,7 @@ def _engine_figures(make_scorer, spec, seed: int, n: int) -> dict:
     for chunk in pulse_stream(spec, seed=seed):
         c0 = time.process_time_ns()
         rows, _ = scorer.score_file("engine", chunk.traces, chunk.timestamps_ns, chunk.alarms,
-                                    chunk.settings)
+                                    chunk.settings, continues=True)
         if warm:  # the first chunk with scores warms the functions up (XLA compiles)
             cpu_ns += time.process_time_ns() - c0
             latencies += [row.latency_ns for row in rows]
@@ -307,13 +307,18 @@ def _encode_once_call(backend, traces, n_references: int):
     return call
 
 
-def _raw_inputs(traces, settings_rows, i: int, n_references: int) -> dict:
+def _raw_inputs(traces, settings_rows, i: int, layout) -> dict:
     """Raw inputs of pulse `i` (cycled); a reference model also gets the K pulses before it,
-    what the live ring buffer would hold for a steady configuration."""
+    what the live ring buffer would hold for a steady configuration, and a history model the
+    N pulses before it as its full history (a stream is one long file: `continues`)."""
     m = len(traces)
     raw = {"trace": traces[i % m], "settings": settings_rows[i % m]}
-    if n_references:
-        raw["reference"] = np.stack([traces[(i - k) % m] for k in range(1, n_references + 1)])
+    if layout.n_references:
+        raw["reference"] = np.stack([traces[(i - k) % m]
+                                     for k in range(1, layout.n_references + 1)])
+    if layout.n_history:
+        raw["history"] = np.stack([traces[(i - k) % m] for k in range(layout.n_history, 0, -1)])
+        raw["history_count"] = np.float32(layout.n_history)
     return raw
 
 

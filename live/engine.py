@@ -5,7 +5,8 @@ For each pulse in time order: order check (a pulse not later than the one before
 is ledgered `out_of_order_pulse`), the training side's own data rules (`data_transformer.
 settings_verdicts`: settings present, not stale, production filter; `validation.finite_pulses`:
 no NaN/inf in the window), configuration group
-and references (`live.references`), score through the exported artefact (`live.scorer`), alarm
+and references (`live.references`), a history model's history (`live.history`: the last N
+non-tripping pulses of the file, the archive's rule), score through the exported artefact (`live.scorer`), alarm
 at the threshold in force (`score >= threshold`, as the evaluation counts it): the run's
 threshold, followed by the online recalibration where serving.json asks for it (each pulse whose
 label became known moves it: `analysis.recalibration.OnlineThreshold`, so at low targets such
@@ -34,6 +35,7 @@ from data_preparation.ledger import (
     STALE_SETTINGS,
 )
 from data_preparation.validation import finite_pulses
+from live.history import HistoryRing
 from live.references import NO_REFERENCE, ReferenceBuffer, ReferenceRule
 from live.serving import InputLayout
 
@@ -72,6 +74,10 @@ class LiveScorer:
     reference buffer, and a pulse is scored from its own and its references' stored features
     (per file `encode` + `score`, per pulse one `encode_and_score_one` call, instead of
     `serving_default` / `serve_one` over the pulse and its K references).
+
+    A history model's export (`layout.n_history` N > 0) gets each pulse's history from a ring
+    of the file's last N non-tripping pulses (`live.history`), emptied when a file begins: a
+    call holds a file from its first pulse unless it says it `continues` the previous one.
     """
 
     def __init__(self, backend, meta: dict, *, per_pulse: bool = False,
@@ -99,6 +105,7 @@ class LiveScorer:
             self.buffer = ReferenceBuffer(ReferenceRule.from_dict(meta["reference"]),
                                           float(settings["group_tolerance"]))
         self.encode_once = bool(encode_once and self.buffer is not None and backend.encodes)
+        self.history = HistoryRing(self.layout.n_history) if self.layout.n_history else None
         self._unseen_cache: tuple[bytes, float] | None = None
         self.skipped: Counter = Counter()
 
@@ -122,7 +129,8 @@ class LiveScorer:
         return self._unseen_cache[1]
 
     def score_file(self, name: str, traces, timestamps_ns, alarms, settings=None, *,
-                   settings_until_ns: int | None = None, already_scored=None
+                   settings_until_ns: int | None = None, already_scored=None,
+                   continues: bool = False
                    ) -> tuple[list[PulseRow], list[tuple[str, int, str]]]:
         """Rows of the scored pulses and (reason, count, detail) of the skipped ones.
 
@@ -131,7 +139,13 @@ class LiveScorer:
         `settings_until_ns`: the time of the settings history's last row (pulses later than it
         plus `max_settings_age_s` are `stale_settings`). `already_scored` [n] bool: pulses
         scored before (a file read again); they are neither scored nor ledgered again, but
-        still serve later pulses of the file as references.
+        still serve later pulses of the file as references and history.
+
+        `continues`: the pulses follow those of the previous call in the same file or stream
+        (a stream fed pulse by pulse or in chunks: `--epics-input`, the stream benchmark), so a
+        history model's history carries on from them; False (the default), the call holds the
+        file from its first pulse (`--watch` reads a file whole, again whole when it grew) and
+        the history starts empty, as the archive's does at a file's first pulse.
         """
         n = len(timestamps_ns)
         timestamps_ns = np.asarray(timestamps_ns, np.int64)
@@ -178,7 +192,9 @@ class LiveScorer:
         inline: dict[int, tuple[float, int]] = {}  # encode-once per pulse: (score, latency)
         prepared: list[tuple[int, dict, int, int]] = []  # (pulse, raw inputs, references, label)
         in_file: list = []
-        no_reference = 0
+        no_reference = non_finite_history = 0
+        if self.history is not None and not continues:
+            self.history.reset()
         for i in range(n):
             ts, window = int(timestamps_ns[i]), traces[i]
             if i + 1 < n:
@@ -188,6 +204,13 @@ class LiveScorer:
             usable = bool(ok[i])
             raw = {"trace": window}
             used = 0
+            if usable and self.history is not None:
+                past = self.history.history(ts, np.shape(window))
+                if past.finite:
+                    raw["history"], raw["history_count"] = past.windows, np.float32(past.count)
+                else:  # the archive drops a sample whose history holds NaN/inf alike
+                    non_finite_history += 1
+                    usable = False
             if usable:
                 if settings is not None and self.buffer is not None:
                     self.buffer.see_settings(settings[i])
@@ -210,6 +233,8 @@ class LiveScorer:
                             inline[i] = (score, time.perf_counter_ns() - t0)
             if usable:
                 prepared.append((i, raw, used, label))
+            if self.history is not None:  # after the pulse was judged: a history for later ones
+                self.history.add(ts, window, int(alarms[i]))
             if keep[i]:  # a reference for later pulses
                 if self.encode_once and features[i] is None:  # not scored: encoded for that
                     features[i] = self.backend.encode_one(window)
@@ -247,6 +272,9 @@ class LiveScorer:
                     self.online.update(float(score), is_normal=label == 0)
         if no_reference:
             skipped.append((NO_REFERENCE, no_reference, "fewer references than reference.min_count"))
+        if non_finite_history:
+            skipped.append((NON_FINITE_TRACE, non_finite_history,
+                            "NaN or inf in the window of a history pulse"))
         if self.buffer is not None and clean_file:
             for i in range(n):
                 if ok[i]:

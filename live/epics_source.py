@@ -410,7 +410,8 @@ def run_epics_input(run_dir: Path, live_config, *, artefact: str = "saved_model"
         settings = item.settings[None] if len(pvs.settings) else None
         rows, dropped = scorer.score_file(pvs.waveform, trace[None, start:stop_at],
                                           np.array([item.timestamp_ns], np.int64),
-                                          np.array([item.alarm], np.int64), settings)
+                                          np.array([item.alarm], np.int64), settings,
+                                          continues=True)  # one stream: the history goes on
         for reason, count, detail in dropped:
             ledger.add(pvs.waveform, reason, count,
                        f"pulse {item.counter} at {item.timestamp_ns} ns: {detail}")
