@@ -4,7 +4,8 @@ A run is trained on the profile's archive (train flow) and exported (`live.expor
 process pinned to ONE CPU core (`taskset -c 0`, TensorFlow intra/inter-op threads 1) streams
 `enterprise_tools.sns_stream` (60 Hz, every production pulse, trips with their precursors) through
 `live.engine.LiveScorer` with the exported SavedModel (`serve_one`, XLA), exactly the code
-`--watch` runs per file. It reports sustained pulses per second against the 60 needed, per-pulse
+`--watch` runs per file; the chunks are one continuous stream (`continues=True`), so a history
+run's history carries on across them. It reports sustained pulses per second against the 60 needed, per-pulse
 latency p50/p99 (a fixed histogram, so measuring does not grow memory), resident memory at each
 mark (it must stay flat), the MEASURED false alarms per hour of beam and errant pulses caught at
 the run's threshold, next to the figure the test flow extrapolates from sampled pulses

@@ -1,7 +1,8 @@
 """Score raw pulses with an exported artefact (SavedModel, LiteRT or ONNX), one API for all.
 
 A backend takes raw inputs by name ("trace" [L] or [L, C], "settings" [S], "reference"
-[K, L(, C)], no batch axis) and returns the score; `score_batch` takes the same with a batch axis.
+[K, L(, C)], a history model's "history" [N, L(, C)] and "history_count" [], no batch axis) and
+returns the score; `score_batch` takes the same with a batch axis.
 The live flow (`live.watch`, the stream benchmark) and the export's parity check go through
 these classes, so what is measured is what a caller deploys. Which class scores which artefact
 is said by the export-format registry (`live.formats`: `load_backend`).
