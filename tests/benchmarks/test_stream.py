@@ -38,17 +38,22 @@ def test_render_shows_measured_next_to_extrapolated_false_alarms():
     assert "no tf2onnx" in text and "7 / 9" in text
 
 
-def test_latency_inputs_of_a_reference_model_hold_the_k_pulses_before_each_pulse():
+def test_latency_inputs_hold_the_k_pulses_before_each_pulse_and_a_full_history():
     from benchmarks.stream import _raw_inputs
+    from live.serving import InputLayout
 
     traces = np.arange(5 * 4, dtype=np.float32).reshape(5, 4)
     settings = np.ones((5, 2), np.float32)
-    raw = _raw_inputs(traces, settings, 1, n_references=3)
+    raw = _raw_inputs(traces, settings, 1, InputLayout(4, 1, 2, n_references=3))
     assert raw["reference"].shape == (3, 4)
     # pulse 1's references: pulses 0, then 4 and 3 (the sample cycled)
     assert np.array_equal(raw["reference"][:, 0], traces[[0, 4, 3], 0])
     assert np.array_equal(raw["trace"], traces[1])
-    assert "reference" not in _raw_inputs(traces, settings, 1, n_references=0)
+    assert "reference" not in _raw_inputs(traces, settings, 1, InputLayout(4, 1, 2))
+    history = _raw_inputs(traces, settings, 1, InputLayout(4, 1, 2, n_history=2))
+    # a stream is one long file: pulse 1's history is pulses 4 (cycled) then 0, oldest first
+    assert np.array_equal(history["history"][:, 0], traces[[4, 0], 0])
+    assert history["history_count"] == 2
 
 
 def test_the_stream_replays_the_runs_own_machine_from_its_test_period(tmp_path):
