@@ -25,7 +25,7 @@ from utils.logs import teardown_logging
 from utils.status import read_status
 
 EPOCHS = 2
-pytestmark = pytest.mark.slow  # five kills and resumes of a tiny training (~1 min each here)
+pytestmark = pytest.mark.slow  # kills and resumes of a tiny training
 
 
 class Killed(BaseException):
@@ -94,26 +94,31 @@ def _inject(monkeypatch, stage: str) -> None:
                             _raiser(outputs.write_train_outputs, after=True))
 
 
-# the kill after an epoch's backup ("epoch", hard) is the deterministic test's below
-@pytest.mark.parametrize(("stage", "hard"), [
-    ("data", False), ("checkpoint", True), ("threshold", False), ("report", True),
-])
-def test_killed_run_resumes_to_a_complete_run(setup, monkeypatch, stage, hard):
-    tmp, config = setup
-    run_dir = tmp / "runs" / f"20260101-000000-{stage}"
-    with monkeypatch.context() as patch:
-        _inject(patch, stage)
-        if hard:
-            patch.setattr(train_module, "mark_failed", lambda *a: None)
-        with pytest.raises(Killed):
-            _driver("--train", "--run", str(run_dir), "--config", str(config), "--quiet")
-    status = read_status(run_dir)
-    assert status.state == ("training" if hard else "failed"), status
-    # --test without --run never picks the unfinished run
-    if not any(read_status(p).state == "complete" for p in (tmp / "runs").iterdir()):
-        assert _driver("--test", "--config", str(config), "--quiet") == 2
+# One run, killed at each stage in turn: each command resumes what the kill before it left and
+# is killed at the next stage; the last resumes it to the end. Soft kills record "failed",
+# hard ones leave "training", as `kill -9` would. The kill after an epoch's backup (hard) is
+# the deterministic test's below.
+KILLS = [("data", False), ("checkpoint", True), ("threshold", False), ("report", True)]
 
-    assert _driver("--train", "--run", str(run_dir), "--config", str(config), "--quiet") == 0
+
+def test_run_killed_at_each_stage_resumes_to_a_complete_run(setup, monkeypatch):
+    tmp, config = setup
+    run_dir = tmp / "runs" / "20260101-000000-killed"
+    train = ("--train", "--run", str(run_dir), "--config", str(config), "--quiet")
+    for stage, hard in KILLS:
+        with monkeypatch.context() as patch:
+            _inject(patch, stage)
+            if hard:
+                patch.setattr(train_module, "mark_failed", lambda *a: None)
+            with pytest.raises(Killed):
+                _driver(*train)
+        status = read_status(run_dir)
+        assert status.state == ("training" if hard else "failed"), (stage, status)
+        # --test without --run never picks the unfinished run
+        if not any(read_status(p).state == "complete" for p in (tmp / "runs").iterdir()):
+            assert _driver("--test", "--config", str(config), "--quiet") == 2
+
+    assert _driver(*train) == 0
     _assert_complete(run_dir, EPOCHS)
 
 

@@ -1,4 +1,5 @@
-"""submit.sh end to end on a local one-node SLURM cluster: two workers train, one task tests.
+"""submit.sh end to end on a local one-node SLURM cluster: two workers train (cancelled and
+resumed), one task tests.
 
 Skipped (with the reason) where SLURM cannot be started: no slurm-wlm/munge, or not root.
 The cluster, a copy of the project and a tiny simulated archive are made once per module.
@@ -106,26 +107,14 @@ def job_running(cluster, job_id: int) -> bool:
     return bool(result.stdout.strip())
 
 
-def test_submit_sh_trains_with_two_workers_then_tests(cluster, project):
-    run_dir = project / "runs" / "slurm-two-workers"
-    job_id = submit(cluster, project, [], wait=True, run_dir="runs/slurm-two-workers")
-
-    job_log = project / "logs" / f"slurm-{job_id}.out"
-    assert job_log.is_file()
-    assert "distribute=multi_worker" in job_log.read_text()
-    metrics = json.loads((run_dir / "metrics.json").read_text())
-    assert (metrics["workers"], metrics["replicas"], metrics["epochs_trained"]) == (2, 2, 2)
-    assert (run_dir / "model.keras").is_file()
-    assert (run_dir / "train_metrics_report.pdf").is_file()
-    assert len(list(run_dir.glob("tests/*/test_metrics_report.pdf"))) == 1
-
-
-def test_cancelled_job_resumes_from_its_last_epoch(cluster, project):
+def test_cancelled_two_worker_job_resumes_from_its_last_epoch_then_tests(cluster, project):
+    """One job, cancelled after its first epoch and submitted again: the two workers resume
+    from their backups, train to the end, and the job's test task tests the run."""
     run_dir = project / "runs" / "slurm-resume"
-    # Small batches and many epochs, patience to spare: the cancel lands long before the end
-    # even when the machine is idle and an epoch takes well under a second.
-    epochs = 30
-    args = ["--set", f"train.epochs={epochs}", "--set", "train.batch_size=4",
+    # Small batches (13 two-worker steps an epoch) and epochs to spare: the cancel lands long
+    # before the end even when the machine is idle and an epoch takes about a second.
+    epochs = 6
+    args = ["--set", f"train.epochs={epochs}", "--set", "train.batch_size=8",
             "--set", f"train.early_stopping_patience={epochs + 10}"]
     first = submit(cluster, project, args, wait=False, run_dir="runs/slurm-resume")
     try:
@@ -142,11 +131,15 @@ def test_cancelled_job_resumes_from_its_last_epoch(cluster, project):
     second = submit(cluster, project, args, wait=True, run_dir="runs/slurm-resume")
 
     second_log = (project / "logs" / f"slurm-{second}.out").read_text()
+    assert "distribute=multi_worker" in second_log
     assert f"{done_before} epoch(s) done" in second_log
     assert f"epoch {done_before}/{epochs} " not in second_log  # nothing retrained
     assert f"epoch {done_before + 1}/{epochs} " in second_log
     metrics = json.loads((run_dir / "metrics.json").read_text())
-    assert (metrics["workers"], metrics["epochs_trained"]) == (2, epochs)
+    assert (metrics["workers"], metrics["replicas"], metrics["epochs_trained"]) == (2, 2, epochs)
     history_epochs = [line.split(",")[0] for line in
                       (run_dir / "history.csv").read_text().splitlines()[1:]]
     assert history_epochs == [str(epoch) for epoch in range(epochs)]
+    assert (run_dir / "model.keras").is_file()
+    assert (run_dir / "train_metrics_report.pdf").is_file()
+    assert len(list(run_dir.glob("tests/*/test_metrics_report.pdf"))) == 1
