@@ -185,7 +185,11 @@ def _streamed(store, indices, trace_scaler, settings, labels, weights, *, batch_
     signature = (spec, tf.TensorSpec((None, 1), tf.float32))
     if weights is not None:
         signature += (tf.TensorSpec((None,), tf.float32),)
-    return tf.data.Dataset.from_generator(batches, output_signature=signature)
+    # A generator's length is unknown to tf.data; stating it lets Keras count the steps of an
+    # epoch instead of warning, after the first, that the input "ran out of data".
+    n_batches = -(-indices.size // batch_size) * (1 if epochs is None else len(range(*epochs)))
+    dataset = tf.data.Dataset.from_generator(batches, output_signature=signature)
+    return dataset.apply(tf.data.experimental.assert_cardinality(n_batches))
 
 
 def model_inputs(

@@ -197,8 +197,14 @@ def test_streamed_dataset_yields_the_same_batches_as_in_memory(tmp_path):
     assert scalers[0].to_dict() == fit_scalers(streamed, parts["train"], config.scaling)[0].to_dict()
     kwargs = dict(batch_size=8, shuffle=False, seed=0)
     a = _batches(make_dataset(memory, parts["train"], *scalers, **kwargs))
-    c = _batches(make_dataset(streamed, parts["train"], *scalers, **kwargs))
+    from_cache = make_dataset(streamed, parts["train"], *scalers, **kwargs)
+    c = _batches(from_cache)
     assert len(a) == len(c) == -(-parts["train"].size // 8) > 1
+    # the generator's length is stated, so Keras counts an epoch's steps (no "ran out of data")
+    assert int(from_cache.cardinality()) == len(c)
+    two_epochs = make_dataset(streamed, parts["train"], *scalers, batch_size=8, shuffle=True,
+                              seed=0, epochs=(1, 3))
+    assert int(two_epochs.cardinality()) == len(_batches(two_epochs)) == 2 * len(c)
     for (ta, sa, ya), (tc, sc, yc) in zip(a, c, strict=True):
         assert ta.shape[1:] == (b.SHIFT, 1) and ya.shape[1:] == (1,)
         np.testing.assert_array_equal(ta, tc)
