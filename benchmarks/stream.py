@@ -25,6 +25,7 @@ import os
 import shutil
 import sys
 import time
+from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
@@ -189,6 +190,7 @@ def child(out_json: Path, run_dir: Path, settings: StreamSettings) -> None:
                                  "analysis.recalibration.OnlineThreshold" if scorer.online
                                  else "off (threshold.online: false)"),
     }
+    _require_scored(counts, hours, scorer.skipped)
     joined = {k: np.concatenate(v) for k, v in truth.items()}
     online = meta.get("online") or {}
     result["operating"] = operating.stream_figures(
@@ -238,6 +240,17 @@ def child(out_json: Path, run_dir: Path, settings: StreamSettings) -> None:
                                  "cpu_p50_ms": float(np.percentile(cpu_ms, 50)),
                                  "cpu_p99_ms": float(np.percentile(cpu_ms, 99)), "n": n}
     out_json.write_text(json.dumps(result, indent=2))
+
+
+def _require_scored(counts: dict, hours: float, skipped: Mapping[str, int]) -> None:
+    """Stop with one line when the stream scored no pulse: there is then no rate, no threshold
+    and no recall to report (a stream shorter than the first references take to arrive)."""
+    if counts["scored"]:
+        return
+    reasons = ", ".join(f"{reason} {n}" for reason, n in sorted(skipped.items())) or "none"
+    raise SystemExit(f"benchmarks.stream: none of the {counts['pulses']} pulses of {hours:.4g} h "
+                     f"was scored ({counts['skipped']} skipped: {reasons}); stream longer, past "
+                     "the time the first references and settings take to arrive")
 
 
 def test_period_machine(run_dir: Path):
@@ -315,8 +328,8 @@ def _raw_inputs(traces, settings_rows, i: int, layout) -> dict:
     m = len(traces)
     raw = {"trace": traces[i % m], "settings": settings_rows[i % m]}
     if layout.n_references:
-        raw["reference"] = np.stack([traces[(i - k) % m]
-                                     for k in range(1, layout.n_references + 1)])
+        raw["reference"] = np.stack([traces[(i - k) % m]  # oldest first, as the live rule
+                                     for k in range(layout.n_references, 0, -1)])
     if layout.n_history:
         raw["history"] = np.stack([traces[(i - k) % m] for k in range(layout.n_history, 0, -1)])
         raw["history_count"] = np.float32(layout.n_history)

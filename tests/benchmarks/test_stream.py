@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from benchmarks import stream
 
@@ -46,8 +47,9 @@ def test_latency_inputs_hold_the_k_pulses_before_each_pulse_and_a_full_history()
     settings = np.ones((5, 2), np.float32)
     raw = _raw_inputs(traces, settings, 1, InputLayout(4, 1, 2, n_references=3))
     assert raw["reference"].shape == (3, 4)
-    # pulse 1's references: pulses 0, then 4 and 3 (the sample cycled)
-    assert np.array_equal(raw["reference"][:, 0], traces[[0, 4, 3], 0])
+    # pulse 1's references, oldest first as the live rule keeps them: pulses 3, 4 (the sample
+    # cycled), then 0, the pulse just before
+    assert np.array_equal(raw["reference"][:, 0], traces[[3, 4, 0], 0])
     assert np.array_equal(raw["trace"], traces[1])
     assert "reference" not in _raw_inputs(traces, settings, 1, InputLayout(4, 1, 2))
     history = _raw_inputs(traces, settings, 1, InputLayout(4, 1, 2, n_history=2))
@@ -92,3 +94,11 @@ def test_engine_table_sets_each_way_against_the_targets():
     assert "| per pulse, encode once | 0.300 | 0.400 | 0.80x | 3,000 | 0.50x | 480 |" in text
     # a chunk's latency is the chunk's, not a pulse's: no per-pulse figures for it
     assert "| per 60-pulse chunk, encode once |  |  |  | 7,500 | 1.25x | 480 |" in text
+
+
+def test_a_stream_that_scored_nothing_stops_with_one_line_naming_the_skips():
+    from benchmarks.stream import _require_scored
+
+    _require_scored({"scored": 1, "pulses": 3, "skipped": 2}, 0.001, {"no_reference": 2})
+    with pytest.raises(SystemExit, match=r"none of the 3 pulses .*\(3 skipped: no_reference 3\)"):
+        _require_scored({"scored": 0, "pulses": 3, "skipped": 3}, 0.001, {"no_reference": 3})
