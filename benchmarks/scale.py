@@ -107,7 +107,7 @@ def child_epoch(archive: Path, workdir: Path, workers: int, epochs: int) -> dict
     epoch_seconds = []
     for _ in range(epochs):
         t0 = time.perf_counter()
-        model.fit(dataset, epochs=1, verbose=0)
+        model.fit(dataset, epochs=1, verbose=0, shuffle=False)  # the dataset shuffles itself
         epoch_seconds.append(time.perf_counter() - t0)
     return {"setup_seconds": setup, "epoch_seconds": epoch_seconds,
             "seconds": epoch_seconds[-1], "train_samples": int(len(idx)),
