@@ -8,6 +8,7 @@ plus TensorFlow's quiet and CPU-only settings.
 from __future__ import annotations
 
 import os
+import resource
 import shutil
 import subprocess
 from collections.abc import Sequence
@@ -31,3 +32,20 @@ def run_cpu_child(command: Sequence[str], what: str, *, pin: bool = False) -> bo
     if done.returncode != 0:
         raise RuntimeError(f"{what} failed ({done.returncode}): {done.stderr[-2000:]}")
     return pinned
+
+
+def resident_mb() -> tuple[float, float]:
+    """(current, peak) resident memory of this process in MiB: VmRSS and VmHWM from
+    /proc/self/status (Linux), else the peak `ru_maxrss` for both."""
+    values = {}
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith(("VmRSS:", "VmHWM:")):
+                key, amount = line.split(":")
+                values[key] = float(amount.split()[0]) / 1024.0
+    except OSError:
+        pass
+    if "VmHWM" not in values:
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+        return peak, peak
+    return values.get("VmRSS", float("nan")), values["VmHWM"]

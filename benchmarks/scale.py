@@ -27,7 +27,7 @@ import time
 from pathlib import Path
 
 from benchmarks import stats
-from benchmarks.children import run_cpu_child
+from benchmarks.children import resident_mb, run_cpu_child
 from benchmarks.report import render_table
 
 log = logging.getLogger("beamwatch.benchmarks.scale")
@@ -42,18 +42,6 @@ class ScaleSettings:
     seed: int = 11
     workers: int = 1
     epochs: int = 2
-
-
-def peak_rss_mb() -> float:
-    """This process's resident-set high-water mark in MiB (VmHWM; ru_maxrss where absent)."""
-    try:
-        with open("/proc/self/status", encoding="ascii") as fh:
-            for line in fh:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def _config(archive: Path, workdir: Path, workers: int):
@@ -71,7 +59,7 @@ def child_build(archive: Path, workdir: Path, workers: int) -> dict:
     samples = prepare_samples(config, progress=False)
     seconds = time.perf_counter() - started
     return {"seconds": seconds, "samples": len(samples), "streaming": samples.streaming,
-            "files": len(samples.files), "peak_rss_mb": peak_rss_mb(),
+            "files": len(samples.files), "peak_rss_mb": resident_mb()[1],
             "workers_peak_rss_mb": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024}
 
 
@@ -111,7 +99,7 @@ def child_epoch(archive: Path, workdir: Path, workers: int, epochs: int) -> dict
         epoch_seconds.append(time.perf_counter() - t0)
     return {"setup_seconds": setup, "epoch_seconds": epoch_seconds,
             "seconds": epoch_seconds[-1], "train_samples": int(len(idx)),
-            "streaming": samples.streaming, "peak_rss_mb": peak_rss_mb()}
+            "streaming": samples.streaming, "peak_rss_mb": resident_mb()[1]}
 
 
 def _run_child(kind: str, archive: Path, workdir: Path, settings: ScaleSettings) -> dict:

@@ -31,7 +31,7 @@ from pathlib import Path
 import numpy as np
 
 from benchmarks import operating, stats
-from benchmarks.children import run_cpu_child
+from benchmarks.children import resident_mb, run_cpu_child
 from benchmarks.report import render_table
 
 log = logging.getLogger("beamwatch.benchmarks.stream")
@@ -55,22 +55,6 @@ class StreamSettings:
     # True: replay the run's own simulated machine (its archive's parameters) on every pulse
     # from the start of the run's test period; False: a demo machine of another seed
     replay_test_period: bool = True
-
-
-def _rss_mb() -> tuple[float, float]:
-    """(current, peak) resident memory of this process in MB, from /proc (Linux)."""
-    values = {}
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith(("VmRSS:", "VmHWM:")):
-                key, amount = line.split(":")
-                values[key] = float(amount.split()[0]) / 1024.0
-    except OSError:
-        import resource
-
-        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
-        return peak, peak
-    return values.get("VmRSS", float("nan")), values.get("VmHWM", float("nan"))
 
 
 def _percentile(hist: np.ndarray, q: float) -> float:
@@ -160,7 +144,7 @@ def child(out_json: Path, run_dir: Path, settings: StreamSettings) -> None:
                 counts["unseen_caught"] += row.alarm and unseen
         hours = counts["pulses"] / REAL_TIME_HZ / 3600.0
         while marks and hours >= marks[0] - 1e-9:
-            rss, peak = _rss_mb()
+            rss, peak = resident_mb()
             memory.append({"hours": marks.pop(0), "rss_mb": rss, "peak_rss_mb": peak,
                            "pulses": counts["pulses"]})
     hours = counts["pulses"] / REAL_TIME_HZ / 3600.0

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from benchmarks.scale import growth, peak_rss_mb
+from benchmarks.children import resident_mb
+from benchmarks.scale import growth
 
 
 def _row(factor, samples, build_s, build_mb, epoch_s, epoch_mb):
@@ -27,8 +28,9 @@ def test_growth_of_one_row_or_none_is_empty():
     assert growth([_row(1, 10, 1.0, 1.0, 1.0, 1.0)]) == []
 
 
-def test_peak_rss_is_a_positive_number_of_mib():
-    assert 1.0 < peak_rss_mb() < 1e6
+def test_resident_memory_is_a_positive_number_of_mib_below_its_peak():
+    current, peak = resident_mb()
+    assert 1.0 < current <= peak < 1e6
 
 
 def test_epoch_child_trains_the_default_model_with_its_reference_inputs(tmp_path):
