@@ -234,7 +234,7 @@ class LiveScorer:
             if usable:
                 prepared.append((i, raw, used, label))
             if self.history is not None:  # after the pulse was judged: a history for later ones
-                self.history.add(ts, window, int(alarms[i]))
+                self.history.add(ts, window, int(alarms[i]), bool(finite[i]))
             if keep[i]:  # a reference for later pulses
                 if self.encode_once and features[i] is None:  # not scored: encoded for that
                     features[i] = self.backend.encode_one(window)

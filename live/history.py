@@ -55,11 +55,11 @@ class HistoryRing:
         """A new file begins: no pulse before its first."""
         self._pulses.clear()
 
-    def add(self, timestamp_ns: int, window: np.ndarray, alarm: int) -> None:
-        """Offer the next pulse of the file (after it was judged): kept when its Alarm is 0."""
+    def add(self, timestamp_ns: int, window: np.ndarray, alarm: int, finite: bool) -> None:
+        """Offer the next pulse of the file (after it was judged): kept when its Alarm is 0.
+        `finite`: the window holds no NaN/inf (the engine's `finite_pulses`, not checked again)."""
         if alarm == 0:
-            window = np.asarray(window, np.float32)
-            self._pulses.append((int(timestamp_ns), window, bool(np.isfinite(window).all())))
+            self._pulses.append((int(timestamp_ns), np.asarray(window, np.float32), bool(finite)))
 
     def history(self, timestamp_ns: int, window_shape: tuple[int, ...]) -> History:
         """The history of a pulse at `timestamp_ns` (only pulses strictly earlier count)."""

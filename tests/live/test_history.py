@@ -127,7 +127,7 @@ def test_a_stream_fed_in_pieces_keeps_its_history_and_a_new_file_starts_empty():
 def test_ring_keeps_the_last_n_non_tripping_pulses_right_aligned():
     ring = HistoryRing(2)
     for ts, value, alarm in ((1, 1.0, 0), (2, 2.0, 48), (3, 3.0, 0), (4, 4.0, 0)):
-        ring.add(ts, np.full(2, value, np.float32), alarm)
+        ring.add(ts, np.full(2, value, np.float32), alarm, finite=True)
     past = ring.history(5, (2,))
     assert past.count == 2 and past.windows[:, 0].tolist() == [3.0, 4.0] and past.finite
     assert ring.history(4, (2,)).windows[:, 0].tolist() == [0.0, 3.0]  # strictly earlier only
